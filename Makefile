@@ -1,0 +1,35 @@
+# Two commands for a fresh clone:  `make reproduce`  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+OUT    ?= reproduce
+
+.PHONY: venv reproduce test test-slow demo bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e ".[test,data]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+# The main job, on data that needs no network.
+reproduce: venv
+	$(PY) -m blojax.demo
+
+demo: venv
+	$(PY) -m blojax.demo
+
+test: venv
+	$(PY) -m pytest -q
+
+test-slow: venv
+	$(PY) -m pytest -q -m slow
+
+bench: venv
+	$(PY) benchmarks/hypergrad_cost.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
