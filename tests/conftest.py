@@ -1,0 +1,11 @@
+"""Shared fixtures. Theory tests run in float64 through the ``x64`` fixture (a context, so the rest
+of the suite keeps JAX's float32 default)."""
+
+import jax
+import pytest
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
