@@ -310,7 +310,8 @@ def hypergradient(
       (``||grad_w f||`` at the point where ``F`` is taken), ``residual`` (``||H v - dF/dw||``, NaN for
       Unroll), ``residual_min``, ``residual_growth`` (``residual / residual_min``, >> 1 flags a diverging
       solve), ``hvps`` (Hessian-vector products, counting the mixed product ``M^T v`` as one),
-      ``grads`` (gradient evaluations) and ``solve_iters``.
+      ``grads`` (gradient evaluations), ``solve_iters`` and ``solve_breakdown`` (CG met a direction of
+      ~zero curvature: ``H`` is singular along the Krylov space, the hallmark of an inconsistent system).
     """
     _check_method(method, inner)
     problem.check(u, w, inner_batch, outer_batch)
@@ -338,6 +339,7 @@ def hypergradient(
             hvps=k,
             grads=k + 1 + int(diagnostics),
             solve_iters=k,
+            solve_breakdown=jnp.asarray(False),
             w=w_k,
             inner_state=s_k,
         )
@@ -367,5 +369,6 @@ def hypergradient(
         hvps=stats.hvps + 1,
         grads=jnp.asarray(2, jnp.int32),
         solve_iters=stats.iters,
+        solve_breakdown=jnp.asarray(stats.breakdown),
     )
     return g, info

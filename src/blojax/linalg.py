@@ -39,13 +39,17 @@ class SolveStats(NamedTuple):
     residual: ``||A v - b||`` at the returned ``v`` (NaN where not computed);
     residual_min: the smallest residual norm seen along the iterations;
     hvps: Hessian-vector products taken (an int32 scalar);
-    iters: iterations run.
+    iters: iterations run;
+    breakdown: (CG) a search direction with curvature ``p^T A p <= 1e-10 max_k p_k^T A p_k / ||p_k||^2``
+      times ``||p||^2`` was met, i.e. the iteration reached the (numerical) null space of ``A``: the
+      system is singular and, if the residual then grows, inconsistent.
     """
 
     residual: jax.Array
     residual_min: jax.Array
     hvps: jax.Array
     iters: jax.Array
+    breakdown: jax.Array | bool = False
 
 
 def hvp_at(grad_fn: Callable, w):
@@ -102,30 +106,41 @@ def cg(matvec: Matvec, b, iters, damping=0.0):
 
     If the system is inconsistent (``b`` has a component in the null space of ``H``) plain CG does not
     converge and its iterates can grow without bound; the residual norms along the way are tracked so
-    that ``residual / residual_min`` exposes the growth. The residual reported is the recursively
-    updated one (no extra products).
+    that ``residual / residual_min`` exposes the growth, and ``breakdown`` flags a search direction of
+    ~zero curvature. Once the residual reaches round-off level (``100 eps ||b||``) the iterate is kept
+    fixed. The residual reported is the recursively updated one (no extra products).
     """
     A = _damped(matvec, damping)
     x0 = tree_zeros_like(b)
     r0 = b
     rs0 = tree_sq_norm(r0)
-    tiny = jnp.finfo(res_dtype(b)).tiny
+    dtype = res_dtype(b)
+    tiny = jnp.finfo(dtype).tiny
+    zero = jnp.asarray(0.0, dtype)
+    # Converged (relative residual at round-off level): further steps would only amplify round-off.
+    done_at = (100 * jnp.finfo(dtype).eps) ** 2 * rs0
 
     def body(_, carry):
-        x, r, p, rs, rmin = carry
+        x, r, p, rs, rmin, cmax, brk = carry
+        active = rs > done_at
         Ap = A(p)
         pAp = tree_vdot(p, Ap)
+        pp = tree_sq_norm(p)
+        curv = pAp / jnp.maximum(pp, tiny)
+        cmax = jnp.maximum(cmax, jnp.where(pp > 0, curv, zero))
+        brk = jnp.logical_or(brk, active & (pp > 0) & (curv <= 1e-10 * cmax))
         alpha = rs / jnp.where(pAp == 0, tiny, pAp)
-        alpha = jnp.where(rs == 0, 0.0, alpha)
+        alpha = jnp.where(active, alpha, 0.0)
         x = tree_axpy(alpha, p, x)
         r = tree_axpy(-alpha, Ap, r)
         rs_new = tree_sq_norm(r)
-        beta = rs_new / jnp.where(rs == 0, tiny, rs)
-        p = tree_axpy(beta, p, r)
-        return x, r, p, rs_new, jnp.minimum(rmin, jnp.sqrt(rs_new))
+        beta = jnp.where(active, rs_new / jnp.where(rs == 0, tiny, rs), 1.0)
+        p = jax.tree_util.tree_map(lambda pn, po: jnp.where(active, pn, po), tree_axpy(beta, p, r), p)
+        return x, r, p, rs_new, jnp.minimum(rmin, jnp.sqrt(rs_new)), cmax, brk
 
-    x, r, _, rs, rmin = jax.lax.fori_loop(0, iters, body, (x0, r0, r0, rs0, jnp.sqrt(rs0)))
-    return x, SolveStats(jnp.sqrt(rs), rmin, _i32(iters), _i32(iters))
+    init = (x0, r0, r0, rs0, jnp.sqrt(rs0), zero, jnp.asarray(False))
+    x, r, _, rs, rmin, _, brk = jax.lax.fori_loop(0, iters, body, init)
+    return x, SolveStats(jnp.sqrt(rs), rmin, _i32(iters), _i32(iters), brk)
 
 
 def cgls(matvec: Matvec, b, iters, damping=0.0):
