@@ -1,5 +1,5 @@
 """Closed forms and geometric tools for analysing implicit bias (quadratics, projections, spectra)."""
 
-from . import quadratic
+from . import projections, quadratic, spectral
 
-__all__ = ["quadratic"]
+__all__ = ["quadratic", "projections", "spectral"]
