@@ -47,6 +47,11 @@ __all__ = [
     "to_jsonable",
     "write_results",
     "main",
+    "available",
+    "discover",
+    "register",
+    "load_experiment",
+    "CheckpointError",
 ]
 
 
@@ -165,6 +170,14 @@ def _tree_concat(parts, axis):
     return jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs], axis=axis), *parts)
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint on disk does not belong to the computation asked for (different step count or
+    chunking): resuming from it would not reproduce an uninterrupted run."""
+
+
+_CHECKPOINT_FORMAT = 2
+
+
 @dataclasses.dataclass
 class Context:
     """Where an experiment's long loops run: progress bars, checkpoints and resumption.
@@ -172,8 +185,17 @@ class Context:
     Args:
       checkpoint_dir: folder for checkpoints (``None``: no checkpoints).
       resume: load existing checkpoints instead of recomputing.
-      checkpoint_every: outer steps per compiled chunk (and per checkpoint) in :meth:`scan`.
-      progress: show progress bars (default: when stderr is a terminal).
+      checkpoint_every: outer steps per compiled chunk (and per checkpoint) in :meth:`scan`
+        (``None``: ``ceil(steps / chunks)``).
+      progress: show progress bars with ETA (default: when stderr is a terminal).
+      chunks: number of chunks a scan is split into when ``checkpoint_every`` is not given.
+
+    Keys: every :meth:`scan`, :meth:`run` and :meth:`stage` names its checkpoint with ``key``. Using
+    the same key twice in one run is allowed: the n-th use becomes ``key#n`` (n >= 2), which is
+    deterministic, so a resumed run finds each checkpoint again.
+
+    After a run, :attr:`histories` maps each scan's key to ``{"history": ..., "axis": history_axis}``
+    (host numpy arrays); the command line writes them to ``metrics/<key>.csv``.
     """
 
     checkpoint_dir: str | os.PathLike | None = None
@@ -181,12 +203,26 @@ class Context:
     checkpoint_every: int | None = None
     progress: bool | None = None
     chunks: int = 20
+    histories: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
+    _uses: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
         if self.progress is None:
             self.progress = sys.stderr.isatty()
         if self.checkpoint_dir is not None:
             self.checkpoint_dir = pathlib.Path(self.checkpoint_dir)
+        if self.checkpoint_every is not None and (
+            not isinstance(self.checkpoint_every, int) or isinstance(self.checkpoint_every, bool) or self.checkpoint_every < 1
+        ):
+            raise ValueError(f"Context.checkpoint_every must be a positive integer or None, got {self.checkpoint_every!r}")
+        if not isinstance(self.chunks, int) or self.chunks < 1:
+            raise ValueError(f"Context.chunks must be a positive integer, got {self.chunks!r}")
+
+    def _claim(self, key: str) -> str:
+        """The unique key of this use of ``key`` (``key``, then ``key#2``, ``key#3``, ...)."""
+        n = self._uses.get(key, 0) + 1
+        self._uses[key] = n
+        return key if n == 1 else f"{key}#{n}"
 
     # --- persistence of arbitrary pytrees of arrays
     def _path(self, key: str) -> pathlib.Path | None:
@@ -196,6 +232,7 @@ class Context:
         return self.checkpoint_dir / f"{safe}.pkl"
 
     def load(self, key: str):
+        """The object saved under ``key`` when resuming, else ``None``."""
         path = self._path(key)
         if path is None or not self.resume or not path.exists():
             return None
@@ -203,6 +240,7 @@ class Context:
             return pickle.load(fh)
 
     def save(self, key: str, obj) -> None:
+        """Save a pytree of arrays under ``key`` (host numpy, atomically); no-op without a folder."""
         path = self._path(key)
         if path is None:
             return
@@ -211,12 +249,20 @@ class Context:
 
     def stage(self, key: str, fn: Callable, *args, **kwargs):
         """Compute ``fn(*args, **kwargs)`` once: with ``resume`` a finished stage is loaded back."""
-        cached = self.load(f"stage-{key}")
-        if cached is not None:
+        key = self._claim(f"stage-{key}")
+        cached = self.load(key)
+        if cached is not None and "value" in cached:
             return jax.tree_util.tree_map(jnp.asarray, cached["value"])
         value = fn(*args, **kwargs)
-        self.save(f"stage-{key}", {"value": value})
+        self.save(key, {"format": _CHECKPOINT_FORMAT, "value": value})
         return value
+
+    def _chunk_size(self, steps: int) -> int:
+        if self.checkpoint_every is not None:
+            return self.checkpoint_every
+        if not self.progress and self.checkpoint_dir is None:
+            return steps
+        return max(1, -(-steps // max(1, self.chunks)))
 
     def scan(self, chunk_fn: Callable, carry, steps: int, *, key: str, desc: str | None = None, history_axis: int = 0):
         """Run ``steps`` steps of ``chunk_fn(carry, n) -> (carry, history)`` in compiled chunks.
@@ -224,61 +270,81 @@ class Context:
         ``history`` leaves have the step axis at ``history_axis`` (1 for a run vmapped over seeds).
         Shows progress; with a ``checkpoint_dir`` saves ``(carry, history so far)`` after each chunk
         under ``key`` and, with ``resume``, continues from the last saved chunk. The chunk lengths
-        depend only on ``steps`` and the context settings, so a resumed run performs exactly the same
-        computations as an uninterrupted one.
+        depend only on ``steps`` and ``checkpoint_every`` (or ``chunks``), never on whether the run was
+        interrupted, so a resumed run performs exactly the same computations as an uninterrupted one
+        and ends bit-identical to it.
         """
-        if steps <= 0:
-            carry, hist = chunk_fn(carry, 0)
+        return self._scan(lambda c, n, start: chunk_fn(c, n), carry, steps, key=self._claim(f"scan-{key}"),
+                          desc=desc or key, history_axis=history_axis)
+
+    def _scan(self, chunk_fn, carry, steps, *, key, desc, history_axis, after_chunk=None):
+        if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 0:
+            raise ValueError(f"Context.scan: steps must be a non-negative integer, got {steps!r}")
+        steps = int(steps)
+        if steps == 0:
+            carry, hist = chunk_fn(carry, 0, 0)
+            self.histories[key] = {"history": jax.tree_util.tree_map(np.asarray, hist), "axis": history_axis}
             return carry, hist
-        size = self.checkpoint_every or max(1, -(-steps // max(1, self.chunks)))
-        if not self.progress and self.checkpoint_dir is None and self.checkpoint_every is None:
-            size = steps
+        size = self._chunk_size(steps)
         done, parts = 0, []
-        saved = self.load(f"scan-{key}")
+        saved = self.load(key)
         if saved is not None:
+            if saved.get("steps") != steps or saved.get("size") != size:
+                raise CheckpointError(
+                    f"checkpoint {self._path(key)} is for {saved.get('steps')} steps in chunks of {saved.get('size')}, "
+                    f"this run asks for {steps} steps in chunks of {size}; resume with the same settings or start afresh"
+                )
             done = int(saved["done"])
             carry = jax.tree_util.tree_map(jnp.asarray, saved["carry"])
             parts = [saved["history"]] if saved["history"] is not None else []
         bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
+        if self.progress and done < steps:
+            from tqdm import tqdm
 
-            bar = tqdm(total=steps, initial=done, desc=desc or key, unit="step", leave=False)
+            bar = tqdm(total=steps, initial=done, desc=desc, unit="step", leave=False, dynamic_ncols=True)
         try:
             while done < steps:
                 n = min(size, steps - done)
-                carry, hist = chunk_fn(carry, n)
+                carry, hist = chunk_fn(carry, n, done)
                 hist = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(hist))
                 parts.append(hist)
                 done += n
                 if len(parts) > 1:
                     parts = [_tree_concat(parts, history_axis)]
-                self.save(f"scan-{key}", {"done": done, "carry": carry, "history": parts[0]})
+                self.save(key, {"format": _CHECKPOINT_FORMAT, "steps": steps, "size": size, "done": done,
+                                "carry": carry, "history": parts[0]})
                 if bar is not None:
                     bar.update(n)
+                if after_chunk is not None:
+                    after_chunk(carry, parts[0], done)
         finally:
             if bar is not None:
                 bar.close()
+        self.histories[key] = {"history": parts[0], "axis": history_axis}
         return carry, parts[0]
 
     def run(self, algo, state, steps: int, *, key: str, inner_batches=None, outer_batches=None, desc=None):
         """``algo.run`` through :meth:`scan` (chunked, checkpointed, with progress). Batches are
         sliced per chunk. Raises :class:`blojax.NonFiniteError` after the chunk where NaN/inf first
         appeared (the checkpoint keeps everything up to it)."""
-        offset = {"i": 0}
+        from blojax.algorithms import NonFiniteError
 
-        def chunk(st, n):
-            i = offset["i"]
-            sl = lambda t: jax.tree_util.tree_map(lambda x: x[i : i + n], t)  # noqa: E731
-            st, h = algo.run(st, n, inner_batches=sl(inner_batches), outer_batches=sl(outer_batches), on_nonfinite="stop")
-            offset["i"] = i + n
-            return st, h
+        def chunk(st, n, start):
+            sl = lambda t: jax.tree_util.tree_map(lambda x: x[start : start + n], t)  # noqa: E731
+            return algo.run(st, n, inner_batches=sl(inner_batches), outer_batches=sl(outer_batches), on_nonfinite="stop")
 
-        saved = self.load(f"scan-{key}")
-        if saved is not None:
-            offset["i"] = int(saved["done"])
-        state, history = self.scan(chunk, state, steps, key=key, desc=desc)
-        return state, history
+        def check(st, history, done):
+            bad = np.asarray(st.diverged_step)
+            if np.any(bad >= 0):
+                raise NonFiniteError(
+                    f"{type(algo).__name__} ({key}): non-finite values (NaN/inf) at outer step {int(np.max(bad))}; "
+                    "stopped, everything up to it is kept",
+                    st,
+                    history,
+                )
+
+        return self._scan(chunk, state, steps, key=self._claim(f"scan-{key}"), desc=desc or key, history_axis=0,
+                          after_chunk=check)
 
 
 def timed(fn: Callable, *args, **kwargs):
@@ -289,52 +355,84 @@ def timed(fn: Callable, *args, **kwargs):
 
 # ------------------------------------------------------------------------------------ CLI of one module
 def main(module_name: str, argv=None) -> int:
-    """``python -m blojax.experiments.<name> --out DIR [--quick] [--seed N]``."""
-    import argparse
+    """``python -m blojax.experiments.<name> --out DIR [--quick] [--seed N] [--set key=value ...]
+    [--resume] [--quiet]``: the same run folder as ``blojax run <name>`` (see ``docs/cli.md``)."""
+    from blojax.runner.cli import module_main
 
-    mod = importlib.import_module(module_name)
+    mod = sys.modules.get(module_name) or importlib.import_module(module_name)
+    if module_name == "__main__":
+        spec = getattr(mod, "__spec__", None)
+        module_name = spec.name if spec is not None else module_name
     name = module_name.rsplit(".", 1)[-1]
-    parser = argparse.ArgumentParser(prog=f"python -m {module_name}", description=getattr(mod, "DESCRIPTION", ""))
-    parser.add_argument("--out", required=True, help="output folder (results.json and figures)")
-    parser.add_argument("--quick", action="store_true", help="shrunken settings that run in seconds")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    config = mod.Config.quick() if args.quick else mod.Config()
-    if args.seed is not None:
-        if not any(f.name == "seed" for f in dataclasses.fields(config)):
-            parser.error(f"{name} has no seed")
-        config = dataclasses.replace(config, seed=args.seed)
-    try:
-        config.validate()
-    except ConfigError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(progress=False if args.quiet else None)
-    t0 = time.perf_counter()
-    result = mod.run(config, ctx)
-    seconds = time.perf_counter() - t0
-    figures = mod.plot(result, out)
-    write_results(out, name, config, result, seconds, {"figures": [pathlib.Path(f).name for f in figures]})
-    print(f"{name}: {seconds:.1f} s; wrote {out / 'results.json'} and {len(figures)} figure(s)")
-    return 0
+    return module_main(mod, name, argv)
 
 
-def available() -> dict[str, str]:
-    """Experiment modules that follow the contract: ``{name: DESCRIPTION}``."""
+# ------------------------------------------------------------------------------------ discovery
+_REGISTERED: dict[str, str] = {}
+EXPERIMENTS_ENV = "BLOJAX_EXPERIMENTS"
+
+
+def register(name: str, module_path: str) -> None:
+    """Make the module ``module_path`` (following the contract) available as experiment ``name``,
+    besides the modules of :mod:`blojax.experiments`. The environment variable
+    ``BLOJAX_EXPERIMENTS="name=package.module,..."`` does the same for subprocesses and Ray workers."""
+    _REGISTERED[name] = module_path
+
+
+def _registered() -> dict[str, str]:
+    out = {}
+    for item in os.environ.get(EXPERIMENTS_ENV, "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, _, path = item.partition("=") if "=" in item else (item.rsplit(".", 1)[-1], "", item)
+        out[name.strip()] = path.strip()
+    out.update(_REGISTERED)
+    return out
+
+
+def _follows_contract(mod) -> bool:
+    return all(hasattr(mod, a) for a in ("DESCRIPTION", "Config", "run", "plot"))
+
+
+def discover() -> tuple[dict[str, str], dict[str, str]]:
+    """``({name: module path}, {name: why it is not usable})`` over :mod:`blojax.experiments` and the
+    registered modules; a module that fails to import is reported, never hides the others."""
     import pkgutil
 
     import blojax.experiments as pkg
 
-    found = {}
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name.startswith("_") or info.name == "common":
-            continue
+    candidates = {
+        info.name: f"blojax.experiments.{info.name}"
+        for info in pkgutil.iter_modules(pkg.__path__)
+        if not info.name.startswith("_") and info.name != "common"
+    }
+    candidates.update(_registered())
+    found, broken = {}, {}
+    for name, path in sorted(candidates.items()):
         try:
-            mod = importlib.import_module(f"blojax.experiments.{info.name}")
-        except Exception:  # noqa: BLE001 - a broken module must not hide the others
+            mod = importlib.import_module(path)
+        except Exception as exc:  # noqa: BLE001 - a broken module must not hide the others
+            broken[name] = f"import failed: {type(exc).__name__}: {exc}".splitlines()[0]
             continue
-        if all(hasattr(mod, a) for a in ("DESCRIPTION", "Config", "run", "plot")):
-            found[info.name] = mod.DESCRIPTION
-    return dict(sorted(found.items()))
+        if _follows_contract(mod):
+            found[name] = path
+        else:
+            missing = [a for a in ("DESCRIPTION", "Config", "run", "plot") if not hasattr(mod, a)]
+            broken[name] = f"missing {', '.join(missing)}"
+    return found, broken
+
+
+def available() -> dict[str, str]:
+    """Experiment modules that follow the contract: ``{name: DESCRIPTION}``."""
+    found, _ = discover()
+    return {name: importlib.import_module(path).DESCRIPTION for name, path in found.items()}
+
+
+def load_experiment(name: str):
+    """The module of experiment ``name``; ``KeyError`` listing the valid names if there is none."""
+    found, broken = discover()
+    if name not in found:
+        hint = f" ({broken[name]})" if name in broken else ""
+        raise KeyError(f"unknown experiment {name!r}{hint}; available: {', '.join(found) or '(none)'}")
+    return importlib.import_module(found[name])

@@ -1,0 +1,106 @@
+"""``blojax reproduce``: every implemented experiment of PAPER.md §5 (each in its own process, so one
+failure or one global JAX setting cannot touch the others), the core demo, then the report.
+
+Layout of ``OUT``: ``reproduce.json`` (mode, experiments, per-experiment status and seconds, total),
+one run folder per experiment ``OUT/<name>/`` (with ``log.txt``: what the run printed),
+``OUT/demo/output.txt``, ``OUT/report.html``, ``OUT/report.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+from blojax.experiments import common
+
+from .errors import UsageError
+from .report import write_report
+from .rundir import claim_folder, now, read_json
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _run_one(cmd: list[str], log: pathlib.Path, timeout: float | None) -> tuple[int, float, str]:
+    t0 = time.perf_counter()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, env=env, text=True)
+        rc, text = proc.returncode, proc.stdout
+    except subprocess.TimeoutExpired as exc:
+        rc = 124
+        text = (exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or "") + f"\ntimed out after {timeout} s\n"
+    seconds = time.perf_counter() - t0
+    common.atomic_write_text(log, text)
+    return rc, seconds, text
+
+
+def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=True, timeout=None, argv=None) -> bool:
+    found, broken = common.discover()
+    if only:
+        unknown = [n for n in only if n not in found]
+        if unknown:
+            raise UsageError(f"--only: unknown experiment(s) {', '.join(unknown)}; available: {', '.join(found) or '(none)'}")
+        names = list(only)
+    else:
+        names = [n for n, path in found.items() if path.startswith("blojax.experiments.")]
+    mode = "quick" if quick else "full"
+    fp = f"reproduce-{mode}"
+    claim_folder(out, "reproduce", fp, "reproduce", {"mode": mode})
+    out.mkdir(parents=True, exist_ok=True)
+    marker = {"kind": "reproduce", "experiment": "reproduce", "fingerprint": fp, "config": {"mode": mode}, "mode": mode,
+              "experiments": names, "unusable": broken, "status": "running", "started": now(), "argv": argv, "runs": {}}
+    common.atomic_write_json(out / "reproduce.json", marker)
+    t_start = time.perf_counter()
+    _say(f"reproduce ({mode}): {len(names)} experiment(s): {', '.join(names) or '(none)'}"
+         + (f"; unusable: {', '.join(broken)}" if broken else ""))
+    ok = True
+    for i, name in enumerate(names, 1):
+        folder = out / name
+        prev = read_json(folder / "run.json")
+        if resume and prev and prev.get("status") == "done" and (folder / "results.json").exists():
+            _say(f"[{i}/{len(names)}] {name}: done before ({prev.get('seconds', 0):.1f} s), kept")
+            marker["runs"][name] = {"status": "done", "seconds": prev.get("seconds"), "wall_seconds": 0.0, "kept": True}
+            continue
+        if not resume and prev is not None and folder.is_dir():
+            shutil.rmtree(folder)  # a previous reproduction of this experiment: start it afresh
+        cmd = [sys.executable, "-m", "blojax.runner.cli", "run", name, "--out", str(folder), "--quiet"]
+        cmd += ["--quick"] if quick else []
+        cmd += ["--resume"] if resume else []
+        folder.mkdir(parents=True, exist_ok=True)
+        rc, seconds, text = _run_one(cmd, folder / "log.txt", timeout)
+        run = read_json(folder / "run.json") or {}
+        status = run.get("status", "failed") if rc == 0 else ("timed out" if rc == 124 else run.get("status", "failed"))
+        if rc != 0 and status in ("done", "running"):
+            status = "failed"
+        if rc != 0:
+            ok = False
+            last = [line for line in text.strip().splitlines() if line.strip()][-1:] or ["(no output)"]
+            if run:
+                run.setdefault("error", last[0])
+                run["status"] = status
+                common.atomic_write_json(folder / "run.json", run)
+            else:
+                common.atomic_write_json(folder / "run.json", {"kind": "run", "experiment": name, "status": status,
+                                                                 "error": last[0], "seconds": seconds})
+        marker["runs"][name] = {"status": status, "seconds": run.get("seconds"), "wall_seconds": seconds}
+        common.atomic_write_json(out / "reproduce.json", marker)
+        _say(f"[{i}/{len(names)}] {name}: {status} in {seconds:.1f} s" + ("" if rc == 0 else f" (see {folder / 'log.txt'})"))
+    if demo:
+        d = out / "demo"
+        d.mkdir(parents=True, exist_ok=True)
+        rc, seconds, _ = _run_one([sys.executable, "-m", "blojax.demo"], d / "output.txt", timeout)
+        common.atomic_write_json(d / "demo.json", {"status": "done" if rc == 0 else "failed", "seconds": seconds, "returncode": rc})
+        ok = ok and rc == 0
+        _say(f"demo: {'done' if rc == 0 else 'failed'} in {seconds:.1f} s")
+    total = time.perf_counter() - t_start
+    marker.update(status="done" if ok else "failed", finished=now(), total_seconds=total)
+    common.atomic_write_json(out / "reproduce.json", marker)
+    html, md = write_report(out)
+    _say(f"reproduce: total {total:.1f} s ({total / 60:.1f} min); wrote {html} and {md}")
+    return ok
