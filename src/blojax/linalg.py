@@ -156,23 +156,30 @@ def cgls(matvec: Matvec, b, iters, damping=0.0):
     r = b  # r = b - A x
     s = A(r)
     gamma = tree_sq_norm(s)
-    tiny = jnp.finfo(res_dtype(b)).tiny
+    dtype = res_dtype(b)
+    tiny = jnp.finfo(dtype).tiny
+    eps2 = (100 * jnp.finfo(dtype).eps) ** 2
     r0 = tree_norm(r)
+    # ||A|| estimate for the round-off floor of ||A r|| (converged once A r is at round-off level)
+    lam0 = jnp.sqrt(gamma) / jnp.maximum(r0, tiny)
 
     def body(_, carry):
-        x, r, p, gamma, rmin = carry
+        x, r, p, gamma, rmin, lam = carry
+        active = gamma > eps2 * jnp.maximum(gamma0, (lam * tree_norm(r)) ** 2)
         q = A(p)
         qq = tree_sq_norm(q)
-        alpha = jnp.where(gamma == 0, 0.0, gamma / jnp.where(qq == 0, tiny, qq))
+        lam = jnp.maximum(lam, jnp.sqrt(qq / jnp.maximum(tree_sq_norm(p), tiny)))
+        alpha = jnp.where(active, gamma / jnp.where(qq == 0, tiny, qq), 0.0)
         x = tree_axpy(alpha, p, x)
         r = tree_axpy(-alpha, q, r)
         s = A(r)
-        gamma_new = tree_sq_norm(s)
+        gamma_new = jnp.where(active, tree_sq_norm(s), gamma)
         beta = gamma_new / jnp.where(gamma == 0, tiny, gamma)
-        p = tree_axpy(beta, p, s)
-        return x, r, p, gamma_new, jnp.minimum(rmin, tree_norm(r))
+        p = jax.tree_util.tree_map(lambda pn, po: jnp.where(active, pn, po), tree_axpy(beta, p, s), p)
+        return x, r, p, gamma_new, jnp.minimum(rmin, tree_norm(r)), lam
 
-    x, r, _, _, rmin = jax.lax.fori_loop(0, iters, body, (x, r, s, gamma, r0))
+    gamma0 = gamma
+    x, r, _, _, rmin, _ = jax.lax.fori_loop(0, iters, body, (x, r, s, gamma, r0, lam0))
     return x, SolveStats(tree_norm(r), rmin, _i32(2 * iters + 1), _i32(iters))
 
 
