@@ -31,6 +31,18 @@ def _accepts_batch(fn: Callable) -> bool:
     return len(positional) >= 3
 
 
+def _requires_batch(fn: Callable) -> bool:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    required = [
+        p for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(required) >= 3
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Problem:
     """A bilevel problem ``(f, F)``.
@@ -74,6 +86,8 @@ class Problem:
                 raise TypeError(
                     f"Problem.{name} takes (u, w) but a batch was given; define it as {name}(u, w, batch)"
                 )
+            if batch is None and _requires_batch(getattr(self, name)):
+                continue  # needs data that is not known here (e.g. at init); checked when called
             try:
                 out = jax.eval_shape(fn, u, w, batch)
             except Exception as exc:  # noqa: BLE001 - re-raised with context
