@@ -226,3 +226,20 @@ def test_cold_and_warm_start_reach_different_outer_solutions(x64):
     # cold-start's model is the min-norm fit of its own points; warm-start's is not (it has memory)
     np.testing.assert_allclose(sc.w, retrain(sc.u), atol=1e-8)
     assert float(jnp.linalg.norm(sw.w - retrain(sw.u))) > 0.1
+
+
+def test_vmapped_sweep_over_neumann_terms_equals_separate_runs():
+    q = quadratic.random_instance(0, 8, 6, rank=4, outer_rank=1, cond=50.0, dtype=jnp.float32)
+    problem, u0, w0 = q.problem(), jnp.zeros(6), jnp.zeros(8)
+    a = 1.0 / float(jnp.max(q.inner_eigenvalues()))
+    inner = blo.InnerLoop(optax.sgd(a), steps=30)
+
+    def final_u(K):
+        algo = blo.ColdStart(problem, inner, blo.Neumann(terms=K, lr=a), optax.sgd(0.01))
+        return algo.run(algo.init(u0, w0), 100)[0].u
+
+    Ks = [1, 10, 100]
+    us = jax.vmap(final_u)(jnp.asarray(Ks))
+    for i, K in enumerate(Ks):
+        np.testing.assert_allclose(us[i], final_u(K), rtol=1e-5, atol=1e-6)
+    assert float(jnp.linalg.norm(us[0] - us[2])) > 1e-2  # K matters: different outer solutions

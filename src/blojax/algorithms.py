@@ -232,6 +232,7 @@ class _Bilevel:
             state, history = self._run_chunked(state, steps, inner_batches, outer_batches, chunks)
         else:
             state, history = self._jit_scan(state, steps, inner_batches, outer_batches)
+        traced = traced or _is_traced(state)  # e.g. a method built from traced values inside vmap
         if not traced and on_nonfinite == "raise":
             bad = int(jnp.max(state.diverged_step)) if jnp.ndim(state.diverged_step) else int(state.diverged_step)
             if bad >= 0:
