@@ -150,12 +150,12 @@ def cmd_sweep(args, argv) -> int:
     if args.address and args.backend != "ray":
         raise UsageError("--address applies to --backend ray only")
     if args.backend == "ray":
+        if args.address:
+            sweep._check_address(args.address)
         try:
             import ray  # noqa: F401
         except ImportError:
             raise UsageError("the ray backend needs the optional extra: pip install 'blojax[ray]'") from None
-        if args.address:
-            sweep._check_address(args.address)
     label = f"{args.experiment}.Config"
     base = _build_config(mod, args.experiment, quick=args.quick, config_file=args.config, sets=args.set, seed=None)
     grid = configs.parse_grid(args.grid, base, label)

@@ -61,7 +61,8 @@ def _entry(folder: pathlib.Path) -> dict | None:
         figures = sorted(p for p in folder.iterdir() if p.suffix.lower() in _MIME)
     name = run.get("experiment", folder.name)
     paper = _paper_text(run.get("module"), name)
-    return {"name": name, "folder": folder, "run": run, "results": res, "figures": [f for f in figures if f.exists()], "paper": paper}
+    title = name if folder.name == name else f"{name} ({folder.name})"
+    return {"name": name, "title": title, "id": folder.name, "folder": folder, "run": run, "results": res, "figures": [f for f in figures if f.exists()], "paper": paper}
 
 
 def _paper_text(module_path, name):
@@ -215,7 +216,7 @@ def render_html(info: dict) -> str:
         rows = []
         for e in entries:
             r = e["run"]
-            rows.append([e["name"], e["paper"]["ref"] or "-", _status(r), _fmt(r.get("seconds") or 0.0) + " s",
+            rows.append([e["title"], e["paper"]["ref"] or "-", _status(r), _fmt(r.get("seconds") or 0.0) + " s",
                          str(len(e["figures"]))])
         if info.get("demo_meta"):
             m = info["demo_meta"]
@@ -246,7 +247,7 @@ def render_html(info: dict) -> str:
 
 def _render_entry(e: dict) -> str:
     r, res = e["run"], e["results"]
-    out = [f"<h2 id='{_h(e['name'])}'>{_h(e['name'])}</h2>"]
+    out = [f"<h2 id='{_h(e['id'])}'>{_h(e['title'])}</h2>"]
     desc = res.get("description") or e["paper"]["description"]
     if desc:
         out.append(f"<p>{_h(desc)}</p>")
@@ -287,12 +288,12 @@ def render_md(info: dict) -> str:
     if rep:
         out += [f"Mode: **{rep.get('mode', '?')}**. Total wall time: **{_fmt(rep.get('total_seconds') or 0.0)} s**.", ""]
     if info["entries"]:
-        rows = [[e["name"], e["paper"]["ref"] or "-", _status(e["run"]), _fmt(e["run"].get("seconds") or 0.0) + " s", len(e["figures"])]
+        rows = [[e["title"], e["paper"]["ref"] or "-", _status(e["run"]), _fmt(e["run"].get("seconds") or 0.0) + " s", len(e["figures"])]
                 for e in info["entries"]]
         out += ["## Summary", "", _md_table(["experiment", "paper", "status", "run time", "figures"], rows), ""]
     for e in info["entries"]:
         r, res = e["run"], e["results"]
-        out += [f"## {e['name']}", ""]
+        out += [f"## {e['title']}", ""]
         if res.get("description") or e["paper"]["description"]:
             out += [res.get("description") or e["paper"]["description"], ""]
         out += [f"Status: {_status(r)}; run time {_fmt(r.get('seconds') or 0.0)} s.", ""]

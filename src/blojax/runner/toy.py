@@ -116,7 +116,7 @@ _chunk_many = jax.jit(jax.vmap(_chunk, in_axes=(0, None, None), out_axes=(0, 0))
 
 def _shape_config(cfg: Config) -> Config:
     """The fields that fix the computation (what a vmapped batch shares)."""
-    return dataclasses.replace(cfg, seed=0, lr=1.0, chunk_delay=0.0)
+    return dataclasses.replace(cfg, seed=0, lr=1.0, chunk_delay=0.0, steps=1)
 
 
 def _check_finite(F, label):
