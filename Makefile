@@ -15,9 +15,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# The main job, on data that needs no network.
+# The main job, on data that needs no network: every implemented experiment (quick settings), the
+# core demo, then $(OUT)/report.html and $(OUT)/report.md; prints the total time.
 reproduce: venv
-	$(PY) -m blojax.demo
+	$(PY) -m blojax.runner.cli reproduce --quick --out $(OUT)
 
 demo: venv
 	$(PY) -m blojax.demo
