@@ -14,6 +14,24 @@ Every experiment is a module ``blojax.experiments.<name>`` with
 
 Long loops go through the :class:`Context` passed to ``run`` (``ctx.scan`` / ``ctx.run``): it shows a
 progress bar, and it is where checkpoints and resumption hook in, so experiments stay free of I/O.
+Give every loop a distinct ``key``; resumed runs (``blojax run --resume``) end bit-identical to
+uninterrupted ones as long as ``run`` is deterministic given its config.
+
+Optional module attributes, used by the ``blojax`` command when present (see ``docs/cli.md``):
+
+* ``run_batch(configs, ctx=None) -> list[Result]`` — the sweep hook. ``blojax sweep`` hands it the grid
+  points that may share one compiled computation and expects one ``Result`` per config, in order, equal
+  (to round-off) to ``[run(c) for c in configs]``; typically one ``jax.vmap`` over the varying fields,
+  or one run over the union of a swept tuple (e.g. all K of a K sweep) sliced per config afterwards.
+  Without it, grid points run one after another.
+* ``BATCH_FIELDS = ("seed", ...)`` — the Config fields that may differ within one ``run_batch`` call
+  (default ``("seed",)``); or ``batch_key(config) -> hashable``: configs with equal keys share a call.
+* ``paper_comparison(results: dict) -> [{"quantity": ..., "ours": ..., "paper": ...}, ...]`` — rows
+  for the report's "ours beside the paper" table (``results`` is ``Result.to_dict()``).
+* ``PAPER`` (str) and ``PAPER_REF`` (e.g. ``"Fig. 10"``) — the paper's claim shown in the report.
+
+Experiments outside this package can be made available with :func:`register` or the environment
+variable ``BLOJAX_EXPERIMENTS="name=package.module,..."``.
 """
 
 from __future__ import annotations
