@@ -1,0 +1,221 @@
+r"""E7: cold-start vs full and partial warm-start as projections (PAPER.md §4.8, E7, Fig. 8).
+
+A linear model ``y = w1 x + w2`` (weights ``w`` in the plane) is fitted, one outer step at a time, to one
+datapoint ``(x_t, y_t)`` of a fixed cyclic sequence of four: ``f(w; x_t, y_t) = 1/2 (w1 x_t + w2 - y_t)^2``.
+Each solution set ``S_t = {w : w1 x_t + w2 = y_t}`` is a line in weight space. The runs use the library's
+algorithms with the datapoints as inner batches (the outer parameters stay fixed; the sequence of
+solution sets is what the outer iterates would produce):
+
+* cold-start (:class:`blojax.ColdStart`, gradient descent to tolerance from ``w0``): ``P_{S_t}(w0)``;
+* full warm-start (:class:`blojax.WarmStart`, to tolerance): ``P_{S_t}(w_{t-1})``, i.e. Kaczmarz /
+  alternating projections — they converge to the common point when the four lines share one, and
+  settle on a limit cycle of period 4 when they do not;
+* partial warm-start (:class:`blojax.WarmStart` with a few steps): moves only part of the way.
+
+Every run is checked against :mod:`blojax.analysis.projections` (projections, Dykstra, cycle detection).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import blojax as blo
+from blojax.analysis import projections
+
+from . import common
+from .common import check_field
+
+DESCRIPTION = "E7 projection sketch: cold vs full/partial warm start as projections onto 4 cyclic solution lines (Fig. 8)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Settings of E7 (the paper gives only a sketch; every value here is ours).
+
+    xs: x of the four datapoints (distinct, so the four lines in weight space have distinct slopes).
+    w_common: the weights (slope, intercept) every datapoint of the consistent case lies on.
+    offsets: added to the y of the datapoints in the inconsistent case (no common point).
+    w0: cold-start initialization and start of the warm-start runs.
+    sweeps: passes over the four datapoints (40: the alternating projections contract by a fixed
+      factor per pass and reach ~1e-13 well before the end; the cycle detector needs the tail).
+    partial_steps: inner GD steps per outer step for partial warm-start.
+    inner_tol: gradient-norm tolerance of the "to convergence" inner solves.
+    lr_scale: inner GD step = lr_scale / max_t (x_t^2 + 1) (the largest curvature of the four problems).
+    """
+
+    xs: tuple = (-1.5, -0.4, 0.6, 1.7)
+    w_common: tuple = (0.6, 0.4)
+    offsets: tuple = (0.5, -0.6, 0.45, -0.55)
+    w0: tuple = (-1.2, -1.4)
+    sweeps: int = 40
+    partial_steps: int = 2
+    inner_tol: float = 1e-13
+    lr_scale: float = 1.0
+
+    @classmethod
+    def quick(cls) -> "Config":
+        """Fewer passes (still far past convergence)."""
+        return cls(sweeps=25)
+
+    def validate(self) -> "Config":
+        n = "Config"
+        check_field(len(self.xs) >= 2 and len(set(self.xs)) == len(self.xs), n, "xs", "at least two distinct x values", self.xs)
+        check_field(len(self.offsets) == len(self.xs), n, "offsets", f"one offset per datapoint ({len(self.xs)})", self.offsets)
+        check_field(len(self.w_common) == 2, n, "w_common", "a pair (slope, intercept)", self.w_common)
+        check_field(len(self.w0) == 2, n, "w0", "a pair (slope, intercept)", self.w0)
+        check_field(isinstance(self.sweeps, int) and self.sweeps >= 4, n, "sweeps", "an integer >= 4", self.sweeps)
+        check_field(isinstance(self.partial_steps, int) and self.partial_steps > 0, n, "partial_steps", "a positive integer (K > 0)",
+                    self.partial_steps)
+        check_field(self.inner_tol > 0, n, "inner_tol", "positive", self.inner_tol)
+        check_field(0 < self.lr_scale < 2, n, "lr_scale", "in (0, 2) (stable GD)", self.lr_scale)
+        return self
+
+
+@dataclasses.dataclass
+class Result:
+    config: Config
+    cases: dict
+
+    def to_dict(self) -> dict:
+        keep = {}
+        for case, r in self.cases.items():
+            keep[case] = {k: v for k, v in r.items() if k not in ("iterates", "A", "b", "data")}
+        return common.to_jsonable(keep)
+
+
+def _run_case(cfg: Config, ys, ctx, key) -> dict:
+    xs = jnp.asarray(cfg.xs)
+    m = len(cfg.xs)
+    A = jnp.stack([xs, jnp.ones_like(xs)], axis=1)[:, None, :]  # (m, 1, 2): row [x_t, 1]
+    b = jnp.asarray(ys)[:, None]
+    w0 = jnp.asarray(cfg.w0)
+    steps = cfg.sweeps * m
+    batches = (A[jnp.arange(steps) % m, 0], b[jnp.arange(steps) % m, 0])
+
+    def f(u, w, batch):
+        a, y = batch
+        return 0.5 * (a @ w - y) ** 2
+
+    def F(u, w):
+        return 0.0 * jnp.sum(w) + 0.0 * jnp.sum(u)
+
+    problem = blo.Problem(inner=f, outer=F)
+    lr = cfg.lr_scale / float(jnp.max(jnp.sum(A[:, 0] ** 2, axis=1)))
+    full = blo.InnerLoop(optax.sgd(lr), tol=cfg.inner_tol, max_steps=20_000)
+    partial = blo.InnerLoop(optax.sgd(lr), steps=cfg.partial_steps)
+    record = lambda u, w: {"w_t": w}  # noqa: E731
+    u = jnp.zeros(1)  # the outer parameters are not optimized here (outer step 0)
+    runs = {
+        "cold": blo.ColdStart(problem, full, blo.Identity(lr=1.0), optax.sgd(0.0), record=record),
+        "warm_full": blo.WarmStart(problem, full, blo.Identity(lr=1.0), optax.sgd(0.0), record=record),
+        "warm_partial": blo.WarmStart(problem, partial, blo.Identity(lr=1.0), optax.sgd(0.0), record=record),
+    }
+    out: dict = dict(data=np.stack([np.asarray(xs), np.asarray(ys)], 1), A=np.asarray(A), b=np.asarray(b), iterates={})
+    for name, algo in runs.items():
+        _, hist = ctx.run(algo, algo.init(u, w0), steps, key=f"{key}-{name}", inner_batches=batches)
+        ws = np.concatenate([np.asarray(w0)[None], np.asarray(hist["w_t"])])
+        out["iterates"][name] = ws
+        cyc = projections.detect_cycle(ws, tol=1e-9, max_period=2 * m)
+        out[name] = dict(converged=cyc.converged, period=cyc.period, cycle_points=cyc.points, cycle_gap=cyc.gap,
+                         cycle_spread=cyc.spread, max_inner_steps=int(np.max(hist["inner_steps"])))
+    ref_warm = np.asarray(projections.alternating_projections(A, b, w0, cfg.sweeps))
+    ref_cold = np.asarray(projections.cold_start_projections(A, b, w0, cfg.sweeps))
+    out["warm_full_vs_projections"] = float(np.max(np.abs(out["iterates"]["warm_full"] - ref_warm)))
+    out["cold_vs_projections"] = float(np.max(np.abs(out["iterates"]["cold"] - ref_cold)))
+    # nearest point of the intersection (Dykstra) and whether the lines have one
+    w_dyk = np.asarray(projections.dykstra(A, b, w0, cfg.sweeps))
+    out["dykstra_point"] = w_dyk
+    out["dykstra_residual"] = float(np.max(np.abs(np.asarray(A[:, 0]) @ w_dyk - np.asarray(b[:, 0]))))
+    lsq = np.linalg.lstsq(np.asarray(A[:, 0]), np.asarray(b[:, 0]), rcond=None)
+    out["lines_have_common_point"] = bool(np.allclose(np.asarray(A[:, 0]) @ lsq[0], np.asarray(b[:, 0]), atol=1e-12))
+    if out["warm_full"]["converged"]:
+        out["warm_limit_vs_dykstra"] = float(np.linalg.norm(out["warm_full"]["cycle_points"][0] - w_dyk))
+    return out
+
+
+def run(config: Config | None = None, ctx: common.Context | None = None) -> Result:
+    cfg = (config or Config()).validate()
+    ctx = ctx or common.Context()
+    with jax.enable_x64(True):
+        xs = np.asarray(cfg.xs)
+        y_consistent = cfg.w_common[0] * xs + cfg.w_common[1]
+        cases = {
+            "consistent": _run_case(cfg, y_consistent, ctx, "consistent"),
+            "inconsistent": _run_case(cfg, y_consistent + np.asarray(cfg.offsets), ctx, "inconsistent"),
+        }
+    return Result(cfg, cases)
+
+
+def plot(result: Result, out_dir) -> list[pathlib.Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = pathlib.Path(out_dir)
+    cfg = result.config
+    m = len(cfg.xs)
+    fig, axes = plt.subplots(2, 2, figsize=(13, 11))
+    set_colors = [plt.get_cmap("tab10")(i) for i in range(m)]
+    styles = {"cold": ("s", "tab:gray", "cold-start: $P_{S_t}(w_0)$"),
+              "warm_full": ("o", "k", "full warm-start: $P_{S_t}(w_{t-1})$"),
+              "warm_partial": ("^", "tab:purple", f"partial warm-start ({cfg.partial_steps} GD steps)")}
+    for row, case in enumerate(("consistent", "inconsistent")):
+        r = result.cases[case]
+        ax = axes[row, 0]
+        allw = np.concatenate([r["iterates"][k] for k in styles])
+        lo, hi = allw.min(0) - 0.6, allw.max(0) + 0.6
+        g = np.linspace(lo[0], hi[0], 50)
+        for t in range(m):
+            x, y = r["data"][t]
+            ax.plot(g, y - x * g, color=set_colors[t], lw=1.5, label=f"$S_{t + 1}$: $w_1 \\cdot {x:g} + w_2 = {y:.2f}$")
+        for name, (mk, col, lab) in styles.items():
+            ws = r["iterates"][name]
+            n_show = min(len(ws), 4 * m + 1)
+            if name != "cold":
+                ax.plot(ws[:n_show, 0], ws[:n_show, 1], "-", color=col, lw=0.8, alpha=0.7)
+            ax.plot(ws[1:n_show, 0], ws[1:n_show, 1], mk, color=col, ms=6, mfc="none" if name == "cold" else col, label=lab)
+            info = r[name]
+            desc = "converges" if info["converged"] else (f"limit cycle, period {info['period']}" if info["period"] else "no cycle found")
+            pts = info["cycle_points"]
+            ax.plot(pts[:, 0], pts[:, 1], mk, color=col, ms=13, mfc="none", mew=2, label=f"   tail: {desc}")
+        ax.plot(*cfg.w0, "k*", ms=14, label="$w_0$")
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_ylim(lo[1], hi[1])
+        ax.set_xlabel("$w_1$ (slope)")
+        ax.set_ylabel("$w_2$ (intercept)")
+        title = "lines share a point" if r["lines_have_common_point"] else "no common point"
+        ax.set_title(f"Weight space, {case} data ({title}); first {4} passes shown")
+        ax.legend(fontsize=7, loc="best")
+        # data space
+        ax = axes[row, 1]
+        xg = np.linspace(min(cfg.xs) - 0.5, max(cfg.xs) + 0.5, 50)
+        for t in range(m):
+            x, y = r["data"][t]
+            ax.plot([x], [y], "o", color=set_colors[t], ms=11, mec="k", label=f"datapoint {t + 1} (defines $S_{t + 1}$)")
+        for name in ("warm_full", "cold"):
+            mk, col, lab = styles[name]
+            tail = r["iterates"][name][-m:]
+            for k, w in enumerate(tail):
+                t = (len(r["iterates"][name]) - 1 - m + k) % m
+                ax.plot(xg, w[0] * xg + w[1], "-" if name == "warm_full" else ":", color=set_colors[t], lw=1.3,
+                        label=(f"{lab.split(':')[0]} fits (last pass)" if k == 0 else None))
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
+        ax.set_title(f"Data space, {case}: the fitted lines $y = w_1 x + w_2$ of the last pass\n"
+                     "(solid: full warm-start, dotted: cold-start; colour = datapoint just fitted)")
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle("E7: warm-start remembers — full warm-start projects the previous $w$ (alternating projections), "
+                 "cold-start re-projects $w_0$", fontsize=11)
+    fig.tight_layout()
+    return [common.save_figure(fig, out_dir / "projection_sketch.png")]
+
+
+if __name__ == "__main__":
+    raise SystemExit(common.main(__name__))
