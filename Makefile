@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 OUT    ?= reproduce
 
-.PHONY: venv reproduce test test-slow demo bench clean
+.PHONY: venv reproduce test test-slow demo bench bench-peers clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,19 @@ test-slow: venv
 
 bench: venv
 	$(PY) benchmarks/hypergrad_cost.py
+
+# Side-by-side benchmark against jaxopt, optimistix, torchopt, higher and Betty, in its own venv.
+BENCH_VENV ?= .bench-venv
+$(BENCH_VENV)/.installed: benchmarks/peers/requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet -r benchmarks/peers/requirements.txt
+	$(BENCH_VENV)/bin/pip install --quiet --no-deps --ignore-requires-python betty-ml==0.2.1
+	$(BENCH_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+bench-peers: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python benchmarks/peers/run.py --json $(BENCH_VENV)/peers.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
