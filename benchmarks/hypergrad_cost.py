@@ -1,0 +1,280 @@
+"""Cost of one hypergradient per strategy, against its cost floor.
+
+    python benchmarks/hypergrad_cost.py [--quick] [--repeats N] [--json PATH]
+
+Problems (float32, CPU):
+
+* ``ridge-d``: ridge regression with one log-penalty per feature, ``d`` in {100, 1000, 10000}:
+  ``f(u, w) = 1/(2n) ||X w - y||^2 + 1/2 sum_i exp(u_i) w_i^2`` (n = 500 training points),
+  ``F(u, w) = 1/(2m) ||X_v w - y_v||^2`` (m = 500 validation points).
+* ``mlp``: a 8-32-32-1 tanh MLP regression with one log-penalty per weight (u has the structure of w).
+
+Every hypergradient is taken at the same point ``w_T`` (T = 100 SGD steps from 0 at ``u0``).
+
+The floor of a strategy is what its products must cost at least, from measured unit times:
+
+    floor = t_call + grads * t_grad + hvps * t_hvp            (Exact: + t_dense + t_eigh instead of n HVPs)
+
+with ``grads``/``hvps`` the counts ``blojax.hypergradient`` reports in ``info``; ``t_grad`` and
+``t_hvp`` are the per-product times of ``grad_w f`` and of a forward-over-reverse HVP, each measured
+*amortized* inside one compiled loop of 50 products (so they exclude dispatch); ``t_call`` is the
+dispatch cost of one compiled call with the same arguments doing no work (every method pays it
+once); ``t_dense`` is the batched build of the dense Hessian (n HVPs as one ``vmap``) and ``t_eigh``
+its symmetric eigendecomposition. For ``Unroll`` the reverse pass through one inner step is counted
+as one HVP (a reverse-over-reverse product of the same cost class). Ratio = measured / floor.
+
+All rows of one problem are timed interleaved in one process and the medians reported, so that the
+contention of a shared machine inflates all rows alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_util import set_threads  # noqa: E402
+
+if __name__ == "__main__":
+    _pre = argparse.ArgumentParser(add_help=False)
+    _pre.add_argument("--threads", type=int, default=1)
+    set_threads(_pre.parse_known_args()[0].threads)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+import blojax as blo  # noqa: E402
+from blojax import linalg  # noqa: E402
+from bench_util import fmt_time, format_machine, interleaved_medians, machine_info, ridge_data, table  # noqa: E402
+
+UNIT_LOOP = 50
+
+
+# ------------------------------------------------------------------------------------------------ problems
+def ridge_problem(d, n=500):
+    data = ridge_data(d, n_train=n, n_val=n)
+
+    def f(u, w, batch):
+        X, y = batch
+        r = X @ w - y
+        return 0.5 * jnp.mean(r * r) + 0.5 * jnp.sum(jnp.exp(u) * w * w)
+
+    def F(u, w, batch):
+        Xv, yv = batch
+        r = Xv @ w - yv
+        return 0.5 * jnp.mean(r * r)
+
+    ib = (jnp.asarray(data["X"]), jnp.asarray(data["y"]))
+    ob = (jnp.asarray(data["Xv"]), jnp.asarray(data["yv"]))
+    return blo.Problem(f, F), jnp.asarray(data["u0"]), jnp.asarray(data["w0"]), ib, ob, data["alpha"]
+
+
+def mlp_problem(width=32, n_in=8, n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    sizes = [n_in, width, width, 1]
+    w0 = [
+        (jnp.asarray(rng.standard_normal((a, b)).astype(np.float32) / np.sqrt(a)), jnp.zeros(b, jnp.float32))
+        for a, b in zip(sizes[:-1], sizes[1:])
+    ]
+    X = rng.standard_normal((n, n_in)).astype(np.float32)
+    Xv = rng.standard_normal((n, n_in)).astype(np.float32)
+    target = lambda Z: np.sin(Z[:, :1] * 2.0) + 0.5 * Z[:, 1:2]  # noqa: E731
+    y = (target(X) + 0.1 * rng.standard_normal((n, 1))).astype(np.float32)
+    yv = target(Xv).astype(np.float32)
+
+    def net(w, Z):
+        h = Z
+        for i, (W, b) in enumerate(w):
+            h = h @ W + b
+            if i < len(w) - 1:
+                h = jnp.tanh(h)
+        return h
+
+    def f(u, w, batch):
+        Z, t = batch
+        pen = sum(jnp.sum(jnp.exp(uu) * ww * ww) for uu, ww in zip(jax.tree_util.tree_leaves(u),
+                                                                    jax.tree_util.tree_leaves(w)))
+        return 0.5 * jnp.mean((net(w, Z) - t) ** 2) + 0.5 * pen
+
+    def F(u, w, batch):
+        Z, t = batch
+        return 0.5 * jnp.mean((net(w, Z) - t) ** 2)
+
+    u0 = jax.tree_util.tree_map(lambda x: jnp.full_like(x, np.log(1e-3)), w0)
+    ib = (jnp.asarray(X), jnp.asarray(y))
+    ob = (jnp.asarray(Xv), jnp.asarray(yv))
+    return blo.Problem(f, F), u0, w0, ib, ob, 0.1
+
+
+# ------------------------------------------------------------------------------------------------ units
+def unit_functions(problem, u, w, ib, ob):
+    """Compiled loops of UNIT_LOOP gradients / HVPs, a no-op call, the dense Hessian and its eigh."""
+
+    def grad_w(u_, w_):
+        return jax.grad(problem.f, argnums=1)(u_, w_, ib)
+
+    @jax.jit
+    def grads_loop(u_, w_, ib_, ob_):
+        def body(_, w__):
+            g = jax.grad(problem.f, argnums=1)(u_, w__, ib_)
+            return jax.tree_util.tree_map(lambda a, b: a - 1e-3 * b, w__, g)
+
+        return jax.lax.fori_loop(0, UNIT_LOOP, body, w_)
+
+    @jax.jit
+    def hvps_loop(u_, w_, ib_, ob_):
+        _, hvp = jax.linearize(lambda x: jax.grad(problem.f, argnums=1)(u_, x, ib_), w_)
+
+        def body(_, v):
+            hv = hvp(v)
+            nrm = jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree_util.tree_leaves(hv)))
+            return jax.tree_util.tree_map(lambda x: x / (nrm + 1e-30), hv)
+
+        return jax.lax.fori_loop(0, UNIT_LOOP, body, w_)
+
+    @jax.jit
+    def noop(u_, w_, ib_, ob_):
+        return jax.tree_util.tree_map(lambda x: x + 0.0, u_)
+
+    @jax.jit
+    def dense(u_, w_, ib_, ob_):
+        _, hvp = jax.linearize(lambda x: jax.grad(problem.f, argnums=1)(u_, x, ib_), w_)
+        return linalg.dense_hessian(hvp, w_)[0]
+
+    @jax.jit
+    def eigh(H):
+        return jnp.linalg.eigh(H)
+
+    del grad_w
+    return grads_loop, hvps_loop, noop, dense, eigh
+
+
+def methods_for(alpha, n_params, exact_limit):
+    ms = {
+        "Unroll(20)": blo.Unroll(steps=20),
+        "Neumann(20)": blo.Neumann(terms=20, lr=alpha),
+        "CG(20)": blo.CG(iters=20),
+        "CG(20, normal)": blo.CG(iters=20, normal=True),
+        "Damped(0.1)": blo.Damped(eps=0.1, rtol=1e-4),
+        "Identity": blo.Identity(lr=alpha),
+    }
+    if n_params <= exact_limit:
+        ms["Exact"] = blo.Exact()
+    return ms
+
+
+def bench_problem(name, problem, u0, w0, ib, ob, alpha, repeats, exact_limit, min_time, only=None):
+    inner = blo.InnerLoop(optax.sgd(alpha), steps=100)
+    w_T, _ = jax.jit(lambda u, w: inner.run(problem, u, w, ib))(u0, w0)
+    n_params = sum(x.size for x in jax.tree_util.tree_leaves(w_T))
+    methods = methods_for(alpha, n_params, exact_limit)
+    if only:
+        unknown = set(only) - set(methods_for(alpha, 0, 1))
+        if unknown:
+            raise SystemExit(f"--methods: unknown {sorted(unknown)}; choose from {list(methods_for(alpha, 0, 1))}")
+        methods = {k: v for k, v in methods.items() if k in only}
+
+    fns, counts = {}, {}
+    for label, m in methods.items():
+        def hg(u, w, ib_, ob_, m=m):
+            return blo.hypergradient(problem, u, w, m, inner, inner_batch=ib_, outer_batch=ob_)
+
+        jitted = jax.jit(hg)
+        g, info = jitted(u0, w_T, ib, ob)
+        counts[label] = dict(hvps=int(info["hvps"]), grads=int(info["grads"]),
+                             residual=float(info["residual"]))
+        # Time the full output (hypergradient and info): returning only the hypergradient would let
+        # XLA drop the diagnostics that the counts include (e.g. Identity's residual product).
+        fns[label] = (lambda jitted=jitted: jitted(u0, w_T, ib, ob))
+
+    grads_loop, hvps_loop, noop, dense, eigh = unit_functions(problem, u0, w_T, ib, ob)
+    fns["unit: grad x50"] = lambda: grads_loop(u0, w_T, ib, ob)
+    fns["unit: hvp x50"] = lambda: hvps_loop(u0, w_T, ib, ob)
+    fns["unit: call"] = lambda: noop(u0, w_T, ib, ob)
+    if "Exact" in methods:
+        H = dense(u0, w_T, ib, ob)
+        fns["unit: dense H"] = lambda: dense(u0, w_T, ib, ob)
+        fns["unit: eigh"] = lambda: eigh(H)
+
+    t = interleaved_medians(fns, repeats, min_time=min_time)
+    t_grad = t["unit: grad x50"]["median"] / UNIT_LOOP
+    t_hvp = t["unit: hvp x50"]["median"] / UNIT_LOOP
+    t_call = t["unit: call"]["median"]
+    rows = []
+    for label in methods:
+        c = counts[label]
+        if label == "Exact":
+            floor = t_call + c["grads"] * t_grad + t["unit: dense H"]["median"] + t["unit: eigh"]["median"] + t_hvp
+            count_txt = f"{c['grads']} grads, dense H ({n_params} HVPs batched) + eigh + 1 HVP"
+        else:
+            floor = t_call + c["grads"] * t_grad + c["hvps"] * t_hvp
+            count_txt = f"{c['grads']} grads + {c['hvps']} HVPs"
+        meas = t[label]["median"]
+        rows.append(dict(problem=name, method=label, time=meas, floor=floor, ratio=meas / floor,
+                         counts=count_txt, hvps=c["hvps"], grads=c["grads"], spread=_spread(t[label]["all"])))
+    units = dict(t_grad=t_grad, t_hvp=t_hvp, t_call=t_call, n_params=n_params)
+    if "Exact" in methods:
+        units.update(t_dense=t["unit: dense H"]["median"], t_eigh=t["unit: eigh"]["median"])
+    return rows, units
+
+
+def _spread(ts):
+    q = np.percentile(ts, [25, 75])
+    return f"{fmt_time(q[0])}-{fmt_time(q[1])}"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test): ridge d=20, a 4-wide MLP, 2 repeats")
+    ap.add_argument("--repeats", type=int, default=9, help="interleaved repeats per row (median reported)")
+    ap.add_argument("--dims", type=int, nargs="*", default=[100, 1000, 10000], help="ridge dimensions")
+    ap.add_argument("--no-mlp", action="store_true", help="skip the MLP problem")
+    ap.add_argument("--methods", nargs="*", default=None, help="subset of the rows, e.g. 'CG(20)' Identity")
+    ap.add_argument("--exact-limit", type=int, default=2048, help="largest w for which Exact is timed")
+    ap.add_argument("--threads", type=int, default=1, help="threads for XLA (default 1; 0: XLA's default)")
+    ap.add_argument("--json", type=Path, default=None, help="write rows, units and machine facts here")
+    args = ap.parse_args(argv)
+
+    dims = [20] if args.quick else args.dims
+    repeats = 2 if args.quick else args.repeats
+    min_time = 0.0 if args.quick else 0.05
+    info = machine_info()
+    info["xla_flags"] = os.environ.get("XLA_FLAGS", "")
+    print(format_machine(info), flush=True)
+    print(f"XLA_FLAGS={info['xla_flags']}", flush=True)
+    all_rows, all_units = [], {}
+    problems = [(f"ridge d={d}", lambda d=d: ridge_problem(d, n=50 if args.quick else 500)) for d in dims]
+    if not args.no_mlp:
+        problems.append(("mlp 8-32-32-1" if not args.quick else "mlp 8-4-4-1",
+                         lambda: mlp_problem(width=4 if args.quick else 32, n=32 if args.quick else 256)))
+    for name, make in problems:
+        problem, u0, w0, ib, ob, alpha = make()
+        rows, units = bench_problem(name, problem, u0, w0, ib, ob, alpha, repeats, args.exact_limit, min_time,
+                                    args.methods)
+        all_rows += rows
+        all_units[name] = units
+        print(f"\n{name}: n_params={units['n_params']}, t_call={fmt_time(units['t_call'])}, "
+              f"t_grad={fmt_time(units['t_grad'])}, t_hvp={fmt_time(units['t_hvp'])}"
+              + (f", t_dense={fmt_time(units['t_dense'])}, t_eigh={fmt_time(units['t_eigh'])}" if "t_dense" in units else ""),
+              flush=True)
+        shown = [dict(r, time=fmt_time(r["time"]), floor=fmt_time(r["floor"]), ratio=f"{r['ratio']:.2f}")
+                 for r in rows]
+        print(table(shown, [("method", "method"), ("time", "time / hypergradient (median)"),
+                            ("spread", "IQR"), ("counts", "counted work"), ("floor", "floor"),
+                            ("ratio", "measured / floor")]), flush=True)
+    worst = max(all_rows, key=lambda r: r["ratio"])
+    print(f"\nworst ratio: {worst['ratio']:.2f} ({worst['problem']}, {worst['method']}); target <= 1.3")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(dict(machine=info, rows=all_rows, units=all_units), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,248 @@
+"""blojax implementations of the peer-benchmark problems (see problems.py)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import blojax as blo
+
+from problems import K_SOLVE, T_INNER
+
+NAME = "blojax"
+
+
+def version():
+    return blo.__version__
+
+
+def ridge_problem():
+    def f(u, w, batch):
+        X, y = batch
+        r = X @ w - y
+        return 0.5 * jnp.mean(r * r) + 0.5 * jnp.sum(jnp.exp(u) * w * w)
+
+    def F(u, w, batch):
+        Xv, yv = batch
+        r = Xv @ w - yv
+        return 0.5 * jnp.mean(r * r)
+
+    return blo.Problem(f, F)
+
+
+METHODS = {
+    "cg": lambda a: blo.CG(iters=K_SOLVE),
+    "normal_cg": lambda a: blo.CG(iters=K_SOLVE, normal=True),
+    "neumann": lambda a: blo.Neumann(terms=K_SOLVE, lr=a),
+    "unroll": lambda a: blo.Unroll(steps=T_INNER),
+}
+
+
+def p1(task, data):
+    """Returns a callable computing the hypergradient (T inner steps + one hypergradient)."""
+    alpha = data["alpha"]
+    problem = ridge_problem()
+    inner = blo.InnerLoop(optax.sgd(alpha), steps=T_INNER)
+    method = METHODS[task](alpha)
+
+    @jax.jit
+    def run(u, w0, ib, ob):
+        if isinstance(method, blo.Unroll):
+            g, _ = blo.hypergradient(problem, u, w0, method, inner, inner_batch=ib, outer_batch=ob,
+                                     diagnostics=False)
+        else:
+            w_t, _ = inner.run(problem, u, w0, ib)
+            g, _ = blo.hypergradient(problem, u, w_t, method, inner_batch=ib, outer_batch=ob,
+                                     diagnostics=False)
+        return g
+
+    args = (jnp.asarray(data["u0"]), jnp.asarray(data["w0"]), (jnp.asarray(data["X"]), jnp.asarray(data["y"])),
+            (jnp.asarray(data["Xv"]), jnp.asarray(data["yv"])))
+    return lambda: run(*args), lambda out: np.asarray(out)
+
+
+def p1_units(data):
+    """Unit costs of problem 1 for the floor: amortized grad_w f, forward-over-reverse HVP, a call."""
+    problem = ridge_problem()
+    n = 50
+    ib = (jnp.asarray(data["X"]), jnp.asarray(data["y"]))
+    ob = (jnp.asarray(data["Xv"]), jnp.asarray(data["yv"]))
+    u, w = jnp.asarray(data["u0"]), jnp.asarray(data["w0"]) + 0.01
+
+    @jax.jit
+    def grads(u, w, ib, ob):
+        return jax.lax.fori_loop(0, n, lambda _, w_: w_ - 1e-3 * problem.grad_w_f(u, w_, ib), w)
+
+    @jax.jit
+    def hvps(u, w, ib, ob):
+        _, hvp = jax.linearize(lambda x: problem.grad_w_f(u, x, ib), w)
+        return jax.lax.fori_loop(0, n, lambda _, v: (lambda h: h / (jnp.linalg.norm(h) + 1e-30))(hvp(v)), w)
+
+    @jax.jit
+    def call(u, w, ib, ob):
+        return u + 0.0
+
+    return dict(
+        grad=(lambda: grads(u, w, ib, ob), n),
+        hvp=(lambda: hvps(u, w, ib, ob), n),
+        call=(lambda: call(u, w, ib, ob), 1),
+    )
+
+
+# Counted work of one problem-1 unit (T inner steps + one hypergradient), as blojax.hypergradient
+# reports it: IFT = T grads (inner) + 2 grads + hvps; Unroll = T grads forward + T reverse products
+# (one HVP each) + 1 grad of F.
+def p1_counts(task):
+    if task == "unroll":
+        return dict(grads=T_INNER + 1, hvps=T_INNER)
+    hvps = {"cg": K_SOLVE + 1, "normal_cg": 2 * K_SOLVE + 2, "neumann": K_SOLVE}[task]
+    return dict(grads=T_INNER + 2, hvps=hvps)
+
+
+# ------------------------------------------------------------------------------------------------ problem 2
+def mlp(w, x):
+    h = x
+    for i, (W, b) in enumerate(w):
+        h = h @ W + b
+        if i < len(w) - 1:
+            h = jax.nn.relu(h)
+    return h
+
+
+def ce(logits, y):
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
+
+
+def p2(data, steps=None):
+    steps = steps or data["steps"]
+    Xo, yo, ys = jnp.asarray(data["Xo"]), jnp.asarray(data["yo"]), jnp.asarray(data["ys"])
+    problem = blo.Problem(lambda u, w: ce(mlp(w, u), ys), lambda u, w: ce(mlp(w, Xo), yo))
+    algo = blo.WarmStart(problem, blo.InnerLoop(optax.sgd(data["inner_lr"]), steps=1), blo.Unroll(steps=1),
+                         optax.adam(data["outer_lr"]))
+    w0 = [(jnp.asarray(W), jnp.asarray(b)) for W, b in data["w0"]]
+    state0 = algo.init(jnp.asarray(data["u0"]), w0)
+    jax.block_until_ready(algo.run(state0, steps))  # compile
+
+    def run():
+        state, hist = algo.run(state0, steps)
+        return state.u, hist["F"]
+
+    return run, lambda out: (np.asarray(out[0]), np.asarray(out[1]))
+
+
+# ------------------------------------------------------------------------------------------------ problem 3
+def p3(data):
+    Phi, Phi_o, yo = (jnp.asarray(data[k]) for k in ("Phi", "Phi_o", "yo"))
+    problem = blo.Problem(lambda u, w: 0.5 * jnp.sum((Phi @ w - u) ** 2),
+                          lambda u, w: 0.5 * jnp.sum((Phi_o @ w - yo) ** 2))
+    algo = blo.ColdStart(problem, blo.InnerLoop(optax.sgd(data["alpha"]), steps=data["T"]),
+                         blo.Neumann(terms=data["K"], lr=data["alpha"]), optax.sgd(data["outer_lr"]))
+    state0 = algo.init(jnp.asarray(data["u0"]), jnp.asarray(data["w0"]))
+
+    def run():
+        state, metrics = algo.step(state0)
+        return state.u
+
+    return run, lambda out: np.asarray(out)
+
+
+# ------------------------------------------------------------------------------------------------ problem 4
+def p4_memory(task, data, T):
+    """Peak temporary memory (bytes) XLA allocates for one problem-1 unit with T inner steps."""
+    alpha = data["alpha"]
+    problem = ridge_problem()
+    inner = blo.InnerLoop(optax.sgd(alpha), steps=T)
+    method = blo.Unroll(steps=T) if task == "unroll" else blo.CG(iters=K_SOLVE)
+
+    def run(u, w0, ib, ob):
+        if task == "unroll":
+            return blo.hypergradient(problem, u, w0, method, inner, inner_batch=ib, outer_batch=ob,
+                                     diagnostics=False)[0]
+        w_t, _ = inner.run(problem, u, w0, ib)
+        return blo.hypergradient(problem, u, w_t, method, inner_batch=ib, outer_batch=ob, diagnostics=False)[0]
+
+    args = (jnp.asarray(data["u0"]), jnp.asarray(data["w0"]), (jnp.asarray(data["X"]), jnp.asarray(data["y"])),
+            (jnp.asarray(data["Xv"]), jnp.asarray(data["yv"])))
+    compiled = jax.jit(run).lower(*args).compile()
+    return compiled.memory_analysis().temp_size_in_bytes, lambda: jax.block_until_ready(compiled(*args))
+
+
+# ------------------------------------------------------------------------------------------------ floors of 2 / 3
+def _loop_units(fns, n=50):
+    """Compiled loops of n products each: {name: (callable, n)}."""
+    return {k: (v, n) for k, v in fns.items()}
+
+
+def p2_units(data):
+    """Units of one warm-start outer step: grad_w f (2 synthetic points), grad_w F (ring data), a
+    forward-over-reverse HVP of f, and a no-op call divided by the steps of one run."""
+    Xo, yo, ys = jnp.asarray(data["Xo"]), jnp.asarray(data["yo"]), jnp.asarray(data["ys"])
+    f = lambda u, w: ce(mlp(w, u), ys)  # noqa: E731
+    F = lambda u, w: ce(mlp(w, Xo), yo)  # noqa: E731
+    u = jnp.asarray(data["u0"])
+    w = [(jnp.asarray(W), jnp.asarray(b)) for W, b in data["w0"]]
+    n = 50
+    step = lambda w_, g: jax.tree_util.tree_map(lambda a, b: a - 1e-3 * b, w_, g)  # noqa: E731
+
+    @jax.jit
+    def grad_f(u, w):
+        return jax.lax.fori_loop(0, n, lambda _, w_: step(w_, jax.grad(f, 1)(u, w_)), w)
+
+    @jax.jit
+    def grad_F(u, w):
+        return jax.lax.fori_loop(0, n, lambda _, w_: step(w_, jax.grad(F, 1)(u, w_)), w)
+
+    @jax.jit
+    def hvp_f(u, w):
+        _, hvp = jax.linearize(lambda x: jax.grad(f, 1)(u, x), w)
+
+        def body(_, v):
+            h = hvp(v)
+            nrm = jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree_util.tree_leaves(h)))
+            return jax.tree_util.tree_map(lambda x: x / (nrm + 1e-30), h)
+
+        return jax.lax.fori_loop(0, n, body, w)
+
+    @jax.jit
+    def call(u, w):
+        return u + 0.0
+
+    return dict(grad_f=(lambda: grad_f(u, w), n), grad_F=(lambda: grad_F(u, w), n),
+                hvp_f=(lambda: hvp_f(u, w), n), call=(lambda: call(u, w), 1))
+
+
+def p2_floor(t, steps):
+    """Per outer step: the inner step (1 grad f), the reverse pass through it (1 HVP of f), dF/dw
+    (1 grad F) and the reported ||grad_w f|| at the new w (1 grad f), as Unroll(1) counts them."""
+    return t["call"] / steps + 2 * t["grad_f"] + t["grad_F"] + t["hvp_f"], "2 grad f + 1 grad F + 1 HVP per step"
+
+
+def p3_units(data):
+    Phi, u, w = jnp.asarray(data["Phi"]), jnp.asarray(data["u0"]), jnp.asarray(data["w0"]) + 0.1
+    f = lambda u, w: 0.5 * jnp.sum((Phi @ w - u) ** 2)  # noqa: E731
+    n = 50
+
+    @jax.jit
+    def grad_f(u, w):
+        return jax.lax.fori_loop(0, n, lambda _, w_: w_ - 1e-3 * jax.grad(f, 1)(u, w_), w)
+
+    @jax.jit
+    def hvp_f(u, w):
+        _, hvp = jax.linearize(lambda x: jax.grad(f, 1)(u, x), w)
+        return jax.lax.fori_loop(0, n, lambda _, v: (lambda h: h / (jnp.linalg.norm(h) + 1e-30))(hvp(v)), w)
+
+    @jax.jit
+    def call(u, w):
+        return u + 0.0
+
+    return dict(grad=(lambda: grad_f(u, w), n), hvp=(lambda: hvp_f(u, w), n), call=(lambda: call(u, w), 1))
+
+
+def p3_floor(t, data):
+    """T inner grads + the inner solve's reported f/||grad f|| (1 grad) + dF (1) + linearize (1) +
+    Neumann K products (K - 1 + the residual) + M^T v (1)."""
+    T, K = data["T"], data["K"]
+    grads, hvps = T + 3, K + 1
+    return t["call"] + grads * t["grad"] + hvps * t["hvp"], f"{grads} grads + {hvps} HVPs"

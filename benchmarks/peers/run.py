@@ -1,0 +1,407 @@
+"""Side-by-side benchmark of blojax against jaxopt, optimistix (+ lineax), torchopt, higher and Betty.
+
+    make bench-peers                       # creates .bench-venv with the peers, then runs this
+    .bench-venv/bin/python benchmarks/peers/run.py [--quick] [--repeats N] [--problems 1 2 3 4]
+
+Problems (problems.py): 1 ridge hyperparameters (d = 100, 1000, 10000; T = 100 inner steps, then
+CG / normal CG / Neumann with K = 20, or unrolling the T steps), 2 warm-start ring distillation
+(2000 outer steps of 1-step unrolling), 3 a cold-start antidistillation step (Neumann K = 100),
+4 peak memory of unrolled versus implicit hypergradients (T = 100, 1000).
+
+Everything runs in this one process (problem 4: one child process per row), single-threaded by
+default (``--threads``; XLA and torch alike) because the benchmark machine is shared, rows are timed
+interleaved and medians reported. A library that does not install, import or offer a method shows
+the reason in its row. Hypergradients of problem 1 are cross-checked against blojax (relative error
+``||g_peer - g_ours|| / ||g_ours||``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _parse(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--dims", type=int, nargs="*", default=[100, 1000, 10000])
+    ap.add_argument("--problems", type=int, nargs="*", default=[1, 2, 3, 4])
+    ap.add_argument("--threads", type=int, default=1, help="threads for XLA and torch (0: library default)")
+    ap.add_argument("--libs", nargs="*", default=None, help="subset of peers to run (default: all)")
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--mem-child", nargs=4, metavar=("LIB", "TASK", "T", "D"), help=argparse.SUPPRESS)
+    return ap.parse_args(argv)
+
+
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from bench_util import set_threads  # noqa: E402
+
+ARGS = _parse(sys.argv[1:]) if __name__ == "__main__" else None
+if ARGS is not None:
+    set_threads(ARGS.threads)
+
+import numpy as np  # noqa: E402
+
+import problems  # noqa: E402
+from bench_util import fmt_time, format_machine, interleaved_medians, machine_info, table  # noqa: E402
+
+TASKS = {
+    "cg": "IFT + CG, K=20",
+    "normal_cg": "IFT + normal-equation CG, K=20",
+    "neumann": "IFT + Neumann, K=20",
+    "unroll": "unroll T=100",
+}
+
+
+def load_libraries(only=None):
+    """Import every library; returns {name: object or error string}."""
+    libs = {}
+    import impl_blojax
+
+    libs["blojax"] = impl_blojax
+    specs = [
+        ("jaxopt", "impl_jax_peers", "JaxOpt"),
+        ("optimistix", "impl_jax_peers", "Optimistix"),
+        ("torchopt", "impl_torch_peers", "TorchOpt"),
+        ("higher", "impl_torch_peers", "Higher"),
+        ("betty", "impl_torch_peers", "Betty"),
+    ]
+    for name, mod, cls in specs:
+        if only is not None and name not in only:
+            continue
+        try:
+            m = __import__(mod)
+            obj = getattr(m, cls)
+            pkg = {"betty": "betty", "higher": "higher", "torchopt": "torchopt", "jaxopt": "jaxopt",
+                   "optimistix": "optimistix"}[name]
+            __import__(pkg)
+            obj.version()
+            libs[name] = obj
+        except Exception as exc:  # noqa: BLE001 - reported in the table
+            libs[name] = f"does not import: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+    if "torchopt" in libs and not isinstance(libs["torchopt"], str) and ARGS is not None and ARGS.threads:
+        import torch
+
+        torch.set_num_threads(ARGS.threads)
+    return libs
+
+
+def _version(lib):
+    if isinstance(lib, str):
+        return "n/a"
+    return lib.version() if hasattr(lib, "version") else "?"
+
+
+def _reason(exc):
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}" if str(exc) else type(exc).__name__
+
+
+def _rel(a, b):
+    a, b = np.ravel(np.asarray(a, np.float64)), np.ravel(np.asarray(b, np.float64))
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+# ------------------------------------------------------------------------------------------------ problem 1
+def problem1(libs, dims, repeats, min_time):
+    import impl_blojax as ours
+
+    rows = []
+    for d in dims:
+        data = problems.ridge(d, n_train=50 if ARGS.quick else 500, n_val=50 if ARGS.quick else 500)
+        fns, refs, entries = {}, {}, []
+        for task in TASKS:
+            for name, lib in libs.items():
+                key = (task, name)
+                row = dict(problem=f"1 ridge d={d}", task=TASKS[task], library=name)
+                if isinstance(lib, str):
+                    row["status"] = lib
+                    entries.append((key, row))
+                    continue
+                try:
+                    fn, conv = lib.p1(task, data)
+                    out = conv(fn())
+                    if not np.all(np.isfinite(out)):
+                        raise FloatingPointError("non-finite hypergradient")
+                    refs[key] = out
+                    fns[key] = fn
+                    row["status"] = "ok"
+                except Exception as exc:  # noqa: BLE001 - reported
+                    row["status"] = _reason(exc)
+                entries.append((key, row))
+        units = ours.p1_units(data)
+        timed = {f"{t}|{n}": fn for (t, n), fn in fns.items()}
+        for uname, (fn, _) in units.items():
+            timed[f"unit|{uname}"] = fn
+        print(f"  timing problem 1, d={d}: {len(fns)} rows x {repeats} repeats", flush=True)
+        meds = interleaved_medians(timed, repeats, min_time=min_time)
+        unit_t = {u: meds[f"unit|{u}"]["median"] / n for u, (_, n) in units.items()}
+        for (task, name), row in entries:
+            key = f"{task}|{name}"
+            if key not in meds:
+                rows.append(row)
+                continue
+            row["time"] = meds[key]["median"]
+            ref = refs.get((task, "blojax"))
+            if ref is not None and name != "blojax":
+                row["rel_err"] = _rel(refs[(task, name)], ref)
+                row["ours_over_peer"] = meds[f"{task}|blojax"]["median"] / row["time"]
+            if name == "blojax":
+                c = ours.p1_counts(task)
+                floor = unit_t["call"] + c["grads"] * unit_t["grad"] + c["hvps"] * unit_t["hvp"]
+                row["floor"] = floor
+                row["over_floor"] = row["time"] / floor
+                row["counts"] = f"{c['grads']} grads + {c['hvps']} HVPs"
+            rows.append(row)
+        rows.append(dict(problem=f"1 ridge d={d}", task="(units)", library="blojax", status="ok",
+                         units={k: v for k, v in unit_t.items()}))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ problem 2 / 3
+def problem2(libs, repeats):
+    import impl_blojax as ours
+
+    data = problems.rings()
+    steps = 20 if ARGS.quick else data["steps"]
+    fns, rows, outs = {}, [], {}
+    for name, lib in libs.items():
+        row = dict(problem=f"2 ring distillation, warm start, {steps} outer steps", task="1-step unroll", library=name)
+        if isinstance(lib, str):
+            rows.append(dict(row, status=lib))
+            continue
+        try:
+            if not hasattr(lib, "p2"):
+                raise NotImplementedError(
+                    "no warm-start bilevel loop or 1-step unrolled hypergradient: it solves single-level problems "
+                    "and differentiates their solutions")
+            fn, conv = lib.p2(data, steps=steps)
+            outs[name] = conv(fn())
+            short, sconv = lib.p2(data, steps=10)
+            outs[name + "@10"] = sconv(short())[0]
+            fns[name] = fn
+            rows.append(dict(row, status="ok"))
+        except Exception as exc:  # noqa: BLE001
+            rows.append(dict(row, status=_reason(exc)))
+    units = ours.p2_units(data)
+    for uname, (fn, _) in units.items():
+        fns[f"unit|{uname}"] = fn
+    print(f"  timing problem 2: {len(fns)} rows x {repeats} repeats", flush=True)
+    meds = interleaved_medians(fns, repeats, min_time=0.05)
+    unit_t = {u: meds[f"unit|{u}"]["median"] / n for u, (_, n) in units.items()}
+    for row in rows:
+        n = row["library"]
+        if n in meds:
+            row["time"] = meds[n]["median"] / steps
+            row["steps_per_s"] = steps / meds[n]["median"]
+            if n == "blojax":
+                row["floor"], row["counts"] = ours.p2_floor(unit_t, steps)
+                row["over_floor"] = row["time"] / row["floor"]
+            if n != "blojax" and "blojax" in meds:
+                row["ours_over_peer"] = meds["blojax"]["median"] / meds[n]["median"]
+                row["rel_err"] = _rel(outs[n + "@10"], outs["blojax@10"])
+    return rows
+
+
+def problem3(libs, repeats, min_time):
+    import impl_blojax as ours
+
+    data = problems.antidistillation()
+    fns, rows, outs = {}, [], {}
+    for name, lib in libs.items():
+        row = dict(problem="3 antidistillation, cold start", task="T=100 + Neumann K=100, one outer step", library=name)
+        if isinstance(lib, str):
+            rows.append(dict(row, status=lib))
+            continue
+        try:
+            if not hasattr(lib, "p3"):
+                raise NotImplementedError("no Neumann-series linear solver")
+            fn, conv = lib.p3(data)
+            outs[name] = conv(fn())
+            fns[name] = fn
+            rows.append(dict(row, status="ok"))
+        except Exception as exc:  # noqa: BLE001
+            rows.append(dict(row, status=_reason(exc)))
+    units = ours.p3_units(data)
+    for uname, (fn, _) in units.items():
+        fns[f"unit|{uname}"] = fn
+    print(f"  timing problem 3: {len(fns)} rows x {repeats} repeats", flush=True)
+    meds = interleaved_medians(fns, repeats, min_time=min_time)
+    unit_t = {u: meds[f"unit|{u}"]["median"] / n for u, (_, n) in units.items()}
+    for row in rows:
+        n = row["library"]
+        if n in meds:
+            row["time"] = meds[n]["median"]
+            if n == "blojax":
+                row["floor"], row["counts"] = ours.p3_floor(unit_t, data)
+                row["over_floor"] = row["time"] / row["floor"]
+            if n != "blojax" and "blojax" in meds:
+                row["ours_over_peer"] = meds["blojax"]["median"] / meds[n]["median"]
+                row["rel_err"] = _rel(outs[n], outs["blojax"])
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ problem 4
+def _rss_kib(field):
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return -1
+
+
+def mem_child(lib_name, task, T, d):
+    """Child process: peak RSS growth (KiB) during one call, and XLA's temp bytes where known."""
+    libs = load_libraries(only=[lib_name] if lib_name != "blojax" else [])
+    lib = libs[lib_name]
+    if isinstance(lib, str):
+        raise SystemExit(json.dumps(dict(error=lib)))
+    data = problems.ridge(d)
+    import impl_jax_peers
+    import problems as P
+
+    xla_temp = None
+    if hasattr(lib, "p4_memory"):
+        xla_temp, fn = lib.p4_memory(task, data, T)
+    else:
+        P.T_INNER = T
+        mod = sys.modules[lib.__module__]
+        mod.T_INNER = T
+        fn, _ = lib.p1(task, data)
+    del impl_jax_peers
+    import gc
+
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # reset the peak-RSS counter (VmHWM)
+    base = _rss_kib("VmRSS")
+    t0 = time.perf_counter()
+    out = fn()
+    try:
+        import jax
+
+        jax.block_until_ready(out)
+    except Exception:  # noqa: BLE001
+        pass
+    dt = time.perf_counter() - t0
+    peak = _rss_kib("VmHWM")
+    print(json.dumps(dict(peak_growth_kib=peak - base, xla_temp_bytes=xla_temp, seconds=dt)))
+
+
+def problem4(libs, Ts, d):
+    rows = []
+    for task in ("unroll", "cg"):
+        for T in Ts:
+            for name, lib in libs.items():
+                row = dict(problem=f"4 memory, ridge d={d}", task=f"{TASKS[task].split(',')[0]} T={T}", library=name)
+                if isinstance(lib, str):
+                    rows.append(dict(row, status=lib))
+                    continue
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--threads", str(ARGS.threads),
+                       "--mem-child", name, task, str(T), str(d)]
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+                if res.returncode == 0 and lines:
+                    rep = json.loads(lines[-1])
+                    rows.append(dict(row, status="ok", peak_mib=rep["peak_growth_kib"] / 1024,
+                                     xla_temp_mib=None if rep["xla_temp_bytes"] is None else rep["xla_temp_bytes"] / 2**20))
+                else:
+                    err = (res.stderr.strip().splitlines() or ["?"])[-1]
+                    try:
+                        err = json.loads(res.stderr.strip().splitlines()[-1]).get("error", err)
+                    except Exception:  # noqa: BLE001
+                        pass
+                    rows.append(dict(row, status=err[:200]))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ output
+def print_tables(rows):
+    def show(r, keys):
+        out = dict(r)
+        if "time" in r:
+            out["time"] = fmt_time(r["time"])
+        for k in ("ours_over_peer", "over_floor"):
+            if k in r:
+                out[k] = f"{r[k]:.2f}"
+        if "rel_err" in r:
+            out["rel_err"] = f"{r['rel_err']:.1e}"
+        if "steps_per_s" in r:
+            out["steps_per_s"] = f"{r['steps_per_s']:.0f}"
+        for k in ("peak_mib", "xla_temp_mib"):
+            if r.get(k) is not None:
+                out[k] = f"{r[k]:.1f}"
+        if r.get("status") != "ok":
+            out["time"] = "—"
+            out["note"] = r.get("status", "")
+        elif r["library"] == "blojax" and "floor" in r:
+            out["note"] = f"floor {fmt_time(r['floor'])} ({r['counts']})"
+        return out
+
+    groups = {}
+    for r in rows:
+        if r.get("task") == "(units)":
+            continue
+        groups.setdefault(r["problem"], []).append(r)
+    text = []
+    for prob, rs in groups.items():
+        text.append(f"\n### {prob}\n")
+        if prob.startswith("4"):
+            cols = [("task", "method"), ("library", "library"), ("peak_mib", "peak RSS growth (MiB)"),
+                    ("xla_temp_mib", "XLA temp buffers (MiB)"), ("note", "note")]
+        else:
+            cols = [("task", "method"), ("library", "library"), ("time", "time / unit (median)")]
+            if prob.startswith("2"):
+                cols.append(("steps_per_s", "outer steps / s"))
+            cols += [("ours_over_peer", "blojax / peer time"), ("over_floor", "blojax / floor"),
+                     ("rel_err", "rel. diff. to blojax"), ("note", "note")]
+        text.append(table([show(r, cols) for r in rs], cols))
+    s = "\n".join(text)
+    print(s, flush=True)
+    return s
+
+
+def main():
+    if ARGS.mem_child:
+        lib, task, T, d = ARGS.mem_child
+        mem_child(lib, task, int(T), int(d))
+        return 0
+    libs = load_libraries(ARGS.libs)
+    info = machine_info(("jax", "jaxlib", "optax", "lineax", "equinox", "optimistix", "jaxopt", "torch",
+                         "torchopt", "higher", "betty-ml", "numpy"))
+    print(format_machine(info))
+    print(f"threads per process: {ARGS.threads or 'library default'}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')}")
+    for name, lib in libs.items():
+        print(f"  {name}: {_version(lib) if not isinstance(lib, str) else lib}")
+    repeats = 2 if ARGS.quick else ARGS.repeats
+    min_time = 0.0 if ARGS.quick else 0.05
+    rows = []
+    t0 = time.time()
+    if 1 in ARGS.problems:
+        rows += problem1(libs, [8] if ARGS.quick else ARGS.dims, repeats, min_time)
+    if 2 in ARGS.problems:
+        rows += problem2(libs, repeats if ARGS.quick else max(3, repeats // 2))
+    if 3 in ARGS.problems:
+        rows += problem3(libs, repeats, min_time)
+    if 4 in ARGS.problems:
+        rows += problem4(libs, [5, 10] if ARGS.quick else [100, 1000], 50 if ARGS.quick else 10000)
+    text = print_tables(rows)
+    print(f"\ntotal {time.time() - t0:.0f} s")
+    if ARGS.json:
+        ARGS.json.parent.mkdir(parents=True, exist_ok=True)
+        ARGS.json.write_text(json.dumps(dict(machine=info, threads=ARGS.threads, rows=rows, tables=text), indent=1,
+                                        default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""Smoke tests: the benchmark scripts start and produce sane rows on tiny sizes.
+
+The benchmarks themselves (timings) are not part of the test run: ``make bench`` and
+``make bench-peers``. These tests only check that the scripts run end to end and that the counted work
+they report follows the documented formulas.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+
+
+def test_hypergrad_cost_quick(tmp_path):
+    out = tmp_path / "hc.json"
+    res = subprocess.run(
+        [sys.executable, str(BENCH / "hypergrad_cost.py"), "--quick", "--no-mlp", "--methods", "CG(20)",
+         "Unroll(20)", "Identity", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(out.read_text())
+    rows = {r["method"]: r for r in data["rows"]}
+    assert set(rows) == {"CG(20)", "Unroll(20)", "Identity"}
+    # Counted work as blojax.hypergradient reports it (documented in the script's docstring).
+    assert (rows["CG(20)"]["grads"], rows["CG(20)"]["hvps"]) == (2, 21)
+    assert (rows["Unroll(20)"]["grads"], rows["Unroll(20)"]["hvps"]) == (22, 20)
+    assert (rows["Identity"]["grads"], rows["Identity"]["hvps"]) == (2, 2)
+    for r in rows.values():
+        assert r["time"] > 0 and r["floor"] > 0 and math.isfinite(r["ratio"])
+    assert "measured / floor" in res.stdout
+
+
+def test_peers_harness_blojax_only(tmp_path):
+    """The peer runner starts without the peer libraries (they live in .bench-venv): blojax rows only."""
+    out = tmp_path / "peers.json"
+    res = subprocess.run(
+        [sys.executable, str(BENCH / "peers" / "run.py"), "--quick", "--problems", "1", "--libs",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [r for r in json.loads(out.read_text())["rows"] if r["task"] != "(units)"]
+    assert {r["library"] for r in rows} == {"blojax"}
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows), rows
+    assert all(r["over_floor"] > 0 and r["time"] > 0 for r in rows)
