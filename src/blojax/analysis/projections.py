@@ -18,6 +18,7 @@ affine sets of ``k`` equations each in ``R^d`` (a line in the plane: ``k = 1, d 
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -67,6 +68,7 @@ def _project_stacked(w, A, b):
     return w - jnp.linalg.pinv(A) @ (A @ w - b)
 
 
+@functools.partial(jax.jit, static_argnames="sweeps")
 def alternating_projections(A, b, w0, sweeps: int):
     """Cyclic (Kaczmarz) projections ``w_{t+1} = P_{S_{t mod m}}(w_t)`` for ``sweeps`` passes over the
     ``m`` sets: the full warm-start iterates. Returns ``(sweeps * m + 1, d)`` iterates, ``w0`` first."""
@@ -82,6 +84,7 @@ def alternating_projections(A, b, w0, sweeps: int):
     return jnp.concatenate([jnp.asarray(w0, A.dtype)[None], ws])
 
 
+@functools.partial(jax.jit, static_argnames="sweeps")
 def cold_start_projections(A, b, w0, sweeps: int):
     """Cold-start iterates: ``w_{t+1} = P_{S_{t mod m}}(w0)`` (every set re-projects the fixed ``w0``).
     Same layout as :func:`alternating_projections`."""
@@ -93,6 +96,7 @@ def cold_start_projections(A, b, w0, sweeps: int):
     return jnp.concatenate([w0[None], ws])
 
 
+@functools.partial(jax.jit, static_argnames="sweeps")
 def dykstra(A, b, w0, sweeps: int):
     """Dykstra's algorithm: the projection of ``w0`` onto the intersection of the ``m`` sets (when it is
     non-empty). Returns the final iterate after ``sweeps`` passes. For affine sets the correction terms
