@@ -166,10 +166,9 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
         g = np.linspace(-0.5, 2.5, cfg.grid)
         U1, U2 = np.meshgrid(g, g)
         pts = jnp.asarray(np.stack([U1.ravel(), U2.ravel()], 1))
-        Fgrid = np.asarray(jax.vmap(Fstar)(pts)).reshape(U1.shape)
-        fields = {}
-        for i, name in enumerate(names):
-            fields[name] = np.asarray(jax.vmap(lambda u: hyper(u, ks[i], is_exact[i]))(pts)).reshape(U1.shape + (2,))
+        Fgrid = np.asarray(jax.jit(jax.vmap(Fstar))(pts)).reshape(U1.shape)
+        field_all = jax.jit(jax.vmap(lambda K, e: jax.vmap(lambda u: hyper(u, K, e))(pts)))(ks, is_exact)
+        fields = {name: np.asarray(field_all[i]).reshape(U1.shape + (2,)) for i, name in enumerate(names)}
         c = np.asarray(c)
     exact_point = cfg.y_orig * c / (c @ c)
     return Result(

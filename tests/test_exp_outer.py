@@ -1,0 +1,148 @@
+"""The outer-overparameterization lab (PAPER.md E5-E8): the claims each experiment must show."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from blojax.experiments import antidistill, common, hypergrad_field, projection_sketch, spectral
+
+
+# ----------------------------------------------------------------------------- E5 antidistillation
+@pytest.fixture(scope="module")
+def e5():
+    cfg = dataclasses.replace(antidistill.Config.quick(), mlp=False)
+    return antidistill.run(cfg, common.Context(progress=False))
+
+
+@pytest.mark.parametrize("basis", ["exponential", "inverse"])
+def test_e5_claims(e5, basis):
+    r = e5.bases[basis]
+    # every method except plain CG fits the original point
+    for name in ("exact", "neumann", "unroll", "damped", "proximal", "cgls"):
+        assert np.all(r[name]["F"] < 1e-6), (name, r[name]["F"])
+        assert np.all(r[name]["diverged_step"] < 0)
+    # Exact reaches the closed-form minimum-norm u
+    assert r["exact_rel_err"] <= 1e-6
+    ref_u, ref_w = r["u_pinv_norm"], r["w_pinv_norm"]
+    for name in ("neumann", "unroll"):
+        u, w = r[name]["u_norm"], r[name]["w_norm"]
+        assert np.all(np.diff(u) < 0) and np.all(u >= ref_u * (1 - 1e-9)), (name, u, ref_u)  # falls toward pinv
+        assert np.all(np.diff(w) > 0) and np.all(w <= ref_w * (1 + 1e-9)), (name, w, ref_w)  # rises toward pinv
+    # larger eps = further from Exact: ||u|| grows with eps, ||w|| shrinks
+    for name in ("damped", "proximal"):
+        assert np.all(np.diff(r[name]["u_norm"]) > 0) and np.all(r[name]["u_norm"] >= ref_u * (1 - 1e-9))
+        assert np.all(np.diff(r[name]["w_norm"]) < 0) and np.all(r[name]["w_norm"] <= ref_w * (1 + 1e-9))
+    assert r["neumann_unroll_rel_diff"] <= 1e-6
+    assert r["damped_prox_rel_diff"] <= 1e-6
+    # the cold-start end point is where the method's fixed direction v meets c^T u = y_o
+    for name in ("exact", "neumann", "damped"):
+        assert np.all(r[name]["predicted_u_rel_err"] < 1e-8)
+    # CG: the system is inconsistent (dF/dw has a null-space part), its Ritz values approach 0 and the
+    # map blows up; K = 10 breaks down (zero curvature) and does not fit the original point
+    assert r["dFdw_null_fraction"] > 1e-3
+    cg = r["cg"]
+    assert list(cg["params"]) == [1, 2, 5, 10]
+    assert np.all(cg["F"][:3] < 1e-6) and cg["F"][3] > 1e-6
+    assert bool(cg["breakdown_start"][3]) and not np.any(cg["breakdown_start"][:3])
+    assert cg["ritz_min"][3] < 1e-6 * r["lambda_max"] < cg["ritz_min"][2]
+    assert cg["max_gain_lambda_h"][3] > 1e6
+
+
+def test_e5_result_json_and_plots(e5, tmp_path):
+    d = e5.to_dict()
+    json.dumps(d)  # plain JSON
+    assert d["bases"]["inverse"]["exact_rel_err"] == e5.bases["inverse"]["exact_rel_err"]
+    one = dataclasses.replace(e5, bases={"inverse": e5.bases["inverse"]})  # one basis: half the drawing
+    paths = antidistill.plot(one, tmp_path)
+    assert [p.name for p in paths] == ["antidistill_inverse_points.png", "antidistill_inverse_norms.png"]
+    assert all(p.stat().st_size > 10_000 for p in paths)
+
+
+@pytest.mark.slow
+def test_e5_full_settings():
+    res = antidistill.run(antidistill.Config(), common.Context(progress=False))
+    for basis, r in res.bases.items():
+        assert r["exact_rel_err"] <= 1e-6
+        assert r["neumann_unroll_rel_diff"] <= 1e-6 and r["damped_prox_rel_diff"] <= 1e-6
+        assert r["max_F"] < 1e-6
+        assert np.all(np.diff(r["neumann"]["u_norm"]) < 0)
+    m = res.mlp
+    for name in ("neumann", "unroll"):
+        assert np.all(m[name]["F"] < 1e-6), m[name]["F"]
+        assert np.all(np.diff(m[name]["u_norm"]) < 0)
+    assert np.all(m["neumann_unroll_rel_diff"] < 1e-2)
+
+
+# ----------------------------------------------------------------------------- E6 hypergradient field
+def test_e6_claims():
+    r = hypergrad_field.run(hypergrad_field.Config.quick(), common.Context(progress=False))
+    assert r.methods == ["Exact", "Neumann K=1", "Neumann K=100", "Neumann K=200"]
+    np.testing.assert_allclose(r.final_u[0], [1.0, 1.0], atol=1e-4)
+    assert np.all(r.final_F < 1e-10)
+    assert np.all(np.abs(r.line_residual) < 1e-6)  # every run ends on u1 + u2 = 2
+    np.testing.assert_allclose(r.final_u[1], [0.5, 1.5], atol=1e-4)  # K = 1: direction Phi phi_o = (1, 3)
+    d = r.dist_to_exact_point
+    assert d[1] > 0.5 and d[1] > d[2] > d[3] > d[0]  # larger K ends closer to (1, 1)
+
+
+# ----------------------------------------------------------------------------- E7 projection sketch
+def test_e7_claims():
+    r = projection_sketch.run(dataclasses.replace(projection_sketch.Config.quick(), sweeps=20),
+                              common.Context(progress=False))
+    c, i = r.cases["consistent"], r.cases["inconsistent"]
+    for case in (c, i):
+        assert case["warm_full_vs_projections"] < 1e-10
+        assert case["cold_vs_projections"] < 1e-10
+        assert case["cold"]["period"] == 4 and not case["cold"]["converged"]
+    assert c["lines_have_common_point"] and not i["lines_have_common_point"]
+    assert c["warm_full"]["converged"] and c["warm_partial"]["converged"]
+    np.testing.assert_allclose(c["warm_full"]["cycle_points"][0], r.config.w_common, atol=1e-9)
+    assert c["warm_limit_vs_dykstra"] < 1e-9
+    assert i["warm_full"]["period"] == 4 and i["warm_full"]["cycle_spread"] > 0.1
+
+
+# ----------------------------------------------------------------------------- E8 spectral
+@pytest.mark.slow
+def test_e8_claims():
+    r = spectral.run(spectral.Config.quick(), common.Context(progress=False))
+    assert max(r.check["max_rel_deviation"].values()) < 1e-10
+
+
+# ----------------------------------------------------------------------------- configs
+@pytest.mark.parametrize(
+    "mod, changes, field",
+    [
+        (antidistill, dict(ks=(1, 0, 10)), "ks"),
+        (antidistill, dict(cg_iters=(-1,)), "cg_iters"),
+        (antidistill, dict(eps_inverse=(0.1, -1.0)), "eps_inverse"),
+        (antidistill, dict(eps_exponential=()), "eps_exponential"),
+        (antidistill, dict(n=21), "n"),
+        (antidistill, dict(n=30), "n"),
+        (antidistill, dict(bases=("exponential", "legendre")), "bases"),
+        (antidistill, dict(alpha_scale=2.5), "alpha_scale"),
+        (antidistill, dict(mlp_ks=(1, 10_000)), "mlp_ks"),
+        (hypergrad_field, dict(neumann_ks=(0,)), "neumann_ks"),
+        (hypergrad_field, dict(alpha=1.0), "alpha"),
+        (hypergrad_field, dict(outer_eta=0.0), "outer_eta"),
+        (projection_sketch, dict(partial_steps=0), "partial_steps"),
+        (projection_sketch, dict(offsets=(0.1,)), "offsets"),
+        (spectral, dict(ks=(0,)), "ks"),
+        (spectral, dict(eps=(-1.0,)), "eps"),
+        (spectral, dict(rank=20), "rank"),
+    ],
+)
+def test_bad_config_names_the_field(mod, changes, field):
+    cfg = dataclasses.replace(mod.Config(), **changes)
+    with pytest.raises(common.ConfigError, match=rf"Config\.{field} must be"):
+        cfg.validate()
+    with pytest.raises(common.ConfigError, match=field):
+        mod.run(cfg)
+
+
+@pytest.mark.parametrize("mod", [antidistill, hypergrad_field, projection_sketch, spectral])
+def test_contract(mod):
+    assert isinstance(mod.DESCRIPTION, str) and mod.DESCRIPTION
+    mod.Config().validate()
+    mod.Config.quick().validate()
