@@ -65,3 +65,16 @@ def test_reproduce_report_in_chromium(tmp_path):
     r = browser.check_report(bad, chromium=chromium)
     assert r["loaded"] and len(r["broken"]) == 1
     shutil.rmtree(out)
+
+
+def test_auto_comparison_and_text_figures(tmp_path):
+    from blojax.runner import report
+
+    rows = report.auto_comparison({"ours": {"mnist": {"cold": {"mean": 30.0, "std": 1.5}}},
+                                   "paper": {"mnist": {"cold": 30.7, "warm": 90.8}}})
+    assert rows == [{"quantity": "mnist.cold", "ours": "30 ± 1.5", "paper": 30.7},
+                    {"quantity": "mnist.warm", "ours": "not run", "paper": 90.8}]
+    assert report.auto_comparison({"final_F": 1.0}) is None
+    table = tmp_path / "t.md"
+    table.write_text("| a | <b> |\n")
+    assert report._figure(table) == "<h4>t.md</h4><pre>| a | &lt;b&gt; |\n</pre>"  # inline, escaped, never an <img>

@@ -72,8 +72,10 @@ def _paper_text(module_path, name):
             import importlib
 
             mod = importlib.import_module(module_path)
-            text = getattr(mod, "PAPER", None) or text
-            ref = getattr(mod, "PAPER_REF", None) or ref
+            own = getattr(mod, "PAPER", None)
+            text = own if isinstance(own, str) and own else text
+            own_ref = getattr(mod, "PAPER_REF", None)
+            ref = own_ref if isinstance(own_ref, str) and own_ref else ref
             desc = getattr(mod, "DESCRIPTION", "")
         except Exception:  # noqa: BLE001 - a report never fails on a module that does not import
             desc = ""
@@ -166,6 +168,34 @@ def scalar_rows(d, prefix="", limit=80) -> list[tuple[str, str]]:
     return rows
 
 
+def _leaves(d, prefix=""):
+    """``{dotted path: value}``; a ``{"mean", "std"}`` dict is one leaf."""
+    out = {}
+    if isinstance(d, dict) and not (set(d) >= {"mean", "std"}):
+        for k, v in d.items():
+            out.update(_leaves(v, f"{prefix}{k}."))
+    else:
+        out[prefix[:-1]] = d
+    return out
+
+
+def _show(v):
+    if isinstance(v, dict) and set(v) >= {"mean", "std"}:
+        return f"{_fmt(v['mean'])} ± {_fmt(v['std'])}"
+    return v if v is not None else "-"
+
+
+def auto_comparison(results) -> list[dict] | None:
+    """Rows "ours beside the paper" for results shaped ``{"ours": {...}, "paper": {...}}`` (same
+    nesting on both sides): one row per path found on either side."""
+    if not (isinstance(results, dict) and isinstance(results.get("ours"), dict) and isinstance(results.get("paper"), dict)):
+        return None
+    ours, paper = _leaves(results["ours"]), _leaves(results["paper"])
+    keys = list(ours) + [k for k in paper if k not in ours]
+    return [{"quantity": k, "ours": _show(ours.get(k)) if k in ours else "not run", "paper": _show(paper.get(k))}
+            for k in keys[:120]]
+
+
 # ------------------------------------------------------------------------------------ html
 def _h(x) -> str:
     return html.escape(str(x))
@@ -177,8 +207,22 @@ def _table(header, rows, cls="") -> str:
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+_TEXT = {".md", ".txt", ".csv", ".json"}
+
+
+def _figure(path: pathlib.Path) -> str:
+    """An image embedded as a data URI; a text file (a table written by plot()) inline; else its name."""
+    suffix = path.suffix.lower()
+    if suffix in _MIME:
+        return _img(path)
+    if suffix in _TEXT:
+        text = path.read_text(errors="replace")
+        return f"<h4>{_h(path.name)}</h4><pre>{_h(text[:20000])}</pre>"
+    return f"<p>File: <code>{_h(path.name)}</code></p>"
+
+
 def _img(path: pathlib.Path) -> str:
-    mime = _MIME.get(path.suffix.lower(), "application/octet-stream")
+    mime = _MIME[path.suffix.lower()]
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (f'<figure><img src="data:{mime};base64,{data}" alt="{_h(path.name)}">'
             f"<figcaption>{_h(path.name)}</figcaption></figure>")
@@ -259,12 +303,12 @@ def _render_entry(e: dict) -> str:
         out.append(f"<p class='bad'>{_h(r['error'])}</p>")
     if e["paper"]["text"]:
         out.append(f"<div class='paper'><b>Paper ({_h(e['paper']['ref'])}):</b> {_h(e['paper']['text'])}</div>")
-    comp = res.get("paper_comparison")
+    comp = res.get("paper_comparison") or auto_comparison(res.get("results"))
     if comp:
         out.append("<h3>Ours beside the paper</h3>" + _table(
             ["quantity", "ours", "paper"], [[c.get("quantity", ""), _summarize(c.get("ours")), _summarize(c.get("paper"))] for c in comp], "comparison"))
     for f in e["figures"]:
-        out.append(_img(f))
+        out.append(_figure(f))
     if res.get("results"):
         out.append("<h3>Reported numbers</h3>" + _table(["quantity", "value"], scalar_rows(res["results"]), "numbers"))
     cfg = r.get("config") or res.get("config") or {}
@@ -301,15 +345,21 @@ def render_md(info: dict) -> str:
             out += [f"**Error:** {r['error']}", ""]
         if e["paper"]["text"]:
             out += [f"> **Paper ({e['paper']['ref']}):** {e['paper']['text']}", ""]
-        if res.get("paper_comparison"):
+        comp = res.get("paper_comparison") or auto_comparison(res.get("results"))
+        if comp:
             out += [_md_table(["quantity", "ours", "paper"], [[c.get("quantity", ""), _summarize(c.get("ours")), _summarize(c.get("paper"))]
-                                                              for c in res["paper_comparison"]]), ""]
+                                                              for c in comp]), ""]
         for f in e["figures"]:
             try:
                 rel = f.relative_to(folder)
             except ValueError:
                 rel = f
-            out += [f"![{f.name}]({rel.as_posix()})", ""]
+            if f.suffix.lower() in _MIME:
+                out += [f"![{f.name}]({rel.as_posix()})", ""]
+            elif f.suffix.lower() == ".md":
+                out += [f"{f.name}:", "", f.read_text(errors="replace").rstrip(), ""]
+            else:
+                out += [f"[{f.name}]({rel.as_posix()})", ""]
         if res.get("results"):
             out += [_md_table(["quantity", "value"], scalar_rows(res["results"])), ""]
     if info.get("demo") is not None:
