@@ -27,17 +27,21 @@ def _say(msg: str) -> None:
 
 
 def _run_one(cmd: list[str], log: pathlib.Path, timeout: float | None) -> tuple[int, float, str]:
+    """Run ``cmd``, its output streamed to a temporary file beside ``log`` (``tail -f`` it to watch a
+    long run), renamed to ``log`` at the end."""
     t0 = time.perf_counter()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    try:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, env=env, text=True)
-        rc, text = proc.returncode, proc.stdout
-    except subprocess.TimeoutExpired as exc:
-        rc = 124
-        text = (exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or "") + f"\ntimed out after {timeout} s\n"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    partial = log.with_name(f".{log.name}.running")  # not .tmp: a run cleans those up in its folder
+    with open(partial, "w") as fh:
+        try:
+            rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout, env=env).returncode
+        except subprocess.TimeoutExpired:
+            rc = 124
+            fh.write(f"\ntimed out after {timeout} s\n")
     seconds = time.perf_counter() - t0
-    common.atomic_write_text(log, text)
-    return rc, seconds, text
+    os.replace(partial, log)
+    return rc, seconds, log.read_text(errors="replace")
 
 
 def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=True, timeout=None, argv=None) -> bool:
