@@ -271,7 +271,12 @@ class Context:
         cached = self.load(key)
         if cached is not None and "value" in cached:
             return jax.tree_util.tree_map(jnp.asarray, cached["value"])
-        value = fn(*args, **kwargs)
+        t0 = time.perf_counter()
+        if self.progress:
+            print(f"{key}: computing ...", file=sys.stderr, flush=True)
+        value = jax.block_until_ready(fn(*args, **kwargs))
+        if self.progress:
+            print(f"{key}: done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
         self.save(key, {"format": _CHECKPOINT_FORMAT, "value": value})
         return value
 
