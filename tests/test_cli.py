@@ -65,7 +65,7 @@ def test_bad_input_is_one_line_exit_2(capsys, tmp_path, argv, needle):
 
 def test_output_folder_holding_a_different_run(capsys, tmp_path):
     out = str(tmp_path / "run")
-    assert cli.main(["run", "toy", "--quick", "--set", "steps=20", "--out", out, "--quiet", "--no-plots"]) == 0
+    assert cli.main(["run", "toy", "--quick", "--set", "steps=20", "--checkpoint-every", "10", "--out", out, "--quiet", "--no-plots"]) == 0
     capsys.readouterr()
     rc, err = _err(capsys, ["run", "toy", "--quick", "--set", "steps=20", "--set", "lr=0.5", "--out", out, "--no-plots"])
     assert rc == 2 and len(err.splitlines()) == 1
@@ -74,7 +74,7 @@ def test_output_folder_holding_a_different_run(capsys, tmp_path):
     rc, err = _err(capsys, ["sweep", "toy", "--quick", "--seeds", "0-1", "--out", out])
     assert rc == 2 and "holds a run of toy, not a sweep" in err
     # the same run again is fine
-    assert cli.main(["run", "toy", "--quick", "--set", "steps=20", "--out", out, "--quiet", "--no-plots"]) == 0
+    assert cli.main(["run", "toy", "--quick", "--set", "steps=20", "--checkpoint-every", "10", "--out", out, "--quiet", "--no-plots"]) == 0
 
 
 def test_console_script_bad_input_has_no_traceback(tmp_path):
@@ -102,7 +102,7 @@ def test_run_folder_contents(capsys, tmp_path):
     out = tmp_path / "r"
     toml = tmp_path / "c.toml"
     toml.write_text("steps = 30\nlr = 0.02\n")
-    assert cli.main(["run", "toy", "--config", str(toml), "--set", "lr=0.03", "--seed", "4", "--out", str(out), "--quiet"]) == 0
+    assert cli.main(["run", "toy", "--config", str(toml), "--set", "lr=0.03", "--seed", "4", "--checkpoint-every", "10", "--out", str(out), "--quiet"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["steps"] == 30 and config["lr"] == 0.03 and config["seed"] == 4  # --set wins over the file
     res = json.loads((out / "results.json").read_text())
@@ -118,7 +118,7 @@ def test_run_folder_contents(capsys, tmp_path):
 def test_module_main_entry(capsys, tmp_path):
     from blojax.experiments import common
 
-    assert common.main("blojax.runner.toy", ["--out", str(tmp_path), "--quick", "--set", "steps=10", "--quiet", "--no-plots"]) == 0
+    assert common.main("blojax.runner.toy", ["--out", str(tmp_path), "--quick", "--set", "steps=10", "--checkpoint-every", "10", "--quiet", "--no-plots"]) == 0
     assert json.loads((tmp_path / "run.json").read_text())["experiment"] == "toy"
     assert common.main("blojax.runner.toy", ["--out", str(tmp_path / "x"), "--set", "n_syn=0"]) == 2
     assert "toy.Config.n_syn must be a positive integer, got 0" in capsys.readouterr().err
