@@ -149,7 +149,7 @@ def load_dataset(
         (``None``: all). Chosen with ``seed``.
       seed: seed of the subsets (the splits themselves are fixed).
       val_size: examples of the training file held out for validation (default per dataset: 10 000
-        for the MNIST family, 5 000 for CIFAR-10, 360 for digits).
+        for the MNIST family, 5 000 for CIFAR-10, 360 for digits; at most 1/6 of the training file).
       normalize: ``"standard"``, ``"unit"`` or ``"none"`` (module docstring).
       download: fetch missing files into the cache with checksum verification (needs network).
         ``None`` (default): only when the environment variable ``BLOJAX_DOWNLOAD=1``.
@@ -171,7 +171,10 @@ def load_dataset(
         download = os.environ.get("BLOJAX_DOWNLOAD", "0").lower() in ("1", "true", "yes")
     x_tr, y_tr, x_te, y_te, source, scale = _load_raw(key, root, download)
 
-    val_size = default_val if val_size is None else val_size
+    # Default: the dataset's usual validation size, at most 1/6 of the training file (so stand-in files
+    # with few examples work unchanged; 60 000 / 6 = 10 000 for the MNIST family).
+    if val_size is None:
+        val_size = default_val if key == "digits" else min(default_val, len(y_tr) // 6)
     if not isinstance(val_size, (int, np.integer)) or isinstance(val_size, bool) or not 0 < val_size < len(y_tr):
         raise ValueError(f"load_dataset(val_size=...) must be an int in 1..{len(y_tr) - 1}, got {val_size!r}")
     perm = np.random.default_rng(0).permutation(len(y_tr))

@@ -1,0 +1,306 @@
+r"""E4 (PAPER.md Table 3, "augment-net"): hyperparameter optimization of a linear data-augmentation
+network with cold-start and warm-start bilevel optimization.
+
+Outer parameters ``u``: a linear augmentation network ``a_u(x, eps)`` (:mod:`blojax.models.augment`;
+identity at ``u = 0`` plus a small random low-rank start). Inner parameters ``w``: a classifier trained on
+a SMALL class-balanced subset ``(X_s, Y_s)`` of the training data (so augmentation can help), seeing
+augmented inputs. Outer objective: the loss on the validation set, whose minibatches are drawn from
+the full validation split.
+
+    f(u, w; eps) = CE(model_w(a_u(X_s, eps)), Y_s)          (full batch over the subset; noise eps
+                                                                drawn once per outer step)
+    F(u, w; B)   = CE(model_w(X_v[B]), Y_v[B])              (clean validation minibatch B)
+
+* **cold-start**: every outer step trains ``w`` from ``w0`` for ``T = cold_steps`` GD steps and
+  differentiates through them (``Unroll(T, remat=True)``) or uses the IFT at ``w_T`` (Neumann / CG).
+  Its reported classifier: trained from ``w0`` with the final ``a_u`` (fresh noise every step) for T steps.
+* **warm-start**: ``w`` carried over, one GD step per outer step, ``Unroll(1)``. Reported: the carried w.
+* **warm-start + retrain**: a fresh classifier trained from ``w0`` with warm-start's final ``a_u`` exactly
+  as cold-start's is.
+* **no augmentation**: a classifier trained from ``w0`` on the clean subset for T steps.
+
+All classifiers are tested on the clean test images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import resource
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import blojax as blo
+from blojax.data import load_dataset
+from blojax.models.augment import augment_apply, init_augment
+from blojax.models.classifier import Classifier, accuracy, cross_entropy
+
+from . import common
+from .canvas_distill import METHODS, summarize
+from .common import ConfigError, check_field
+
+DESCRIPTION = "E4: learned linear augmentation network, cold vs warm vs warm+retrain vs no augmentation (Table 3)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Settings of the augment-net experiment (PAPER.md gives none of these numbers)."""
+
+    #: dataset for :func:`blojax.data.load_dataset` (paper: MNIST and CIFAR-10).
+    dataset: str = "fashion_mnist"
+    root: str | None = None
+    #: size of the class-balanced training subset the classifier sees (small: augmentation helps).
+    train_subset: int = 100
+    #: classifier ("mlp" or "convnet") and its hidden widths / channels.
+    model: str = "mlp"
+    hidden: tuple = (128,)
+    #: augmentation net: noise dimension m and rank r of the pixel mixing (None: full D x D matrix).
+    noise_dim: int = 16
+    aug_rank: int | None = 32
+    #: inner GD step alpha (all classifiers).
+    inner_lr: float = 0.1
+    #: T: GD steps of cold-start's inner loop, of the retrain and of the no-augmentation baseline.
+    cold_steps: int = 50
+    #: cold-start hypergradient: "unroll" (Unroll(T, remat=True)), "neumann" or "cg" (K = ift_terms).
+    cold_method: str = "unroll"
+    ift_terms: int = 20
+    #: warm-start inner steps per outer step.
+    warm_steps: int = 1
+    #: Adam step on the augmentation net.
+    outer_lr: float = 0.003
+    #: outer steps of each algorithm.
+    outer_steps: int = 1000
+    #: validation minibatch size in F.
+    batch_size: int = 256
+    #: outer steps between evaluations (curve points, on ``curve_test_size`` test images).
+    eval_every: int = 100
+    curve_test_size: int = 2000
+    seeds: int = 3
+    seed: int = 0
+
+    @classmethod
+    def quick(cls) -> "Config":
+        return cls(dataset="digits", train_subset=50, hidden=(64,), cold_steps=20, outer_steps=200,
+                   eval_every=50, batch_size=128, curve_test_size=360, seeds=2, outer_lr=0.01)
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        check_field(isinstance(self.dataset, str), name, "dataset", "a dataset name", self.dataset)
+        for f in ("train_subset", "cold_steps", "ift_terms", "warm_steps", "outer_steps", "batch_size",
+                  "eval_every", "curve_test_size", "seeds"):
+            v = getattr(self, f)
+            check_field(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, f, "a positive int", v)
+        check_field(isinstance(self.noise_dim, int) and self.noise_dim >= 0, name, "noise_dim", "an int >= 0", self.noise_dim)
+        check_field(self.aug_rank is None or (isinstance(self.aug_rank, int) and self.aug_rank >= 1), name,
+                    "aug_rank", "a positive int or None", self.aug_rank)
+        check_field(isinstance(self.seed, int) and self.seed >= 0, name, "seed", "a non-negative int", self.seed)
+        check_field(self.model in ("mlp", "convnet"), name, "model", "'mlp' or 'convnet'", self.model)
+        check_field(len(self.hidden) >= 1 and all(isinstance(h, int) and h >= 1 for h in self.hidden),
+                    name, "hidden", "a non-empty tuple of positive ints", self.hidden)
+        for f in ("inner_lr", "outer_lr"):
+            v = getattr(self, f)
+            check_field(isinstance(v, (int, float)) and v > 0 and np.isfinite(v), name, f, "a positive number", v)
+        check_field(self.cold_method in METHODS, name, "cold_method", f"one of {METHODS}", self.cold_method)
+        check_field(self.warm_steps <= self.cold_steps, name, "warm_steps", "<= cold_steps", self.warm_steps)
+        check_field(self.outer_steps % self.eval_every == 0, name, "outer_steps",
+                    f"a multiple of eval_every={self.eval_every}", self.outer_steps)
+
+
+def _cold_method(cfg):
+    if cfg.cold_method == "unroll":
+        return blo.Unroll(cfg.cold_steps, remat=True)
+    if cfg.cold_method == "neumann":
+        return blo.Neumann(terms=cfg.ift_terms, lr=cfg.inner_lr)
+    return blo.CG(iters=cfg.ift_terms)
+
+
+def _tree_stack(trees):
+    return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *trees)
+
+
+def run_augment(cfg, ctx=None):
+    ctx = ctx or common.Context()
+    t0 = time.perf_counter()
+    ds = load_dataset(cfg.dataset, root=cfg.root, seed=cfg.seed, train_subset=cfg.train_subset)
+    if cfg.batch_size > len(ds.y_val):
+        raise ConfigError(f"{type(cfg).__name__}.batch_size must be <= the {len(ds.y_val)} validation examples, got {cfg.batch_size}")
+    if cfg.curve_test_size > len(ds.y_test):
+        raise ConfigError(f"{type(cfg).__name__}.curve_test_size must be <= the {len(ds.y_test)} test examples, got {cfg.curve_test_size}")
+    clf = Classifier(cfg.model, ds.image_shape, ds.num_classes, tuple(cfg.hidden))
+    Xs, Ys = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+    Xv, Yv = jnp.asarray(ds.x_val), jnp.asarray(ds.y_val)
+    Xte, Yte = jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)
+    from blojax.data.images import balanced_subset
+
+    cidx = balanced_subset(ds.y_test, cfg.curve_test_size, np.random.default_rng(12345))
+    Xc, Yc = Xte[cidx], Yte[cidx]
+    n_sub, m = len(Ys), cfg.noise_dim
+
+    def make_problem(Xs, Ys, Xv, Yv):
+        def f(u, w, eps=None):
+            eps = jnp.zeros((Xs.shape[0], m), Xs.dtype) if eps is None else eps
+            return cross_entropy(clf.apply(w, augment_apply(u, Xs, eps)), Ys)
+
+        def F(u, w, idx=None):
+            if idx is None:
+                return cross_entropy(clf.apply(w, Xv), Yv)
+            return cross_entropy(clf.apply(w, Xv[idx]), Yv[idx])
+
+        return blo.Problem(f, F)
+
+    def algos(problem):
+        outer = optax.adam(cfg.outer_lr)
+        return {
+            "cold": blo.ColdStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.cold_steps), _cold_method(cfg), outer),
+            "warm": blo.WarmStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.warm_steps), blo.Unroll(cfg.warm_steps), outer),
+        }
+
+    def train(u, w0, key, augment=True):
+        """T GD steps from w0 on the subset, with fresh noise each step (u=None: clean inputs)."""
+        def body(w, k):
+            x = augment_apply(u, Xs, jax.random.normal(k, (n_sub, m))) if augment else Xs
+            g = jax.grad(lambda w_: cross_entropy(clf.apply(w_, x), Ys))(w)
+            return jax.tree_util.tree_map(lambda p, q: p - cfg.inner_lr * q, w, g), None
+
+        w, _ = jax.lax.scan(body, w0, jax.random.split(key, cfg.cold_steps))
+        return w
+
+    seeds = np.arange(cfg.seed, cfg.seed + cfg.seeds)
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
+    k_w, k_u, k_b, k_t = (jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys) for i in range(4))
+    w0 = jax.vmap(clf.init)(k_w)
+    u0 = jax.vmap(lambda k: init_augment(k, ds.image_shape, noise_dim=m, rank=cfg.aug_rank))(k_u)
+    clf.check_input(Xs, "the training subset")
+    dummy = algos(make_problem(Xs, Ys, Xv, Yv))
+    states = {name: jax.vmap(a.init)(u0, w0) for name, a in dummy.items()}
+    E, B, Nv = cfg.eval_every, cfg.batch_size, len(Yv)
+
+    @jax.jit
+    def block(states, b, Xs, Ys, Xv, Yv, Xc, Yc, w0, k_b, k_t):
+        algs = algos(make_problem(Xs, Ys, Xv, Yv))
+        out_states, hists, evals = {}, {}, {}
+        for name, algo in algs.items():
+            def one(state, kb, algo=algo):
+                kb = jax.random.fold_in(kb, b)
+                idx = jax.random.randint(kb, (E, B), 0, Nv)
+                eps = jax.random.normal(jax.random.fold_in(kb, 1), (E, n_sub, m))
+                return algo.run(state, E, inner_batches=eps, outer_batches=idx)
+
+            st, h = jax.vmap(one)(states[name], k_b)
+            out_states[name] = st
+            hists[name] = {"F": h["F"]}
+            if name == "warm":
+                evals["warm"] = jax.vmap(lambda w: accuracy(clf, w, Xc, Yc))(st.w)
+            w_r = jax.vmap(lambda u, w, k: train(u, w, jax.random.fold_in(k, b)))(st.u, w0, k_t)
+            evals[name + "_retrain"] = jax.vmap(lambda w: accuracy(clf, w, Xc, Yc))(w_r)
+        return out_states, hists, evals
+
+    def chunk(carry, n):
+        states, b = carry
+        parts = []
+        for _ in range(n):
+            states, h, ev = block(states, b, Xs, Ys, Xv, Yv, Xc, Yc, w0, k_b, k_t)
+            parts.append({"hist": h, "eval": ev})
+            b = b + 1
+        bad = {k: int(jnp.max(s.diverged_step)) for k, s in states.items()}
+        if any(v >= 0 for v in bad.values()):
+            print(f"warning: non-finite values in {bad} (state frozen at the last finite step)")
+        return (states, b), _tree_stack(parts)
+
+    n_blocks = cfg.outer_steps // E
+    t_run = time.perf_counter()
+    (states, _), hist = ctx.scan(chunk, (states, jnp.asarray(0)), n_blocks, key=f"augment-{cfg.dataset}",
+                                 desc=f"augment-net {cfg.dataset}")
+    run_seconds = time.perf_counter() - t_run
+
+    @jax.jit
+    def final(states, w0, k_t, Xte, Yte):
+        acc = lambda w: accuracy(clf, w, Xte, Yte)  # noqa: E731
+        kf = jax.vmap(lambda k: jax.random.fold_in(k, 10**6))(k_t)
+        out = {"warm": jax.vmap(acc)(states["warm"].w)}
+        for name in ("cold", "warm"):
+            w_r = jax.vmap(lambda u, w, k: train(u, w, k))(states[name].u, w0, kf)
+            out[name + "_retrain"] = jax.vmap(acc)(w_r)
+        w_n = jax.vmap(lambda w, k: train(None, w, k, augment=False))(w0, kf)
+        out["no_aug"] = jax.vmap(acc)(w_n)
+        return out
+
+    fin = jax.tree_util.tree_map(np.asarray, final(states, w0, k_t, Xte, Yte))
+    return {
+        "dataset": ds.name,
+        "train_subset": n_sub,
+        "seeds": seeds.tolist(),
+        "steps": (np.arange(n_blocks) + 1) * E,
+        "final_cold": fin["cold_retrain"],
+        "final_warm": fin["warm"],
+        "final_warm_retrain": fin["warm_retrain"],
+        "final_no_aug": fin["no_aug"],
+        "curve_cold": np.asarray(hist["eval"]["cold_retrain"]).T,
+        "curve_warm": np.asarray(hist["eval"]["warm"]).T,
+        "curve_warm_retrain": np.asarray(hist["eval"]["warm_retrain"]).T,
+        "F_cold": np.swapaxes(hist["hist"]["cold"]["F"], 0, 1).reshape(cfg.seeds, -1),
+        "F_warm": np.swapaxes(hist["hist"]["warm"]["F"], 0, 1).reshape(cfg.seeds, -1),
+        "u_norm": {k: float(np.sqrt(sum(np.sum(np.asarray(x) ** 2) for x in jax.tree_util.tree_leaves(s.u))))
+                   for k, s in states.items()},
+        "run_seconds": run_seconds,
+        "seconds": time.perf_counter() - t0,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+@dataclasses.dataclass
+class Result:
+    config: Config
+    raw: dict
+
+    def to_dict(self) -> dict:
+        r = self.raw
+        return common.to_jsonable({
+            "dataset": r["dataset"],
+            "train_subset": r["train_subset"],
+            "seeds": r["seeds"],
+            "test_accuracy_percent": {k: summarize(100 * r[f"final_{k}"]) for k in ("cold", "warm", "warm_retrain", "no_aug")},
+            "curves": {"steps": r["steps"], **{k: r[f"curve_{k}"].mean(0) for k in ("cold", "warm", "warm_retrain")},
+                       "curve_test_size": self.config.curve_test_size},
+            "final_outer_loss": {k: summarize(r[f"F_{k}"][:, -100:].mean(1)) for k in ("cold", "warm")},
+            "aug_param_norm_seedsum": r["u_norm"],
+            "seconds": r["seconds"],
+            "run_seconds": r["run_seconds"],
+            "peak_rss_mb": r["peak_rss_mb"],
+            "cold_hypergradient": self.config.cold_method,
+        })
+
+
+def run(config: Config, ctx=None) -> Result:
+    config.validate()
+    return Result(config, run_augment(config, ctx))
+
+
+def plot(result: Result, out_dir) -> list[pathlib.Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r, cfg = result.raw, result.config
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label, color in (("curve_warm", "warm-start", "C1"), ("curve_cold", "cold-start", "C0"),
+                              ("curve_warm_retrain", "warm-start + retrain", "C2")):
+        c = 100 * r[key]
+        ax.plot(r["steps"], c.mean(0), color=color, label=label)
+        ax.fill_between(r["steps"], c.min(0), c.max(0), color=color, alpha=0.2)
+    na = 100 * r["final_no_aug"]
+    ax.axhline(na.mean(), color="k", ls="--", lw=1, label="no augmentation")
+    ax.set_xlabel("outer iteration")
+    ax.set_ylabel(f"test accuracy (%)  [{cfg.curve_test_size} test images]")
+    ax.set_title(f"augment-net, {r['dataset']} ({r['train_subset']} training images), {cfg.seeds} seeds")
+    ax.legend()
+    return [common.save_figure(fig, pathlib.Path(out_dir) / "augment_curves.png")]
+
+
+if __name__ == "__main__":
+    raise SystemExit(common.main(__name__))

@@ -1,0 +1,113 @@
+"""Dataset distillation into 1 and 10 synthetic samples (PAPER.md E4, Table 3 "distill" columns):
+cold-start, warm-start and warm-start + retrain test accuracy, mean +- std over seeds.
+
+The engine and every setting are those of :mod:`blojax.experiments.canvas_distill` (this Config extends
+its Config); ``sizes`` lists the numbers of synthetic samples. With more than one sample the label
+logits start on class ``i mod C`` for sample ``i`` (``multi_label_init``; still learned), the usual
+dataset-distillation start; a single canvas starts uniform as in the paper's Fig. 9.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import numpy as np
+
+from . import common
+from . import canvas_distill as cd
+from .common import check_field
+
+DESCRIPTION = "Table 3 distill columns: 1 and 10 synthetic samples, cold / warm / warm + retrain"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(cd.Config):
+    #: numbers of synthetic samples (the paper: 1 and 10).
+    sizes: tuple = (1, 10)
+    #: label start for more than one sample: "onehot" or "uniform".
+    multi_label_init: str = "onehot"
+
+    def validate(self) -> None:
+        super().validate()
+        name = type(self).__name__
+        check_field(len(self.sizes) >= 1 and all(isinstance(n, int) and n >= 1 for n in self.sizes), name, "sizes",
+                    "a non-empty tuple of positive ints", self.sizes)
+        check_field(self.multi_label_init in ("onehot", "uniform"), name, "multi_label_init", "'onehot' or 'uniform'",
+                    self.multi_label_init)
+
+    def for_size(self, n: int) -> cd.Config:
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(cd.Config)}
+        fields.update(n_samples=n, label_init=self.label_init if n == 1 else self.multi_label_init)
+        return cd.Config(**fields)
+
+
+@dataclasses.dataclass
+class Result:
+    config: Config
+    raw: dict  # n -> distill() output
+
+    def table(self) -> dict:
+        out = {}
+        for n, r in self.raw.items():
+            out[str(n)] = {k: cd.summarize(100 * r[f"final_{k}"]) for k in ("cold", "warm", "warm_retrain")}
+        return out
+
+    def to_dict(self) -> dict:
+        return common.to_jsonable({
+            "dataset": next(iter(self.raw.values()))["dataset"],
+            "seeds": next(iter(self.raw.values()))["seeds"],
+            "test_accuracy_percent": self.table(),
+            "curves": {str(n): {"steps": r["steps"], "cold": r["curve_cold"].mean(0), "warm": r["curve_warm"].mean(0),
+                                "warm_retrain": r["curve_warm_retrain"].mean(0)} for n, r in self.raw.items()},
+            "seconds": {str(n): r["seconds"] for n, r in self.raw.items()},
+            "run_seconds": {str(n): r["run_seconds"] for n, r in self.raw.items()},
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in self.raw.values()),
+            "cold_hypergradient": self.config.cold_method,
+        })
+
+    def markdown(self) -> str:
+        t = self.table()
+        ns = list(t)
+        lines = ["| method | " + " | ".join(f"{n} sample(s)" for n in ns) + " |", "|---|" + "---|" * len(ns)]
+        for k, label in (("cold", "cold-start"), ("warm", "warm-start"), ("warm_retrain", "warm-start + retrain")):
+            lines.append(f"| {label} | " + " | ".join(f"{t[n][k]['mean']:.1f} ± {t[n][k]['std']:.1f}" for n in ns) + " |")
+        return "\n".join(lines)
+
+
+def run(config: Config, ctx=None) -> Result:
+    config.validate()
+    raw = {}
+    for n in config.sizes:
+        raw[n] = cd.distill(config.for_size(n), ctx, key_prefix="table")
+    return Result(config, raw)
+
+
+def plot(result: Result, out_dir) -> list[pathlib.Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = list(result.raw)
+    fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 3.8), squeeze=False)
+    for ax, n in zip(axes[0], sizes):
+        r = result.raw[n]
+        for key, label, color in (("curve_warm", "warm-start", "C1"), ("curve_cold", "cold-start", "C0"),
+                                  ("curve_warm_retrain", "warm-start + retrain", "C2")):
+            c = 100 * r[key]
+            ax.plot(r["steps"], c.mean(0), color=color, label=label)
+            ax.fill_between(r["steps"], c.min(0), c.max(0), color=color, alpha=0.2)
+        ax.set_title(f"{r['dataset']}: {n} synthetic sample(s), {len(r['seeds'])} seeds")
+        ax.set_xlabel("outer iteration")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylim(0, 100)
+    axes[0][0].legend()
+    out = pathlib.Path(out_dir)
+    paths = [common.save_figure(fig, out / "distill_curves.png")]
+    paths.append(common.atomic_write_text(out / "table.md", result.markdown() + "\n"))
+    return paths
+
+
+if __name__ == "__main__":
+    raise SystemExit(common.main(__name__))

@@ -1,0 +1,176 @@
+"""Image-scale experiments (canvas_distill, distill_table, augment_net, table3): tiny runs that check
+the contract, the numbers' structure and the errors; MNIST / CIFAR-10 paths on generated stand-in files."""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from blojax.data import download as dl
+from blojax.experiments import augment_net, canvas_distill, distill_table, table3
+from blojax.experiments.common import ConfigError, main
+from blojax.models.augment import augment_apply, init_augment
+from blojax.models.classifier import Classifier
+
+from test_data_images import make_cifar, make_idx_dataset
+
+TINY_D = dict(hidden=(16,), outer_steps=20, eval_every=10, cold_steps=4, retrain_steps=4, batch_size=32,
+              curve_test_size=50, seeds=2)
+TINY_A = dict(hidden=(16,), outer_steps=10, eval_every=5, cold_steps=3, batch_size=16, curve_test_size=20,
+              seeds=2, train_subset=20, noise_dim=4, aug_rank=4)
+
+
+@pytest.fixture(autouse=True)
+def _no_system_data(monkeypatch, tmp_path):
+    monkeypatch.delenv("BLOJAX_DATA", raising=False)
+    monkeypatch.setenv("BLOJAX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(dl, "SYSTEM_DIRS", {})
+
+
+def test_canvas_distill_digits_contract(tmp_path):
+    cfg = dataclasses.replace(canvas_distill.Config.quick(), **TINY_D)
+    res = canvas_distill.run(cfg)
+    d = res.to_dict()
+    acc = d["test_accuracy_percent"]
+    for k in ("cold", "warm", "warm_retrain"):
+        assert len(acc[k]["values"]) == 2 and all(0 <= v <= 100 for v in acc[k]["values"])
+    assert d["curves"]["steps"] == [10, 20] and len(d["curves"]["warm"]) == 2
+    r = res.raw
+    assert r["label_warm"].shape == (2, 20, 1, 10)
+    assert np.allclose(r["label_cold"].sum(-1), 1, atol=1e-5)
+    # soft-label statistics are computed from the recorded distributions
+    st = canvas_distill.label_stats(r["label_warm"], cfg.eval_every)
+    p = r["label_warm"][:, -1, 0]
+    assert np.allclose(st["final_entropy"], -(p * np.log(p)).sum(-1), rtol=1e-5)
+    assert np.all(st["argmax_switches"] <= 19)
+    # the synthetic images respect the pixel range of the data (sigmoid parameterization)
+    assert r["images_warm"].min() >= -1.0 and np.isfinite(r["images_warm"]).all()
+    paths = canvas_distill.plot(res, tmp_path)
+    assert all(p.exists() and p.stat().st_size > 1000 for p in paths)
+    json.dumps(d)
+
+
+def test_configs_reject_bad_values():
+    with pytest.raises(ConfigError, match="Config.n_samples"):
+        dataclasses.replace(canvas_distill.Config(), n_samples=0).validate()
+    with pytest.raises(ConfigError, match="Config.cold_method"):
+        dataclasses.replace(canvas_distill.Config(), cold_method="exact").validate()
+    with pytest.raises(ConfigError, match="outer_steps"):
+        dataclasses.replace(canvas_distill.Config(), outer_steps=150, eval_every=100).validate()
+    with pytest.raises(ConfigError, match="Config.sizes"):
+        dataclasses.replace(distill_table.Config(), sizes=()).validate()
+    with pytest.raises(ConfigError, match="Config.aug_rank"):
+        dataclasses.replace(augment_net.Config(), aug_rank=0).validate()
+    with pytest.raises(ConfigError, match="Config.train_subset"):
+        dataclasses.replace(augment_net.Config(), train_subset=-1).validate()
+    for mod in (canvas_distill, distill_table, augment_net, table3):
+        mod.Config().validate()
+        mod.Config.quick().validate()
+
+
+def test_bad_data_requests_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+        canvas_distill.run(dataclasses.replace(canvas_distill.Config.quick(), dataset="nope"))
+    with pytest.raises(ValueError, match="train_subset=5000"):
+        augment_net.run(dataclasses.replace(augment_net.Config.quick(), train_subset=5000))
+    with pytest.raises(ConfigError, match="batch_size"):
+        canvas_distill.run(dataclasses.replace(canvas_distill.Config.quick(), batch_size=5000))
+
+
+def test_model_data_shape_mismatch():
+    clf = Classifier("mlp", (28, 28, 1), 10)
+    w = clf.init(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="model and data shapes do not match"):
+        clf.apply(w, jnp.zeros((2, 8, 8, 1)))
+    conv = Classifier("convnet", (8, 8, 1), 10, hidden=(4,))
+    assert jax.jit(conv.apply)(conv.init(jax.random.PRNGKey(0)), jnp.zeros((3, 8, 8, 1))).shape == (3, 10)
+    u = init_augment(jax.random.PRNGKey(0), (8, 8, 1), noise_dim=2, rank=3)
+    with pytest.raises(ValueError, match="model and data shapes do not match"):
+        augment_apply(u, jnp.zeros((2, 28, 28, 1)), jnp.zeros((2, 2)))
+    with pytest.raises(ValueError, match="Classifier.kind"):
+        Classifier("resnet", (8, 8, 1), 10)
+
+
+def test_augment_is_identity_at_zero_and_linear():
+    u = init_augment(jax.random.PRNGKey(0), (4, 4, 1), noise_dim=3, rank=None)
+    x = jax.random.normal(jax.random.PRNGKey(1), (5, 4, 4, 1))
+    e = jax.random.normal(jax.random.PRNGKey(2), (5, 3))
+    assert jnp.allclose(augment_apply(u, x, e), x)
+    u = jax.tree_util.tree_map(lambda a: jax.random.normal(jax.random.PRNGKey(3), a.shape), u)
+    a = lambda x_, e_: augment_apply(u, x_, e_) - augment_apply(u, 0 * x_, 0 * e_)  # noqa: E731
+    assert jnp.allclose(a(2 * x, 2 * e), 2 * a(x, e), atol=1e-4)
+
+
+def test_mnist_standin_distill_and_cifar_standin_augment(tmp_path):
+    """The same experiments run unchanged on MNIST- and CIFAR-10-shaped files when they are present."""
+    make_idx_dataset(tmp_path / "mnist", n_train=300, n_test=60)
+    make_cifar(tmp_path / "cifar-10", n_per_batch=40)
+    cfg = distill_table.Config(**{**TINY_D, "seeds": 1, "outer_steps": 10, "curve_test_size": 20},
+                               dataset="mnist", root=str(tmp_path), sizes=(2,))
+    t = distill_table.run(cfg).table()
+    assert set(t) == {"2"} and set(t["2"]) == {"cold", "warm", "warm_retrain"}
+    a = augment_net.run(augment_net.Config(**{**TINY_A, "seeds": 1}, dataset="cifar10", root=str(tmp_path)))
+    assert a.raw["dataset"] == "cifar10" and a.raw["train_subset"] == 20
+    assert set(a.to_dict()["test_accuracy_percent"]) == {"cold", "warm", "warm_retrain", "no_aug"}
+
+
+def test_table3_skips_absent_datasets_and_prints_paper(tmp_path, monkeypatch):
+    """table3's bookkeeping, with the two experiments replaced by instant fakes."""
+    make_idx_dataset(tmp_path / "mnist", n_train=120, n_test=20)
+    calls = []
+
+    def fake_distill(cfg, ctx=None):
+        calls.append(("distill", cfg.dataset, cfg.seeds))
+        fin = {f"final_{k}": np.array([0.5, 0.7]) for k in ("cold", "warm", "warm_retrain")}
+        return distill_table.Result(cfg, {n: dict(fin) for n in cfg.sizes})
+
+    class FakeAug:
+        def __init__(self, cfg):
+            self.cfg = cfg
+
+        def to_dict(self):
+            return {"test_accuracy_percent": {k: {"mean": 40.0, "std": 1.0} for k in ("cold", "warm", "warm_retrain", "no_aug")}}
+
+    monkeypatch.setattr(distill_table, "run", fake_distill)
+    monkeypatch.setattr(augment_net, "run", lambda cfg, ctx=None: (calls.append(("augment", cfg.dataset, cfg.seeds)), FakeAug(cfg))[1])
+    res = table3.run(table3.Config(datasets=("mnist", "kmnist"), root=str(tmp_path), seeds=2))
+    assert calls == [("distill", "mnist", 2), ("augment", "mnist", 2)]
+    assert set(res.rows) == {"mnist"} and "kmnist" in res.skipped and "files not found" in res.skipped["kmnist"]
+    t = res.table()["mnist"]
+    assert t["distill_1"]["warm"]["mean"] == pytest.approx(60.0) and t["distill_10"]["cold"]["std"] == pytest.approx(10.0)
+    md = res.markdown()
+    assert "| mnist | distill_1 | warm-start | 60.0 ± 10.0 | 90.8 |" in md
+    assert "| mnist | augment | no augmentation | 40.0 ± 1.0 | — |" in md and "kmnist | — | skipped" in md
+    assert table3.plot(res, tmp_path / "out")[0].read_text().startswith("| dataset |")
+    json.dumps(res.to_dict())
+
+
+@pytest.mark.slow
+def test_table3_end_to_end_on_standins(tmp_path, monkeypatch):
+    make_idx_dataset(tmp_path / "mnist", n_train=400, n_test=60)
+    make_cifar(tmp_path / "cifar-10", n_per_batch=60)
+    monkeypatch.setattr(distill_table.Config, "quick",
+                        classmethod(lambda cls: cls(**{**TINY_D, "seeds": 1}, sizes=(1, 2))))
+    monkeypatch.setattr(augment_net.Config, "quick", classmethod(lambda cls: cls(**TINY_A)))
+    monkeypatch.setattr(table3, "settings", lambda ds, quick=False: ({"dataset": ds, "curve_test_size": 20},
+                                                                      {"dataset": ds}))
+    cfg = dataclasses.replace(table3.Config.quick(), datasets=("mnist", "kmnist", "cifar10"), root=str(tmp_path),
+                              seeds=1)
+    res = table3.run(cfg)
+    assert set(res.rows) == {"mnist", "cifar10"} and set(res.skipped) == {"kmnist"}
+    t = res.table()
+    for ds in ("mnist", "cifar10"):
+        assert set(t[ds]) == {"distill_1", "distill_2", "augment"}
+
+
+@pytest.mark.slow
+def test_cli_quick_writes_results(tmp_path, monkeypatch):
+    monkeypatch.setattr(augment_net.Config, "quick", classmethod(lambda cls: cls(**{**TINY_A, "dataset": "digits"})))
+    assert main("blojax.experiments.augment_net", ["--quick", "--out", str(tmp_path), "--quiet"]) == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    acc = data["results"]["test_accuracy_percent"]
+    assert set(acc) == {"cold", "warm", "warm_retrain", "no_aug"}
+    assert (tmp_path / "augment_curves.png").exists()
