@@ -63,12 +63,16 @@ class Config:
         enough that 8000 outer steps x 5 seeds compile into one scan that runs in seconds).
       bias_scale: std of the initial biases (1.0: first-layer ReLU kinks spread over the rings; with
         zero biases the initial network is positively homogeneous and cannot tell rings apart).
+      first_layer_scale: multiplies the first layer's initial weights and biases (kink positions are
+        unchanged, the pieces get steeper; 1.0 = plain He init).
     Optimization
       inner_lr: SGD step a of the inner problem (every algorithm, and retraining).
       outer_lr, outer_b2, outer_eps: Adam on the synthetic points (and soft-label logits).
       label_lr: Adam step of the soft-label logits (relative speed of label learning).
-      point_box: if > 0, the points are kept in ``[-point_box, point_box]^2`` after every outer step
-        (0: unconstrained, as in the paper).
+      point_bound: if > 0, after every outer step the points are projected onto the disk of radius
+        ``point_bound * max_i ||X_i||`` (the data's extent; 0: unconstrained). The paper is silent; without
+        a bound the 1-step hypergradient drives points far outside the data, where a ReLU network's
+        gradient step has the most leverage, and they stall there saturated.
       warm_steps: outer steps of warm-start (the paper shows ~8000).
       cold_steps, cold_inner_steps, cold_unroll: cold-start outer steps, inner steps T (the paper
         says T = 10^3..10^4) and unrolled steps K of its hypergradient.
@@ -88,12 +92,13 @@ class Config:
     width: int = 32
     depth: int = 2
     bias_scale: float = 1.0
+    first_layer_scale: float = 1.0
     inner_lr: float = 0.1
     outer_lr: float = 0.01
     outer_b2: float = 0.999
     outer_eps: float = 1e-8
     label_lr: float = 0.01
-    point_box: float = 0.0
+    point_bound: float = 0.0
     warm_steps: int = 8000
     cold_steps: int = 200
     cold_inner_steps: int = 1000
@@ -120,10 +125,10 @@ class Config:
             check_field(isinstance(v, int) and not isinstance(v, bool) and v >= lo, name, field, f"an integer >= {lo}", v)
         check_field(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, name, "seed",
                     "a non-negative integer", self.seed)
-        for field in ("inner_lr", "outer_lr", "label_lr", "outer_eps"):
+        for field in ("inner_lr", "outer_lr", "label_lr", "outer_eps", "first_layer_scale"):
             v = getattr(self, field)
             check_field(_is_real(v) and v > 0, name, field, "a positive finite number", v)
-        for field in ("noise", "bias_scale", "point_box"):
+        for field in ("noise", "bias_scale", "point_bound"):
             v = getattr(self, field)
             check_field(_is_real(v) and v >= 0, name, field, "a non-negative finite number", v)
         check_field(_is_real(self.outer_b2) and 0 <= self.outer_b2 < 1, name, "outer_b2", "a number in [0, 1)", self.outer_b2)
@@ -191,8 +196,9 @@ def train_fresh(w0, x, targets, lr: float, steps: int):
     return w
 
 
-def box_projection(limit: float) -> optax.GradientTransformation:
-    """Keep ``u['x']`` inside ``[-limit, limit]^d`` after the update (other leaves untouched)."""
+def disk_projection(radius: float) -> optax.GradientTransformation:
+    """Project every row of ``u['x']`` onto the disk ``||x|| <= radius`` after the update (other
+    leaves untouched)."""
 
     def init(params):
         del params
@@ -200,21 +206,31 @@ def box_projection(limit: float) -> optax.GradientTransformation:
 
     def update(updates, state, params):
         new = dict(updates)
-        new["x"] = jnp.clip(params["x"] + updates["x"], -limit, limit) - params["x"]
+        x = params["x"] + updates["x"]
+        norm = jnp.linalg.norm(x, axis=-1, keepdims=True)
+        x = x * jnp.minimum(1.0, radius / jnp.maximum(norm, 1e-12))
+        new["x"] = x - params["x"]
         return new, state
 
     return optax.GradientTransformation(init, update)
 
 
-def outer_optimizer(cfg: Config, soft: bool) -> optax.GradientTransformation:
+def outer_optimizer(cfg: Config, soft: bool, data_radius: float = 1.0) -> optax.GradientTransformation:
     adam = lambda lr: optax.adam(lr, b2=cfg.outer_b2, eps=cfg.outer_eps)  # noqa: E731
     if soft:
         opt = optax.multi_transform({"x": adam(cfg.outer_lr), "logits": adam(cfg.label_lr)}, {"x": "x", "logits": "logits"})
     else:
         opt = adam(cfg.outer_lr)
-    if cfg.point_box > 0:
-        opt = optax.chain(opt, box_projection(cfg.point_box))
+    if cfg.point_bound > 0:
+        opt = optax.chain(opt, disk_projection(cfg.point_bound * data_radius))
     return opt
+
+
+def init_model(key, sizes, cfg):
+    """``init_mlp`` with biases ``N(0, bias_scale^2)`` and the first layer scaled by ``first_layer_scale``."""
+    w = init_mlp(key, sizes, bias_scale=cfg.bias_scale)
+    w[0] = {k: cfg.first_layer_scale * v for k, v in w[0].items()}
+    return w
 
 
 def init_points(key, X, Y, n_classes: int, soft: bool):
@@ -264,11 +280,12 @@ def run_variant(cfg: Config, n_classes: int, soft: bool, ctx: common.Context) ->
     problem = make_problem(train.x, train.y, C)
     Xtr, Ytr, Xte, Yte = map(jnp.asarray, (train.x, train.y, test.x, test.y))
     sizes = [2] + [cfg.width] * cfg.depth + [C]
+    radius = float(np.max(np.linalg.norm(train.x, axis=1)))
     seeds = jnp.arange(cfg.seed, cfg.seed + cfg.seeds)
 
     def init_one(s):
         kw, ku = jax.random.split(jax.random.key(s))
-        w0 = init_mlp(kw, sizes, bias_scale=cfg.bias_scale)
+        w0 = init_model(kw, sizes, cfg)
         return init_points(ku, Xtr, Ytr, C, soft), w0
 
     u0, w0 = jax.vmap(init_one)(seeds)
@@ -277,7 +294,7 @@ def run_variant(cfg: Config, n_classes: int, soft: bool, ctx: common.Context) ->
 
     # --- warm-start: T = 1, 1-step unrolled hypergradient, Adam on u; snapshots of (u, w) per frame
     warm = blo.WarmStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=1), blo.Unroll(1),
-                         outer_optimizer(cfg, soft), record=record)
+                         outer_optimizer(cfg, soft, radius), record=record)
     per = cfg.warm_steps // cfg.snapshots
     state0 = jax.vmap(warm.init)(u0, w0)
 
@@ -320,7 +337,7 @@ def run_variant(cfg: Config, n_classes: int, soft: bool, ctx: common.Context) ->
 
     # --- cold-start: w0 retrained for T steps every outer step, Unroll(K) hypergradient, Adam on u
     cold = blo.ColdStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.cold_inner_steps),
-                         blo.Unroll(cfg.cold_unroll), outer_optimizer(cfg, soft), record=record)
+                         blo.Unroll(cfg.cold_unroll), outer_optimizer(cfg, soft, radius), record=record)
     cold_jit = jax.jit(lambda st, n: jax.vmap(lambda s: cold.run(s, n))(st), static_argnums=1)
     t0 = time.perf_counter()
     cstate, ch = ctx.scan(cold_jit, jax.vmap(cold.init)(u0, w0), cfg.cold_steps, key=f"{tag}-cold",

@@ -1,0 +1,278 @@
+r"""E1: the four solution concepts of dataset distillation on a 2-D binary task (PAPER.md E1, Fig. 2).
+
+Two classes split by a sinusoid ``x2 = A sin(omega x1)`` are distilled into two synthetic points
+``u = (x_0, x_1)`` with fixed labels 0 and 1; the inner model ``w`` is a ReLU MLP (overparameterized:
+many boundaries fit two points). With ``f(u, w)`` the cross-entropy on the two points and ``F(u, w)``
+the cross-entropy on the original training split:
+
+* **optimistic**   ``min_u min_{w in S(u)} F(u, w)``
+* **pessimistic**  ``min_u max_{w in S(u)} F(u, w)``
+* **cold-start**   ``min_u F(u, Xi^T(u, w0))`` — ``blo.ColdStart`` (T SGD steps from the fixed ``w0``
+  every outer step, ``Unroll(K)`` hypergradient, Adam on ``u``).
+* **warm-start**   partial warm-start, T = 1 with a 1-step unrolled hypergradient, Adam on ``u``.
+
+Optimistic and pessimistic are approximated by sampling (stated, not exact): ``pairs`` candidate
+synthetic sets ``u`` (one random training point of each class), and for each ``models`` inner
+solutions ``w in S(u)`` obtained by training MLPs from independent random inits of different scales
+(``init_scales``) on the two points for ``fit_steps`` SGD steps; a sample counts as a solution only if it
+classifies both points correctly with inner loss below ``fit_tol``. Optimistic = the (u, w) with the
+lowest ``F``; pessimistic = the ``u`` whose worst sampled solution is least bad, with that worst ``w``.
+The extremes are taken on the *training* split; accuracies are reported on the held-out test split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import blojax as blo
+from blojax.data import synthetic
+from blojax.experiments import common
+from blojax.experiments.common import check_field
+from blojax.experiments.rings import _is_real, accuracy, cross_entropy, init_points, make_problem, stats, train_fresh
+from blojax.models.mlp import init_mlp, mlp_apply
+
+DESCRIPTION = "E1: optimistic, pessimistic, cold-start and warm-start solutions of 2-point distillation of a sinusoid-split dataset"
+
+__all__ = ["DESCRIPTION", "Config", "Result", "run", "plot", "main"]
+
+CONCEPTS = ("optimistic", "pessimistic", "cold", "warm")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Settings of E1 (the paper gives none of these numbers).
+
+    Data: ``n`` points uniform in ``[-pi, pi] x [-2, 2]``, label = above ``amplitude * sin(frequency x1)``
+      (amplitude 1, frequency 1.5: 1.5 periods, so no line separates the classes), ``test_fraction`` held out.
+    Model: ReLU MLP ``2 -> width^depth -> 2`` (2 x 32), biases ``N(0, bias_scale^2)``.
+    Warm/cold: ``inner_lr`` (SGD step a), ``outer_lr`` (Adam), ``warm_steps``; cold-start re-trains
+      ``w0`` for ``cold_inner_steps`` steps every one of its ``cold_steps`` outer steps and unrolls
+      the last ``cold_unroll`` of them.
+    Sampling: ``pairs`` candidate point pairs x ``models`` inits each, init scales cycled through
+      ``init_scales`` (diverse boundaries), ``fit_steps`` SGD steps at ``fit_lr`` per fit, ``fit_tol``
+      inner loss for a sample to count as an inner solution.
+    Seeds: ``seeds`` independent seeds (model inits, point inits, samples) from ``seed`` (also the data seed).
+    """
+
+    n: int = 600
+    amplitude: float = 1.0
+    frequency: float = 1.5
+    test_fraction: float = 0.5
+    width: int = 32
+    depth: int = 2
+    bias_scale: float = 1.0
+    inner_lr: float = 0.1
+    outer_lr: float = 0.01
+    warm_steps: int = 3000
+    cold_steps: int = 100
+    cold_inner_steps: int = 1000
+    cold_unroll: int = 20
+    pairs: int = 24
+    models: int = 24
+    init_scales: tuple = (0.5, 1.0, 2.0, 4.0)
+    fit_steps: int = 1000
+    fit_lr: float = 0.1
+    fit_tol: float = 0.1
+    seeds: int = 5
+    seed: int = 0
+
+    def validate(self) -> "Config":
+        name = "Config"
+        for field, lo in (("n", 20), ("width", 1), ("depth", 1), ("warm_steps", 1), ("cold_steps", 1),
+                          ("cold_inner_steps", 1), ("cold_unroll", 1), ("pairs", 1), ("models", 1),
+                          ("fit_steps", 1), ("seeds", 1)):
+            v = getattr(self, field)
+            check_field(isinstance(v, int) and not isinstance(v, bool) and v >= lo, name, field, f"an integer >= {lo}", v)
+        check_field(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, name, "seed",
+                    "a non-negative integer", self.seed)
+        for field in ("inner_lr", "outer_lr", "fit_lr", "fit_tol", "frequency"):
+            v = getattr(self, field)
+            check_field(_is_real(v) and v > 0, name, field, "a positive finite number", v)
+        for field in ("amplitude", "bias_scale"):
+            v = getattr(self, field)
+            check_field(_is_real(v) and v >= 0, name, field, "a non-negative finite number", v)
+        check_field(_is_real(self.test_fraction) and 0 < self.test_fraction < 1, name, "test_fraction",
+                    "a number in (0, 1)", self.test_fraction)
+        ok = isinstance(self.init_scales, (tuple, list)) and len(self.init_scales) > 0 and all(
+            _is_real(s) and s > 0 for s in self.init_scales)
+        check_field(ok, name, "init_scales", "a non-empty tuple of positive numbers", self.init_scales)
+        check_field(self.cold_unroll <= self.cold_inner_steps, name, "cold_unroll",
+                    f"<= cold_inner_steps ({self.cold_inner_steps})", self.cold_unroll)
+        return self
+
+    @classmethod
+    def quick(cls) -> "Config":
+        """Fewer steps, samples and seeds: the pipeline in seconds."""
+        return cls(warm_steps=600, cold_steps=10, cold_inner_steps=200, cold_unroll=10, pairs=6, models=6,
+                   fit_steps=300, seeds=2, width=16)
+
+
+@dataclasses.dataclass
+class Result:
+    config: Config
+    train: synthetic.Dataset
+    test: synthetic.Dataset
+    acc: dict          # concept -> (seeds,) test accuracy
+    F: dict            # concept -> (seeds,) outer loss on the training split
+    points: dict       # concept -> (seeds, 2, 2)
+    models: dict       # concept -> MLP params with a leading seed axis
+    warm_traj: np.ndarray   # (seeds, steps, 2, 2)
+    fit_fraction: np.ndarray  # (seeds,) share of samples that fit their two points
+    seconds: dict
+
+    def to_dict(self) -> dict:
+        order = sorted(CONCEPTS, key=lambda c: -float(np.mean(self.acc[c])))
+        return {
+            "test_accuracy": {c: stats(self.acc[c]) for c in CONCEPTS},
+            "outer_loss_train": {c: stats(self.F[c]) for c in CONCEPTS},
+            "order_by_mean_accuracy": order,
+            "expected_order": "optimistic >= warm >= cold ~ pessimistic",
+            "sampled_inner_solutions": {
+                "per_seed": self.config.pairs * self.config.models,
+                "fraction_fitting_the_points": stats(self.fit_fraction),
+            },
+            "seconds": self.seconds,
+        }
+
+
+def _sample_solutions(cfg: Config, key, Xtr, Ytr, problem):
+    """Optimistic and pessimistic picks among ``pairs x models`` sampled inner solutions (one seed)."""
+    kp, km = jax.random.split(key)
+    u = jax.vmap(lambda k: init_points(k, Xtr, Ytr, 2, False))(jax.random.split(kp, cfg.pairs))  # x: (P, 2, 2)
+    sizes = [2] + [cfg.width] * cfg.depth + [2]
+    scales = jnp.asarray([cfg.init_scales[i % len(cfg.init_scales)] for i in range(cfg.models)], jnp.float32)
+    eye = jnp.eye(2, dtype=jnp.float32)
+
+    def fit(x, k, scale):
+        w0 = init_mlp(k, sizes, bias_scale=cfg.bias_scale)
+        w0 = jax.tree_util.tree_map(lambda a: a * scale, w0)
+        w = train_fresh(w0, x, eye, cfg.fit_lr, cfg.fit_steps)
+        logits = mlp_apply(w, x)
+        ok = jnp.logical_and(cross_entropy(logits, eye) < cfg.fit_tol, jnp.all(jnp.argmax(logits, -1) == jnp.arange(2)))
+        return w, ok, problem.F({"x": x}, w)
+
+    keys = jax.random.split(km, cfg.pairs * cfg.models).reshape(cfg.pairs, cfg.models)
+    w, ok, Fv = jax.vmap(lambda x, ks: jax.vmap(fit, in_axes=(None, 0, 0))(x, ks, scales))(u["x"], keys)
+    inf = jnp.asarray(jnp.inf, Fv.dtype)
+    F_opt = jnp.where(ok, Fv, inf)
+    i_opt = jnp.unravel_index(jnp.argmin(F_opt), F_opt.shape)
+    F_worst = jnp.max(jnp.where(ok, Fv, -inf), axis=1)              # worst solution per pair
+    F_worst = jnp.where(jnp.any(ok, axis=1), F_worst, inf)           # pairs with no solution are out
+    p_pes = jnp.argmin(F_worst)
+    m_pes = jnp.argmax(jnp.where(ok[p_pes], Fv[p_pes], -inf))
+    pick = lambda p, m: jax.tree_util.tree_map(lambda a: a[p, m], w)  # noqa: E731
+    return (u["x"][i_opt[0]], pick(*i_opt), u["x"][p_pes], pick(p_pes, m_pes), jnp.mean(ok))
+
+
+def run(config: Config | None = None, ctx: common.Context | None = None) -> Result:
+    cfg = (config or Config()).validate()
+    ctx = ctx or common.Context()
+    data = synthetic.sinusoid(cfg.n, amplitude=cfg.amplitude, frequency=cfg.frequency, seed=cfg.seed)
+    train, test = synthetic.split(data, cfg.test_fraction, seed=cfg.seed)
+    problem = make_problem(train.x, train.y, 2)
+    Xtr, Ytr, Xte, Yte = map(jnp.asarray, (train.x, train.y, test.x, test.y))
+    sizes = [2] + [cfg.width] * cfg.depth + [2]
+    seeds = jnp.arange(cfg.seed, cfg.seed + cfg.seeds)
+    keys = jax.vmap(lambda s: jax.random.split(jax.random.key(s), 3))(seeds)
+    w0 = jax.vmap(lambda k: init_mlp(k, sizes, bias_scale=cfg.bias_scale))(keys[:, 0])
+    u0 = jax.vmap(lambda k: init_points(k, Xtr, Ytr, 2, False))(keys[:, 1])
+    secs, acc, Fo, pts, mods = {}, {}, {}, {}, {}
+
+    def finish(name, u, w):
+        pts[name] = np.asarray(u["x"] if isinstance(u, dict) else u)
+        mods[name] = jax.tree_util.tree_map(np.asarray, w)
+        acc[name] = np.asarray(jax.vmap(lambda w_: accuracy(w_, Xte, Yte))(w))
+        Fo[name] = np.asarray(jax.vmap(lambda w_: problem.F(u0, w_))(w))
+
+    # warm-start
+    record = lambda u, w: {"x": u["x"]}  # noqa: E731
+    warm = blo.WarmStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=1), blo.Unroll(1),
+                         optax.adam(cfg.outer_lr), record=record)
+    warm_jit = jax.jit(lambda st, n: jax.vmap(lambda s: warm.run(s, n))(st), static_argnums=1)
+    t0 = time.perf_counter()
+    wst, wh = ctx.scan(warm_jit, jax.vmap(warm.init)(u0, w0), cfg.warm_steps, key="warm", desc="warm-start", history_axis=1)
+    _check(wst, "warm-start")
+    finish("warm", wst.u, wst.w)
+    secs["warm_s"] = time.perf_counter() - t0
+
+    # cold-start
+    inner = blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.cold_inner_steps)
+    cold = blo.ColdStart(problem, inner, blo.Unroll(cfg.cold_unroll), optax.adam(cfg.outer_lr))
+    cold_jit = jax.jit(lambda st, n: jax.vmap(lambda s: cold.run(s, n))(st), static_argnums=1)
+    t0 = time.perf_counter()
+    cst, _ = ctx.scan(cold_jit, jax.vmap(cold.init)(u0, w0), cfg.cold_steps, key="cold", desc="cold-start", history_axis=1)
+    _check(cst, "cold-start")
+    w_cold = jax.jit(jax.vmap(lambda u, w: inner.run(problem, u, w)[0]))(cst.u, w0)
+    finish("cold", cst.u, w_cold)
+    secs["cold_s"] = time.perf_counter() - t0
+
+    # optimistic / pessimistic by sampling
+    t0 = time.perf_counter()
+    sample = jax.jit(jax.vmap(lambda k: _sample_solutions(cfg, k, Xtr, Ytr, problem)))
+    u_o, w_o, u_p, w_p, frac = ctx.stage("sampling", sample, keys[:, 2])
+    finish("optimistic", u_o, w_o)
+    finish("pessimistic", u_p, w_p)
+    secs["sampling_s"] = time.perf_counter() - t0
+    secs["total_s"] = sum(secs.values())
+    return Result(cfg, train, test, acc, Fo, pts, mods, np.asarray(wh["x"]), np.asarray(frac), secs)
+
+
+def _check(state, name):
+    d = np.asarray(state.diverged_step)
+    if np.any(d >= 0):
+        raise blo.NonFiniteError(f"{name}: non-finite values (NaN/inf) at outer step {int(d[d >= 0].min())}; "
+                                 "stopping before any figure is written. Lower inner_lr / outer_lr.")
+
+
+def plot(result: Result, out_dir) -> list[pathlib.Path]:
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    cfg, s = result.config, 0
+    titles = {"optimistic": "optimistic (best sampled w in S(u))", "pessimistic": "pessimistic (worst sampled w in S(u))",
+              "cold": "cold-start (w0 re-trained each step)", "warm": "warm-start (T=1, points move)"}
+    g1 = np.linspace(-np.pi, np.pi, 160)
+    g2 = np.linspace(-2, 2, 110)
+    GX, GY = np.meshgrid(g1, g2)
+    G = jnp.asarray(np.stack([GX.ravel(), GY.ravel()], -1), jnp.float32)
+    colors = ["tab:blue", "tab:orange"]
+    fig, axs = plt.subplots(1, 4, figsize=(15, 3.4))
+    for ax, c in zip(axs, CONCEPTS):
+        w = jax.tree_util.tree_map(lambda a: a[s], result.models[c])
+        pred = np.asarray(jnp.argmax(mlp_apply(w, G), -1)).reshape(GX.shape)
+        ax.contourf(GX, GY, pred, levels=[-0.5, 0.5, 1.5], cmap=ListedColormap(colors), alpha=0.2)
+        ax.contour(GX, GY, pred, levels=[0.5], colors="k", linewidths=1)
+        ax.scatter(result.test.x[:, 0], result.test.x[:, 1], c=[colors[int(y)] for y in result.test.y], s=3, alpha=0.6)
+        ax.plot(g1, cfg.amplitude * np.sin(cfg.frequency * g1), "k:", lw=0.8)
+        if c == "warm":
+            tr = result.warm_traj[s]
+            for j in range(2):
+                ax.plot(tr[:, j, 0], tr[:, j, 1], "-", color=colors[j], lw=0.8)
+        p = result.points[c][s]
+        for j in range(2):
+            ax.scatter(p[j, 0], p[j, 1], marker="*", s=180, c=colors[j], edgecolors="k", zorder=5)
+        ax.set_xlim(-np.pi, np.pi)
+        ax.set_ylim(-2, 2)
+        ax.set_title(f"{titles[c]}\ntest accuracy {result.acc[c][s]:.0%} (mean over seeds {np.mean(result.acc[c]):.0%})",
+                     fontsize=9)
+        ax.set_xlabel("x1")
+        ax.set_ylabel("x2")
+    fig.suptitle("Four solution concepts for distilling a sinusoid-split dataset into 2 points (stars); "
+                 "dotted: true boundary, solid: learned boundary (seed index 0)", fontsize=10)
+    fig.tight_layout()
+    return [common.save_figure(fig, pathlib.Path(out_dir) / "solution_concepts.png")]
+
+
+def main(argv=None) -> int:
+    return common.main(__name__, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(common.main(__name__))

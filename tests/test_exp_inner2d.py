@@ -1,0 +1,227 @@
+"""The 2-D inner-overparameterization lab: experiments.rings (E2) and experiments.solution_concepts (E1).
+
+Tiny configurations only (seconds); the claims themselves are checked by the full runs recorded in
+docs/experiments/inner-2d.md and by the slow test at the bottom.
+"""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import blojax as blo
+from blojax.data import synthetic
+from blojax.experiments import common, rings, solution_concepts
+from blojax.experiments.common import ConfigError
+from blojax.models.mlp import init_mlp, mlp_apply
+
+TINY_RINGS = rings.Config(classes=(2,), soft_labels=(True,), n_per_class=20, width=4, depth=1,
+                          warm_steps=24, snapshots=4, cold_steps=2, cold_inner_steps=8, cold_unroll=2,
+                          retrain_steps=8, seeds=2, point_bound=1.0)
+TINY_E1 = solution_concepts.Config(n=60, width=4, depth=1, warm_steps=10, cold_steps=2, cold_inner_steps=8,
+                                   cold_unroll=2, pairs=3, models=4, fit_steps=30, seeds=2)
+
+
+# ------------------------------------------------------------------------------------ configs
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"width": 0}, "width"),
+        ({"inner_lr": -0.1}, "inner_lr"),
+        ({"outer_lr": float("nan")}, "outer_lr"),
+        ({"classes": (1,)}, "classes"),
+        ({"classes": ()}, "classes"),
+        ({"soft_labels": (0,)}, "soft_labels"),
+        ({"snapshots": 7}, "snapshots"),
+        ({"cold_unroll": 2000}, "cold_unroll"),
+        ({"test_fraction": 1.0}, "test_fraction"),
+        ({"outer_b2": 1.0}, "outer_b2"),
+        ({"point_bound": -1.0}, "point_bound"),
+        ({"seeds": 0}, "seeds"),
+    ],
+)
+def test_rings_bad_config_names_the_field(changes, field):
+    with pytest.raises(ConfigError, match=rf"Config\.{field} must be"):
+        dataclasses.replace(rings.Config(), **changes).validate()
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [({"pairs": 0}, "pairs"), ({"init_scales": ()}, "init_scales"), ({"fit_tol": 0.0}, "fit_tol"),
+     ({"cold_unroll": 5000}, "cold_unroll"), ({"n": 3}, "n")],
+)
+def test_solution_concepts_bad_config_names_the_field(changes, field):
+    with pytest.raises(ConfigError, match=rf"Config\.{field} must be"):
+        dataclasses.replace(solution_concepts.Config(), **changes).validate()
+
+
+def test_defaults_and_quick_configs_validate():
+    for mod in (rings, solution_concepts):
+        mod.Config().validate()
+        mod.Config.quick().validate()
+
+
+# ------------------------------------------------------------------------------------ pieces
+def test_retrain_is_the_cold_start_inner_solve():
+    """A fresh model trained on u from w0 (retrain) is exactly Xi^T(u, w0), the cold-start inner solution."""
+    data = synthetic.rings(10, 2, seed=0)
+    problem = rings.make_problem(data.x, data.y, 2)
+    w0 = init_mlp(jax.random.key(0), [2, 6, 2], bias_scale=1.0)
+    u = {"x": jnp.asarray([[0.3, -0.9], [1.8, 0.4]])}
+    w_fresh = rings.train_fresh(w0, u["x"], jnp.eye(2), 0.1, 25)
+    w_inner, info = blo.InnerLoop(optax.sgd(0.1), steps=25).run(problem, u, w0)
+    for a, b in zip(jax.tree_util.tree_leaves(w_fresh), jax.tree_util.tree_leaves(w_inner)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    assert float(info.f) < float(problem.f(u, w0))
+
+
+def test_soft_labels_start_uniform_and_fixed_labels_are_one_hot():
+    x = jnp.zeros((3, 2))
+    np.testing.assert_allclose(rings.labels_of({"x": x, "logits": jnp.zeros((3, 3))}, 3), np.full((3, 3), 1 / 3), rtol=1e-6)
+    np.testing.assert_array_equal(rings.labels_of({"x": x}, 3), np.eye(3))
+
+
+def test_switch_count():
+    # point 0: argmax 0,1,1,0 -> 2 switches; point 1: always 1 -> 0
+    probs = np.array([
+        [[0.9, 0.1], [0.2, 0.8]],
+        [[0.4, 0.6], [0.1, 0.9]],
+        [[0.3, 0.7], [0.3, 0.7]],
+        [[0.6, 0.4], [0.4, 0.6]],
+    ])
+    np.testing.assert_array_equal(np.asarray(rings.switches(jnp.asarray(probs))), [2, 0])
+
+
+def test_disk_projection_only_moves_points_outside():
+    opt = rings.disk_projection(2.0)
+    params = {"x": jnp.asarray([[0.0, 0.0], [1.9, 0.0]]), "logits": jnp.zeros((2, 2))}
+    upd = {"x": jnp.asarray([[0.5, 0.5], [1.0, 0.0]]), "logits": jnp.ones((2, 2))}
+    new, _ = opt.update(upd, opt.init(params), params)
+    x = params["x"] + new["x"]
+    np.testing.assert_allclose(x[0], [0.5, 0.5])         # inside: untouched
+    np.testing.assert_allclose(x[1], [2.0, 0.0], rtol=1e-6)  # outside: onto the circle
+    np.testing.assert_array_equal(new["logits"], upd["logits"])
+
+
+def test_init_points_lie_on_their_ring():
+    data = synthetic.rings(30, 3, noise=0.0, seed=1)
+    u = rings.init_points(jax.random.key(3), data.x, data.y, 3, True)
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(u["x"]), axis=1), [1, 2, 3], rtol=1e-5)
+    assert u["logits"].shape == (3, 3)
+
+
+# ------------------------------------------------------------------------------------ end to end
+@pytest.fixture(scope="module")
+def rings_result():
+    return rings.run(TINY_RINGS, common.Context(progress=False))
+
+
+def test_rings_run_reports_every_number(rings_result):
+    d = json.loads(json.dumps(common.to_jsonable(rings_result.to_dict())))
+    assert set(d["variants"]) == {"2rings-soft"}
+    for tag, v in d["variants"].items():
+        for algo in ("warm", "warm_retrain_final_points", "cold"):
+            acc = v["test_accuracy"][algo]
+            assert len(acc["per_seed"]) == 2 and all(0.0 <= a <= 1.0 for a in acc["per_seed"])
+            assert np.isfinite(v["outer_loss_final"][algo]["mean"])
+        leak = v["information_leak"]
+        assert leak["snapshots"] == 4
+        assert leak["best_single_snapshot_accuracy"]["mean"] >= leak["mean_single_snapshot_accuracy"]["mean"] - 1e-9
+    sw = d["variants"]["2rings-soft"]["soft_label_switches"]
+    assert len(sw["per_point_mean"]) == 2 and all(x >= 0 for x in sw["per_point_mean"])
+
+
+def test_rings_numbers_match_a_recomputation(rings_result):
+    """The reported warm accuracy is the test accuracy of the final warm model, the last snapshot
+    is the final state, and the vmapped chunked scan equals a plain single-seed run."""
+    v = rings_result.variants["2rings-soft"]
+    cfg = TINY_RINGS
+    test = v["test"]
+    for s in range(cfg.seeds):
+        w = jax.tree_util.tree_map(lambda a: a[s], v["w_warm"])
+        acc = float(rings.accuracy(w, test.x, test.y))
+        assert acc == pytest.approx(float(v["snap_acc"][s, -1]))
+        np.testing.assert_allclose(v["snap_x"][s, -1], v["u_warm"]["x"][s])
+    # seed index 1, recomputed without vmap or chunks
+    train = v["train"]
+    problem = rings.make_problem(train.x, train.y, 2)
+    radius = float(np.max(np.linalg.norm(train.x, axis=1)))
+    kw, ku = jax.random.split(jax.random.key(cfg.seed + 1))
+    w0 = rings.init_model(kw, [2] + [cfg.width] * cfg.depth + [2], cfg)
+    u0 = rings.init_points(ku, train.x, train.y, 2, True)
+    algo = blo.WarmStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=1), blo.Unroll(1),
+                         rings.outer_optimizer(cfg, True, radius))
+    st, hist = algo.run(algo.init(u0, w0), cfg.warm_steps)
+    np.testing.assert_allclose(np.asarray(st.u["x"]), v["u_warm"]["x"][1], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(hist["F"]), v["warm_F"][1], rtol=1e-4, atol=1e-5)
+    # the points never leave the data disk
+    assert np.all(np.linalg.norm(v["x_traj"], axis=-1) <= radius * (1 + 1e-5))
+
+
+def test_rings_plots(rings_result, tmp_path):
+    paths = rings.plot(rings_result, tmp_path)
+    names = sorted(p.name for p in paths)
+    assert "outer_loss_warm_vs_retrain.png" in names and "soft_label_trajectories.png" in names
+    assert sum(n.endswith(".gif") for n in names) == 1
+    for p in paths:
+        assert p.exists() and p.stat().st_size > 1000
+
+
+def test_rings_divergence_stops_with_a_message():
+    cfg = dataclasses.replace(TINY_RINGS, inner_lr=1e38, seeds=1)
+    with pytest.raises(blo.NonFiniteError, match="non-finite"):
+        rings.run(cfg, common.Context(progress=False))
+
+
+def test_solution_concepts_sampling_picks_the_extremes():
+    """Optimistic = lowest F over all fitting samples; pessimistic = the pair whose worst fitting
+    sample is least bad — checked against a brute-force loop over the same samples."""
+    cfg = TINY_E1
+    data = synthetic.sinusoid(cfg.n, seed=0)
+    problem = rings.make_problem(data.x, data.y, 2)
+    key = jax.random.key(5)
+    u_o, w_o, u_p, w_p, frac = solution_concepts._sample_solutions(cfg, key, data.x, data.y, problem)
+    # brute force with the same keys
+    kp, km = jax.random.split(key)
+    pts = [rings.init_points(k, data.x, data.y, 2, False)["x"] for k in jax.random.split(kp, cfg.pairs)]
+    keys = jax.random.split(km, cfg.pairs * cfg.models).reshape(cfg.pairs, cfg.models)
+    eye = jnp.eye(2)
+    table = np.full((cfg.pairs, cfg.models), np.nan)
+    for p in range(cfg.pairs):
+        for m in range(cfg.models):
+            w0 = init_mlp(keys[p, m], [2, cfg.width, 2], bias_scale=cfg.bias_scale)
+            scale = cfg.init_scales[m % len(cfg.init_scales)]
+            w0 = jax.tree_util.tree_map(lambda a: a * scale, w0)
+            w = rings.train_fresh(w0, pts[p], eye, cfg.fit_lr, cfg.fit_steps)
+            lg = mlp_apply(w, pts[p])
+            if float(rings.cross_entropy(lg, eye)) < cfg.fit_tol and np.all(np.asarray(jnp.argmax(lg, -1)) == [0, 1]):
+                table[p, m] = float(problem.F({"x": pts[p]}, w))
+    assert float(frac) == pytest.approx(np.mean(~np.isnan(table)))
+    assert np.any(~np.isnan(table)), "no sampled model fitted its two points; the test would be vacuous"
+    F_opt = float(problem.F({"x": u_o}, w_o))
+    F_pes = float(problem.F({"x": u_p}, w_p))
+    assert F_opt == pytest.approx(np.nanmin(table), rel=1e-4)
+    worst = np.where(np.all(np.isnan(table), 1), np.inf, np.nanmax(np.where(np.isnan(table), -np.inf, table), 1))
+    assert F_pes == pytest.approx(np.min(worst), rel=1e-4)
+    assert F_opt <= F_pes
+
+
+def test_solution_concepts_run_and_plot(tmp_path):
+    res = solution_concepts.run(TINY_E1, common.Context(progress=False))
+    d = res.to_dict()
+    assert set(d["test_accuracy"]) == {"optimistic", "pessimistic", "cold", "warm"}
+    for c, a in d["test_accuracy"].items():
+        assert len(a["per_seed"]) == 2 and all(0 <= x <= 1 for x in a["per_seed"])
+    assert sorted(d["order_by_mean_accuracy"]) == sorted(solution_concepts.CONCEPTS)
+    (png,) = solution_concepts.plot(res, tmp_path)
+    assert png.exists() and png.stat().st_size > 1000
+
+
+def test_solution_concepts_divergence_stops_with_a_message():
+    cfg = dataclasses.replace(TINY_E1, inner_lr=1e38, seeds=1)
+    with pytest.raises(blo.NonFiniteError, match="non-finite"):
+        solution_concepts.run(cfg, common.Context(progress=False))

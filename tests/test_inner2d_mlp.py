@@ -1,0 +1,52 @@
+"""blojax.models.mlp: the ReLU MLP used as the inner model of the 2-D experiments."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from blojax.models.mlp import init_mlp, mlp_apply, mlp_sizes
+
+
+def test_shapes_and_sizes():
+    p = init_mlp(jax.random.key(0), [2, 7, 5, 3])
+    assert mlp_sizes(p) == [2, 7, 5, 3]
+    assert [l["w"].shape for l in p] == [(2, 7), (7, 5), (5, 3)]
+    assert mlp_apply(p, jnp.ones((11, 2))).shape == (11, 3)
+    assert mlp_apply(p, jnp.ones((4, 6, 2))).shape == (4, 6, 3)
+
+
+def test_apply_matches_a_numpy_forward_pass():
+    p = init_mlp(jax.random.key(1), [3, 4, 2], bias_scale=0.5)
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    W1, b1, W2, b2 = (np.asarray(a) for a in (p[0]["w"], p[0]["b"], p[1]["w"], p[1]["b"]))
+    ref = np.maximum(x @ W1 + b1, 0) @ W2 + b2
+    np.testing.assert_allclose(np.asarray(mlp_apply(p, x)), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_he_init_statistics():
+    p = init_mlp(jax.random.key(2), [100, 400, 1])
+    w = np.asarray(p[0]["w"])
+    assert abs(w.std() - np.sqrt(2 / 100)) < 0.01
+    assert np.all(np.asarray(p[0]["b"]) == 0)
+    q = init_mlp(jax.random.key(2), [100, 400, 1], scale=2.0, bias_scale=3.0)
+    assert abs(np.asarray(q[0]["w"]).std() - 2 * np.sqrt(2 / 100)) < 0.02
+    assert abs(np.asarray(q[0]["b"]).std() - 3.0) < 0.4
+
+
+def test_params_are_a_pytree_usable_with_grad_and_vmap():
+    p = jax.vmap(lambda k: init_mlp(k, [2, 8, 2]))(jax.random.split(jax.random.key(0), 3))
+    assert p[0]["w"].shape == (3, 2, 8)
+    g = jax.grad(lambda q: jnp.sum(mlp_apply(q, jnp.ones((4, 2))) ** 2))(jax.tree_util.tree_map(lambda a: a[0], p))
+    assert jax.tree_util.tree_structure(g) == jax.tree_util.tree_structure(jax.tree_util.tree_map(lambda a: a[0], p))
+
+
+@pytest.mark.parametrize("sizes", [[2], [2, 0, 1], [2, 3.5, 1], "abc"])
+def test_bad_sizes(sizes):
+    with pytest.raises(ValueError, match="sizes"):
+        init_mlp(jax.random.key(0), sizes)
+
+
+def test_bad_scale():
+    with pytest.raises(ValueError, match="bias_scale"):
+        init_mlp(jax.random.key(0), [2, 3], bias_scale=-1.0)
