@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import resource
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,11 @@ from .rundir import claim_folder, now, read_json
 
 def _say(msg: str) -> None:
     print(msg, flush=True)
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def _run_one(cmd: list[str], log: pathlib.Path, timeout: float | None) -> tuple[int, float, str]:
@@ -60,7 +66,7 @@ def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=Tr
     marker = {"kind": "reproduce", "experiment": "reproduce", "fingerprint": fp, "config": {"mode": mode}, "mode": mode,
               "experiments": names, "unusable": broken, "status": "running", "started": now(), "argv": argv, "runs": {}}
     common.atomic_write_json(out / "reproduce.json", marker)
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), _children_cpu()
     _say(f"reproduce ({mode}): {len(names)} experiment(s): {', '.join(names) or '(none)'}"
          + (f"; unusable: {', '.join(broken)}" if broken else ""))
     ok = True
@@ -77,7 +83,9 @@ def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=Tr
         cmd += ["--quick"] if quick else []
         cmd += ["--resume"] if resume else []
         folder.mkdir(parents=True, exist_ok=True)
+        cpu0 = _children_cpu()
         rc, seconds, text = _run_one(cmd, folder / "log.txt", timeout)
+        cpu = _children_cpu() - cpu0
         run = read_json(folder / "run.json") or {}
         status = run.get("status", "failed") if rc == 0 else ("timed out" if rc == 124 else run.get("status", "failed"))
         if rc != 0 and status in ("done", "running"):
@@ -92,9 +100,9 @@ def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=Tr
             else:
                 common.atomic_write_json(folder / "run.json", {"kind": "run", "experiment": name, "status": status,
                                                                  "error": last[0], "seconds": seconds})
-        marker["runs"][name] = {"status": status, "seconds": run.get("seconds"), "wall_seconds": seconds}
+        marker["runs"][name] = {"status": status, "seconds": run.get("seconds"), "wall_seconds": seconds, "cpu_seconds": cpu}
         common.atomic_write_json(out / "reproduce.json", marker)
-        _say(f"[{i}/{len(names)}] {name}: {status} in {seconds:.1f} s" + ("" if rc == 0 else f" (see {folder / 'log.txt'})"))
+        _say(f"[{i}/{len(names)}] {name}: {status} in {seconds:.1f} s (CPU {cpu:.1f} s)" + ("" if rc == 0 else f" (see {folder / 'log.txt'})"))
     if demo:
         d = out / "demo"
         d.mkdir(parents=True, exist_ok=True)
@@ -102,9 +110,12 @@ def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=Tr
         common.atomic_write_json(d / "demo.json", {"status": "done" if rc == 0 else "failed", "seconds": seconds, "returncode": rc})
         ok = ok and rc == 0
         _say(f"demo: {'done' if rc == 0 else 'failed'} in {seconds:.1f} s")
-    total = time.perf_counter() - t_start
-    marker.update(status="done" if ok else "failed", finished=now(), total_seconds=total)
+    total, cpu_total = time.perf_counter() - t_start, _children_cpu() - cpu_start
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    marker.update(status="done" if ok else "failed", finished=now(), total_seconds=total, cpu_seconds=cpu_total,
+                  cpu_count=os.cpu_count(), load_average=load)
     common.atomic_write_json(out / "reproduce.json", marker)
     html, md = write_report(out)
-    _say(f"reproduce: total {total:.1f} s ({total / 60:.1f} min); wrote {html} and {md}")
+    _say(f"reproduce: total {total:.1f} s ({total / 60:.1f} min) wall, {cpu_total:.1f} s CPU on {os.cpu_count()} core(s), "
+         f"load average {load:.1f}; wrote {html} and {md}")
     return ok
