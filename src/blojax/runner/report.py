@@ -197,6 +197,10 @@ def auto_comparison(results) -> list[dict] | None:
 
 
 # ------------------------------------------------------------------------------------ html
+def _secs(x) -> str:
+    return f"{float(x or 0.0):.1f} s"
+
+
 def _h(x) -> str:
     return html.escape(str(x))
 
@@ -260,14 +264,20 @@ def render_html(info: dict) -> str:
     entries = info["entries"]
     if entries:
         rows = []
+        walls = (rep or {}).get("runs") or {}
         for e in entries:
             r = e["run"]
-            rows.append([e["title"], e["paper"]["ref"] or "-", _status(r), _fmt(r.get("seconds") or 0.0) + " s",
-                         str(len(e["figures"]))])
+            w = walls.get(e["id"], {})
+            wall = _secs(w["wall_seconds"]) + (f" (CPU {_secs(w['cpu_seconds'])})" if w.get("cpu_seconds") is not None else "") \
+                if w.get("wall_seconds") else "-"
+            rows.append([e["title"], e["paper"]["ref"] or "-", _status(r), _secs(r.get("seconds")), wall, str(len(e["figures"]))])
         if info.get("demo_meta"):
             m = info["demo_meta"]
-            rows.append(["demo (python -m blojax.demo)", "§4 results", m.get("status", "?"), _fmt(m.get("seconds") or 0.0) + " s", "0"])
-        parts.append("<h2 id='summary'>Summary</h2>" + _table(["experiment", "paper", "status", "run time", "figures"], rows, "summary"))
+            rows.append(["demo (python -m blojax.demo)", "§4 results", m.get("status", "?"), _secs(m.get("seconds")),
+                         _secs(m.get("seconds")), "0"])
+        parts.append("<h2 id='summary'>Summary</h2><p>Run time: the experiment's own computation; wall: its whole process "
+                     "(start-up, imports, compilation, figures).</p>"
+                     + _table(["experiment", "paper", "status", "run time", "wall", "figures"], rows, "summary"))
     for e in entries:
         parts.append(_render_entry(e))
     if info.get("sweep_table"):
@@ -299,8 +309,8 @@ def _render_entry(e: dict) -> str:
         out.append(f"<p>{_h(desc)}</p>")
     status = _status(r)
     cls = "ok" if status == "done" else "bad"
-    out.append(f"<p>Status: <span class='{cls}'>{_h(status)}</span>; run time {_fmt(r.get('seconds') or 0.0)} s"
-               + (f" (+{_fmt(r.get('plot_seconds') or 0.0)} s figures)" if r.get("plot_seconds") else "") + "</p>")
+    out.append(f"<p>Status: <span class='{cls}'>{_h(status)}</span>; run time {_secs(r.get('seconds'))}"
+               + (f" (+{_secs(r.get('plot_seconds'))} figures)" if r.get("plot_seconds") else "") + "</p>")
     if r.get("error"):
         out.append(f"<p class='bad'>{_h(r['error'])}</p>")
     if e["paper"]["text"]:
