@@ -84,6 +84,9 @@ def check_field(ok: bool, config_name: str, field: str, expected: str, got: Any)
 
 
 # ------------------------------------------------------------------------------------ files
+_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
 def atomic_write_bytes(path, data: bytes) -> pathlib.Path:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``: an
     interruption never leaves a half-written file behind."""
@@ -91,9 +94,7 @@ def atomic_write_bytes(path, data: bytes) -> pathlib.Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
