@@ -80,12 +80,14 @@ class Unroll(Method):
       max_steps: only when ``steps`` is an array/tracer (a vmapped sweep over K): the static scan
         length; steps ``k >= K`` are masked out.
       remat: rematerialize each step in the backward pass (``jax.checkpoint``): memory O(1) in K at
-        the price of one more forward sweep.
+        the price of one more forward sweep. ``None`` (default): on when the default backend is the
+        CPU, where XLA's reverse scan over stored per-step residuals measured slower than recomputing
+        them (2x for a small MLP, equal for ridge regression; docs/benchmarks.md), off elsewhere.
     """
 
     steps: Any
     max_steps: int | None = None
-    remat: bool = False
+    remat: bool | None = None
     implicit = False
 
     def __post_init__(self):
@@ -94,6 +96,11 @@ class Unroll(Method):
             check_int("Unroll", "max_steps", self.max_steps)
             if not is_traced_or_array(self.steps) and self.steps > self.max_steps:
                 raise ValueError(f"Unroll.steps ({self.steps}) must be <= Unroll.max_steps ({self.max_steps})")
+
+    @property
+    def rematerialize(self) -> bool:
+        """Whether the backward pass recomputes each step (``remat``, or its backend default)."""
+        return jax.default_backend() == "cpu" if self.remat is None else bool(self.remat)
 
     @property
     def length(self) -> int:
@@ -270,7 +277,7 @@ def unrolled_steps(problem, inner, u, w, state, method: Unroll, batch=None):
             s_new = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), s_new, s_)
         return (w_new, s_new), None
 
-    if method.remat:
+    if method.rematerialize:
         one = jax.checkpoint(one)
     (w, state), _ = jax.lax.scan(one, (w, state), jnp.arange(length))
     return w, state
@@ -337,7 +344,7 @@ def hypergradient(
             residual_min=nan,
             residual_growth=nan,
             hvps=k,
-            grads=k + 1 + int(diagnostics),
+            grads=k * (2 if method.rematerialize else 1) + 1 + int(diagnostics),
             solve_iters=k,
             solve_breakdown=jnp.asarray(False),
             w=w_k,
