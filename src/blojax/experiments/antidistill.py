@@ -595,6 +595,10 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
             ax.set_xlabel(r"damping $\epsilon$")
             ax = axes[row, 2]
             ax.plot(r["cg"]["params"], np.abs(r["cg"][key]), "o-", color="C3", label="CG")
+            for K, val, Fv in zip(r["cg"]["params"], np.abs(r["cg"][key]), r["cg"]["F"]):
+                if not Fv < 1e-6:  # the run did not fit the original point
+                    ax.plot([K], [val], "kx", ms=12, mew=2)
+                    ax.annotate(f"no fit: F = {Fv:.1e}", (K, val), textcoords="offset points", xytext=(-95, -4), fontsize=7)
             if "cgls" in r:
                 ax.plot(r["cgls"]["params"], r["cgls"][key], "s--", color="C2", label="CGLS (normal equations)")
             ax.axhline(ref, color="k", ls=":", label="pseudoinverse (Exact)")
