@@ -93,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="keep finished experiments, resume the others")
     p.add_argument("--no-demo", action="store_true", help="leave out the core demo (python -m blojax.demo)")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds allowed per experiment")
+    p.add_argument("--jobs", type=int, default=None, metavar="N", help="experiments run at a time (default: 2, or 1 on one core)")
 
     p = sub.add_parser("report", help="(re)write report.html and report.md of a folder of runs")
     p.add_argument("folder")
@@ -177,7 +178,7 @@ def cmd_reproduce(args, argv) -> int:
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     ok = reproduce.reproduce(pathlib.Path(args.out), quick=not args.full, only=only, resume=args.resume,
-                             demo=not args.no_demo, timeout=args.timeout, argv=argv)
+                             demo=not args.no_demo, timeout=args.timeout, argv=argv, jobs=args.jobs)
     return 0 if ok else 1
 
 
