@@ -34,7 +34,7 @@ def test_report_of_runs(tmp_path, capsys):
     assert "diverged" in page and "non-finite" in page  # the failed run is shown with its reason
     assert "final outer loss" in page and "n/a (test experiment)" in page  # ours beside the paper
     md = (tmp_path / "report.md").read_text()
-    assert "![toy_loss.png](toy/toy_loss.png)" in md and "| toy | - | done |" in md
+    assert "![toy_loss.png](toy/toy_loss.png)" in md and "| toy | - | done | " in md
     # a single run folder is a report of its own
     assert cli.main(["report", str(tmp_path / "toy")]) == 0
     assert "toy_loss.png" in (tmp_path / "toy" / "report.html").read_text()

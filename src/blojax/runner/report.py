@@ -345,15 +345,24 @@ def render_md(info: dict) -> str:
         cpu = f", CPU time {_fmt(rep['cpu_seconds'])} s on {rep.get('cpu_count', '?')} core(s)" if rep.get("cpu_seconds") is not None else ""
         out += [f"Mode: **{rep.get('mode', '?')}**. Total wall time: **{_fmt(rep.get('total_seconds') or 0.0)} s**{cpu}.", ""]
     if info["entries"]:
-        rows = [[e["title"], e["paper"]["ref"] or "-", _status(e["run"]), _fmt(e["run"].get("seconds") or 0.0) + " s", len(e["figures"])]
+        walls = (rep or {}).get("runs") or {}
+
+        def wall(e):
+            w = walls.get(e["id"], {})
+            if not w.get("wall_seconds"):
+                return "-"
+            return _secs(w["wall_seconds"]) + (f" (CPU {_secs(w['cpu_seconds'])})" if w.get("cpu_seconds") is not None else "")
+
+        rows = [[e["title"], e["paper"]["ref"] or "-", _status(e["run"]), _secs(e["run"].get("seconds")), wall(e), len(e["figures"])]
                 for e in info["entries"]]
-        out += ["## Summary", "", _md_table(["experiment", "paper", "status", "run time", "figures"], rows), ""]
+        out += ["## Summary", "", "Run time: the experiment's own computation; wall: its whole process (start-up, imports, "
+                "compilation, figures).", "", _md_table(["experiment", "paper", "status", "run time", "wall", "figures"], rows), ""]
     for e in info["entries"]:
         r, res = e["run"], e["results"]
         out += [f"## {e['title']}", ""]
         if res.get("description") or e["paper"]["description"]:
             out += [res.get("description") or e["paper"]["description"], ""]
-        out += [f"Status: {_status(r)}; run time {_fmt(r.get('seconds') or 0.0)} s.", ""]
+        out += [f"Status: {_status(r)}; run time {_secs(r.get('seconds'))}.", ""]
         if r.get("error"):
             out += [f"**Error:** {r['error']}", ""]
         if e["paper"]["text"]:
