@@ -63,6 +63,10 @@ class Result:
             "seconds": {str(n): r["seconds"] for n, r in self.raw.items()},
             "run_seconds": {str(n): r["run_seconds"] for n, r in self.raw.items()},
             "peak_rss_mb": max(r["peak_rss_mb"] for r in self.raw.values()),
+            "soft_label": {str(n): {k: {kk: np.asarray(vv).tolist() for kk, vv in
+                                        cd.label_stats(r[f"label_{k}"], self.config.eval_every).items()}
+                                    for k in ("cold", "warm")}
+                           for n, r in self.raw.items() if n == 1},
             "cold_hypergradient": self.config.cold_method,
         })
 
@@ -106,6 +110,8 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     out = pathlib.Path(out_dir)
     paths = [common.save_figure(fig, out / "distill_curves.png")]
     paths.append(common.atomic_write_text(out / "table.md", result.markdown() + "\n"))
+    if 1 in result.raw:  # the single canvas: Fig. 9's curves, soft labels and canvases
+        paths += cd.plot(cd.Result(result.config.for_size(1), result.raw[1]), out)
     return paths
 
 
