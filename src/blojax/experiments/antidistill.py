@@ -23,15 +23,20 @@ The outer optimizer is SGD with step ``eta / kappa``, ``kappa = c^T v`` the curv
 the method's direction ``v`` (read off its first hypergradient ``g(u0) = -y_o v``): every method then
 converges at the same rate ``(1 - eta)^t`` along its own direction, so the comparison is *where* they
 end. (The MLP variant measures kappa by a secant of its hypergradient map at ``u0``.)
+
+Plain CG meets an inconsistent system here: ``dF/dw ~ phi_o`` has a part in the null space of ``H``
+(``x_o`` is not a synthetic input). That part pulls a Ritz value of ``(H, phi_o)`` toward 0 as K grows,
+CG's spectral map explodes on range(H) and, at K = 10, the solve breaks down (zero curvature) and the
+run does not fit the original point; the results report the Ritz values, the gain and the breakdown
+flag. CGLS (``CG(normal=True)``) is run beside it and converges to the Exact answer.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import pathlib
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.flatten_util

@@ -22,7 +22,6 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import blojax as blo
 
