@@ -70,7 +70,7 @@ def test_retrain_is_the_cold_start_inner_solve():
     """A fresh model trained on u from w0 (retrain) is exactly Xi^T(u, w0), the cold-start inner solution."""
     data = synthetic.rings(10, 2, seed=0)
     problem = rings.make_problem(data.x, data.y, 2)
-    w0 = init_mlp(jax.random.key(0), [2, 6, 2], bias_scale=1.0)
+    w0 = init_mlp(0, [2, 6, 2], bias_scale=1.0)
     u = {"x": jnp.asarray([[0.3, -0.9], [1.8, 0.4]])}
     w_fresh = rings.train_fresh(w0, u["x"], jnp.eye(2), 0.1, 25)
     w_inner, info = blo.InnerLoop(optax.sgd(0.1), steps=25).run(problem, u, w0)
@@ -109,7 +109,7 @@ def test_disk_projection_only_moves_points_outside():
 
 def test_init_points_lie_on_their_ring():
     data = synthetic.rings(30, 3, noise=0.0, seed=1)
-    u = rings.init_points(jax.random.key(3), data.x, data.y, 3, True)
+    u = rings.init_points(3, data.x, data.y, 3, True)
     np.testing.assert_allclose(np.linalg.norm(np.asarray(u["x"]), axis=1), [1, 2, 3], rtol=1e-5)
     assert u["logits"].shape == (3, 3)
 
@@ -150,9 +150,9 @@ def test_rings_numbers_match_a_recomputation(rings_result):
     train = v["train"]
     problem = rings.make_problem(train.x, train.y, 2)
     radius = float(np.max(np.linalg.norm(train.x, axis=1)))
-    kw, ku = jax.random.split(jax.random.key(cfg.seed + 1))
-    w0 = rings.init_model(kw, [2] + [cfg.width] * cfg.depth + [2], cfg)
-    u0 = rings.init_points(ku, train.x, train.y, 2, True)
+    rng = np.random.default_rng(cfg.seed + 1)
+    w0 = rings.init_model(rng, [2] + [cfg.width] * cfg.depth + [2], cfg)
+    u0 = rings.init_points(rng, train.x, train.y, 2, True)
     algo = blo.WarmStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=1), blo.Unroll(1),
                          rings.outer_optimizer(cfg, True, radius))
     st, hist = algo.run(algo.init(u0, w0), cfg.warm_steps)
@@ -183,23 +183,18 @@ def test_solution_concepts_sampling_picks_the_extremes():
     cfg = TINY_E1
     data = synthetic.sinusoid(cfg.n, seed=0)
     problem = rings.make_problem(data.x, data.y, 2)
-    key = jax.random.key(5)
-    u_o, w_o, u_p, w_p, frac = solution_concepts._sample_solutions(cfg, key, data.x, data.y, problem)
-    # brute force with the same keys
-    kp, km = jax.random.split(key)
-    pts = [rings.init_points(k, data.x, data.y, 2, False)["x"] for k in jax.random.split(kp, cfg.pairs)]
-    keys = jax.random.split(km, cfg.pairs * cfg.models).reshape(cfg.pairs, cfg.models)
+    pairs, inits = solution_concepts.draw_samples(cfg, np.random.default_rng(5), data.x, data.y)
+    assert pairs.shape == (cfg.pairs, 2, 2) and inits[0]["w"].shape == (cfg.pairs, cfg.models, 2, cfg.width)
+    u_o, w_o, u_p, w_p, frac = jax.jit(lambda p, i: solution_concepts.sample_solutions(cfg, p, i, problem))(pairs, inits)
     eye = jnp.eye(2)
     table = np.full((cfg.pairs, cfg.models), np.nan)
     for p in range(cfg.pairs):
         for m in range(cfg.models):
-            w0 = init_mlp(keys[p, m], [2, cfg.width, 2], bias_scale=cfg.bias_scale)
-            scale = cfg.init_scales[m % len(cfg.init_scales)]
-            w0 = jax.tree_util.tree_map(lambda a: a * scale, w0)
-            w = rings.train_fresh(w0, pts[p], eye, cfg.fit_lr, cfg.fit_steps)
-            lg = mlp_apply(w, pts[p])
+            w0 = jax.tree_util.tree_map(lambda a: a[p, m], inits)
+            w = rings.train_fresh(w0, pairs[p], eye, cfg.fit_lr, cfg.fit_steps)
+            lg = mlp_apply(w, pairs[p])
             if float(rings.cross_entropy(lg, eye)) < cfg.fit_tol and np.all(np.asarray(jnp.argmax(lg, -1)) == [0, 1]):
-                table[p, m] = float(problem.F({"x": pts[p]}, w))
+                table[p, m] = float(problem.F({"x": pairs[p]}, w))
     assert float(frac) == pytest.approx(np.mean(~np.isnan(table)))
     assert np.any(~np.isnan(table)), "no sampled model fitted its two points; the test would be vacuous"
     F_opt = float(problem.F({"x": u_o}, w_o))

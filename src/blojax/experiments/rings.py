@@ -66,13 +66,19 @@ class Config:
       first_layer_scale: multiplies the first layer's initial weights and biases (kink positions are
         unchanged, the pieces get steeper; 1.0 = plain He init).
     Optimization
-      inner_lr: SGD step a of the inner problem (every algorithm, and retraining).
+      inner_lr: SGD step a of warm-start's single inner step (0.003: small, so the model stays
+        unconfident while the points explore; with a >= 0.03 the model saturates on the two points
+        within ~100 steps and the points stall).
+      fit_lr: SGD step of every from-scratch fit: cold-start's T inner steps and retraining (0.1, so
+        that T = 1000 steps reach an inner loss of ~1e-2 on the C points: "trained to convergence").
       outer_lr, outer_b2, outer_eps: Adam on the synthetic points (and soft-label logits).
       label_lr: Adam step of the soft-label logits (relative speed of label learning).
       point_bound: if > 0, after every outer step the points are projected onto the disk of radius
         ``point_bound * max_i ||X_i||`` (the data's extent; 0: unconstrained). The paper is silent; without
         a bound the 1-step hypergradient drives points far outside the data, where a ReLU network's
         gradient step has the most leverage, and they stall there saturated.
+      point_init: ``"data"``: each synthetic point starts at a random training point of its class;
+        ``"center"``: all start at the data mean (the origin) plus N(0, 0.1^2) noise.
       warm_steps: outer steps of warm-start (the paper shows ~8000).
       cold_steps, cold_inner_steps, cold_unroll: cold-start outer steps, inner steps T (the paper
         says T = 10^3..10^4) and unrolled steps K of its hypergradient.
@@ -93,12 +99,14 @@ class Config:
     depth: int = 2
     bias_scale: float = 1.0
     first_layer_scale: float = 1.0
-    inner_lr: float = 0.1
-    outer_lr: float = 0.01
+    inner_lr: float = 0.003
+    fit_lr: float = 0.1
+    outer_lr: float = 0.03
     outer_b2: float = 0.999
     outer_eps: float = 1e-8
-    label_lr: float = 0.01
-    point_bound: float = 0.0
+    label_lr: float = 0.003
+    point_bound: float = 1.5
+    point_init: str = "data"
     warm_steps: int = 8000
     cold_steps: int = 200
     cold_inner_steps: int = 1000
@@ -125,7 +133,7 @@ class Config:
             check_field(isinstance(v, int) and not isinstance(v, bool) and v >= lo, name, field, f"an integer >= {lo}", v)
         check_field(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, name, "seed",
                     "a non-negative integer", self.seed)
-        for field in ("inner_lr", "outer_lr", "label_lr", "outer_eps", "first_layer_scale"):
+        for field in ("inner_lr", "fit_lr", "outer_lr", "label_lr", "outer_eps", "first_layer_scale"):
             v = getattr(self, field)
             check_field(_is_real(v) and v > 0, name, field, "a positive finite number", v)
         for field in ("noise", "bias_scale", "point_bound"):
@@ -134,6 +142,7 @@ class Config:
         check_field(_is_real(self.outer_b2) and 0 <= self.outer_b2 < 1, name, "outer_b2", "a number in [0, 1)", self.outer_b2)
         check_field(_is_real(self.test_fraction) and 0 < self.test_fraction < 1, name, "test_fraction",
                     "a number in (0, 1)", self.test_fraction)
+        check_field(self.point_init in ("data", "center"), name, "point_init", "'data' or 'center'", self.point_init)
         check_field(self.cold_unroll <= self.cold_inner_steps, name, "cold_unroll",
                     f"<= cold_inner_steps ({self.cold_inner_steps})", self.cold_unroll)
         check_field(self.warm_steps % self.snapshots == 0, name, "snapshots",
@@ -143,8 +152,8 @@ class Config:
     @classmethod
     def quick(cls) -> "Config":
         """Two rings only, fewer steps and seeds: checks the pipeline in seconds (not the claims)."""
-        return cls(classes=(2,), soft_labels=(False, True), warm_steps=1200, cold_steps=20, cold_inner_steps=200,
-                   cold_unroll=10, retrain_steps=500, snapshots=12, seeds=2, width=16)
+        return cls(classes=(2,), soft_labels=(False,), warm_steps=1000, cold_steps=10, cold_inner_steps=200,
+                   cold_unroll=10, retrain_steps=300, snapshots=10, seeds=2, width=16)
 
 
 def _is_real(v) -> bool:
@@ -233,19 +242,36 @@ def init_model(key, sizes, cfg):
     return w
 
 
-def init_points(key, X, Y, n_classes: int, soft: bool):
-    """One synthetic point per class at a random training point of that class; uniform soft labels."""
-    X, Y = jnp.asarray(X), jnp.asarray(Y)
-    keys = jax.random.split(key, n_classes)
-    pts = []
-    for c in range(n_classes):
-        p = (Y == c).astype(jnp.float32)
-        i = jax.random.choice(keys[c], X.shape[0], p=p / jnp.sum(p))
-        pts.append(X[i])
-    u = {"x": jnp.stack(pts)}
+def init_points(rng, X, Y, n_classes: int, soft: bool, how: str = "data"):
+    """One synthetic point per class at a random training point of that class (``how="data"``) or at
+    the data mean plus N(0, 0.1^2) noise (``how="center"``); uniform soft labels (zero logits).
+    ``rng``: an int seed or a ``numpy.random.Generator``."""
+    rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    X, Y = np.asarray(X), np.asarray(Y)
+    if how == "center":
+        x = X.mean(0) + 0.1 * rng.standard_normal((n_classes, X.shape[1]))
+    else:
+        x = np.stack([X[rng.choice(np.flatnonzero(Y == c))] for c in range(n_classes)])
+    u = {"x": jnp.asarray(x, jnp.float32)}
     if soft:
         u["logits"] = jnp.zeros((n_classes, n_classes), jnp.float32)
     return u
+
+
+def stack_trees(trees):
+    """Stack a list of equal-structure pytrees along a new leading axis."""
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
+
+
+def init_seeds(cfg, sizes, X, Y, n_classes: int, soft: bool):
+    """``(u0, w0)`` for seeds ``cfg.seed, ..., cfg.seed + cfg.seeds - 1`` stacked on a leading axis
+    (NumPy draws per seed: reproducible and nothing to compile)."""
+    us, ws = [], []
+    for s in range(cfg.seed, cfg.seed + cfg.seeds):
+        rng = np.random.default_rng(s)
+        ws.append(init_model(rng, sizes, cfg))
+        us.append(init_points(rng, X, Y, n_classes, soft, getattr(cfg, "point_init", "data")))
+    return stack_trees(us), stack_trees(ws)
 
 
 def switches(label_probs):
@@ -281,14 +307,7 @@ def run_variant(cfg: Config, n_classes: int, soft: bool, ctx: common.Context) ->
     Xtr, Ytr, Xte, Yte = map(jnp.asarray, (train.x, train.y, test.x, test.y))
     sizes = [2] + [cfg.width] * cfg.depth + [C]
     radius = float(np.max(np.linalg.norm(train.x, axis=1)))
-    seeds = jnp.arange(cfg.seed, cfg.seed + cfg.seeds)
-
-    def init_one(s):
-        kw, ku = jax.random.split(jax.random.key(s))
-        w0 = init_model(kw, sizes, cfg)
-        return init_points(ku, Xtr, Ytr, C, soft), w0
-
-    u0, w0 = jax.vmap(init_one)(seeds)
+    u0, w0 = init_seeds(cfg, sizes, train.x, train.y, C, soft)
     record = lambda u, w: {"x": u["x"], "labels": labels_of(u, C)}  # noqa: E731
     timings = {}
 
@@ -325,10 +344,10 @@ def run_variant(cfg: Config, n_classes: int, soft: bool, ctx: common.Context) ->
 
     def retrain_seed(w0_s, xs, ls):
         def one(x, lab):
-            w = train_fresh(w0_s, x, lab, cfg.inner_lr, cfg.retrain_steps)
+            w = train_fresh(w0_s, x, lab, cfg.fit_lr, cfg.retrain_steps)
             return accuracy(w, Xte, Yte), problem.F({"x": x}, w), cross_entropy(mlp_apply(w, x), lab), w
         acc, Fv, fv, ws = jax.vmap(one)(xs, ls)
-        w_all = train_fresh(w0_s, xs.reshape(-1, 2), ls.reshape(-1, C), cfg.inner_lr, cfg.retrain_steps)
+        w_all = train_fresh(w0_s, xs.reshape(-1, 2), ls.reshape(-1, C), cfg.fit_lr, cfg.retrain_steps)
         last = jax.tree_util.tree_map(lambda a: a[-1], ws)
         return acc, Fv, fv, accuracy(w_all, Xte, Yte), problem.F({"x": xs[0]}, w_all), last, w_all
 
@@ -336,14 +355,14 @@ def run_variant(cfg: Config, n_classes: int, soft: bool, ctx: common.Context) ->
     timings["retrain_s"] = time.perf_counter() - t0
 
     # --- cold-start: w0 retrained for T steps every outer step, Unroll(K) hypergradient, Adam on u
-    cold = blo.ColdStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.cold_inner_steps),
+    cold = blo.ColdStart(problem, blo.InnerLoop(optax.sgd(cfg.fit_lr), steps=cfg.cold_inner_steps),
                          blo.Unroll(cfg.cold_unroll), outer_optimizer(cfg, soft, radius), record=record)
     cold_jit = jax.jit(lambda st, n: jax.vmap(lambda s: cold.run(s, n))(st), static_argnums=1)
     t0 = time.perf_counter()
     cstate, ch = ctx.scan(cold_jit, jax.vmap(cold.init)(u0, w0), cfg.cold_steps, key=f"{tag}-cold",
                           desc=f"{tag} cold", history_axis=1)
     _check_finite(f"{tag} cold-start", cstate.diverged_step)
-    inner_T = blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.cold_inner_steps)
+    inner_T = blo.InnerLoop(optax.sgd(cfg.fit_lr), steps=cfg.cold_inner_steps)
     w_cold = jax.jit(jax.vmap(lambda u, w: inner_T.run(problem, u, w)[0]))(cstate.u, w0)
     cold_acc = jax.vmap(lambda w: accuracy(w, Xte, Yte))(w_cold)
     cold_F = jax.vmap(lambda u, w: problem.F(u, w))(cstate.u, w_cold)

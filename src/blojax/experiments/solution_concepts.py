@@ -35,7 +35,17 @@ import blojax as blo
 from blojax.data import synthetic
 from blojax.experiments import common
 from blojax.experiments.common import check_field
-from blojax.experiments.rings import _is_real, accuracy, cross_entropy, init_points, make_problem, stats, train_fresh
+from blojax.experiments.rings import (
+    _is_real,
+    accuracy,
+    cross_entropy,
+    disk_projection,
+    init_points,
+    make_problem,
+    stack_trees,
+    stats,
+    train_fresh,
+)
 from blojax.models.mlp import init_mlp, mlp_apply
 
 DESCRIPTION = "E1: optimistic, pessimistic, cold-start and warm-start solutions of 2-point distillation of a sinusoid-split dataset"
@@ -52,9 +62,11 @@ class Config:
     Data: ``n`` points uniform in ``[-pi, pi] x [-2, 2]``, label = above ``amplitude * sin(frequency x1)``
       (amplitude 1, frequency 1.5: 1.5 periods, so no line separates the classes), ``test_fraction`` held out.
     Model: ReLU MLP ``2 -> width^depth -> 2`` (2 x 32), biases ``N(0, bias_scale^2)``.
-    Warm/cold: ``inner_lr`` (SGD step a), ``outer_lr`` (Adam), ``warm_steps``; cold-start re-trains
-      ``w0`` for ``cold_inner_steps`` steps every one of its ``cold_steps`` outer steps and unrolls
-      the last ``cold_unroll`` of them.
+    Warm/cold: warm-start's single inner SGD step ``inner_lr`` (0.003, as in the ring lab: the model
+      stays unconfident while the points move), Adam ``outer_lr`` on the points, ``warm_steps``;
+      cold-start re-trains ``w0`` with SGD at ``fit_lr`` for ``cold_inner_steps`` steps every one of
+      its ``cold_steps`` outer steps and unrolls the last ``cold_unroll`` of them. After every outer
+      step the points are projected onto the disk of radius ``point_bound * max_i ||X_i||`` (0: off).
     Sampling: ``pairs`` candidate point pairs x ``models`` inits each, init scales cycled through
       ``init_scales`` (diverse boundaries), ``fit_steps`` SGD steps at ``fit_lr`` per fit, ``fit_tol``
       inner loss for a sample to count as an inner solution.
@@ -68,8 +80,9 @@ class Config:
     width: int = 32
     depth: int = 2
     bias_scale: float = 1.0
-    inner_lr: float = 0.1
-    outer_lr: float = 0.01
+    inner_lr: float = 0.003
+    outer_lr: float = 0.03
+    point_bound: float = 1.0
     warm_steps: int = 3000
     cold_steps: int = 100
     cold_inner_steps: int = 1000
@@ -95,7 +108,7 @@ class Config:
         for field in ("inner_lr", "outer_lr", "fit_lr", "fit_tol", "frequency"):
             v = getattr(self, field)
             check_field(_is_real(v) and v > 0, name, field, "a positive finite number", v)
-        for field in ("amplitude", "bias_scale"):
+        for field in ("amplitude", "bias_scale", "point_bound"):
             v = getattr(self, field)
             check_field(_is_real(v) and v >= 0, name, field, "a non-negative finite number", v)
         check_field(_is_real(self.test_fraction) and 0 < self.test_fraction < 1, name, "test_fraction",
@@ -142,24 +155,33 @@ class Result:
         }
 
 
-def _sample_solutions(cfg: Config, key, Xtr, Ytr, problem):
-    """Optimistic and pessimistic picks among ``pairs x models`` sampled inner solutions (one seed)."""
-    kp, km = jax.random.split(key)
-    u = jax.vmap(lambda k: init_points(k, Xtr, Ytr, 2, False))(jax.random.split(kp, cfg.pairs))  # x: (P, 2, 2)
+def draw_samples(cfg: Config, rng, X, Y):
+    """The candidates of one seed: ``pairs`` synthetic sets (``(P, 2, 2)``) and ``pairs x models`` MLP
+    inits (leaves ``(P, M, ...)``), init scales cycled through ``init_scales``."""
     sizes = [2] + [cfg.width] * cfg.depth + [2]
-    scales = jnp.asarray([cfg.init_scales[i % len(cfg.init_scales)] for i in range(cfg.models)], jnp.float32)
+    pairs = jnp.stack([init_points(rng, X, Y, 2, False)["x"] for _ in range(cfg.pairs)])
+    inits = [[jax.tree_util.tree_map(lambda a, m=m: a * cfg.init_scales[m % len(cfg.init_scales)],
+                                     init_mlp(rng, sizes, bias_scale=cfg.bias_scale))
+              for m in range(cfg.models)] for _ in range(cfg.pairs)]
+    return pairs, stack_trees([stack_trees(row) for row in inits])
+
+
+def sample_solutions(cfg: Config, pairs, inits, problem):
+    """Optimistic and pessimistic picks among the sampled inner solutions of one seed.
+
+    Every init ``(p, m)`` is trained on the two points of pair ``p`` (``fit_steps`` SGD steps at
+    ``fit_lr``); it is an inner solution when both points are classified correctly with inner loss
+    below ``fit_tol``. Returns ``(u_opt, w_opt, u_pes, w_pes, fraction that fit)``.
+    """
     eye = jnp.eye(2, dtype=jnp.float32)
 
-    def fit(x, k, scale):
-        w0 = init_mlp(k, sizes, bias_scale=cfg.bias_scale)
-        w0 = jax.tree_util.tree_map(lambda a: a * scale, w0)
+    def fit(x, w0):
         w = train_fresh(w0, x, eye, cfg.fit_lr, cfg.fit_steps)
         logits = mlp_apply(w, x)
         ok = jnp.logical_and(cross_entropy(logits, eye) < cfg.fit_tol, jnp.all(jnp.argmax(logits, -1) == jnp.arange(2)))
         return w, ok, problem.F({"x": x}, w)
 
-    keys = jax.random.split(km, cfg.pairs * cfg.models).reshape(cfg.pairs, cfg.models)
-    w, ok, Fv = jax.vmap(lambda x, ks: jax.vmap(fit, in_axes=(None, 0, 0))(x, ks, scales))(u["x"], keys)
+    w, ok, Fv = jax.vmap(lambda x, ws: jax.vmap(fit, in_axes=(None, 0))(x, ws))(pairs, inits)
     inf = jnp.asarray(jnp.inf, Fv.dtype)
     F_opt = jnp.where(ok, Fv, inf)
     i_opt = jnp.unravel_index(jnp.argmin(F_opt), F_opt.shape)
@@ -168,7 +190,7 @@ def _sample_solutions(cfg: Config, key, Xtr, Ytr, problem):
     p_pes = jnp.argmin(F_worst)
     m_pes = jnp.argmax(jnp.where(ok[p_pes], Fv[p_pes], -inf))
     pick = lambda p, m: jax.tree_util.tree_map(lambda a: a[p, m], w)  # noqa: E731
-    return (u["x"][i_opt[0]], pick(*i_opt), u["x"][p_pes], pick(p_pes, m_pes), jnp.mean(ok))
+    return pairs[i_opt[0]], pick(*i_opt), pairs[p_pes], pick(p_pes, m_pes), jnp.mean(ok)
 
 
 def run(config: Config | None = None, ctx: common.Context | None = None) -> Result:
@@ -179,10 +201,14 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
     problem = make_problem(train.x, train.y, 2)
     Xtr, Ytr, Xte, Yte = map(jnp.asarray, (train.x, train.y, test.x, test.y))
     sizes = [2] + [cfg.width] * cfg.depth + [2]
-    seeds = jnp.arange(cfg.seed, cfg.seed + cfg.seeds)
-    keys = jax.vmap(lambda s: jax.random.split(jax.random.key(s), 3))(seeds)
-    w0 = jax.vmap(lambda k: init_mlp(k, sizes, bias_scale=cfg.bias_scale))(keys[:, 0])
-    u0 = jax.vmap(lambda k: init_points(k, Xtr, Ytr, 2, False))(keys[:, 1])
+    u0s, w0s, cands = [], [], []
+    for s in range(cfg.seed, cfg.seed + cfg.seeds):
+        rng = np.random.default_rng(s)
+        w0s.append(init_mlp(rng, sizes, bias_scale=cfg.bias_scale))
+        u0s.append(init_points(rng, train.x, train.y, 2, False))
+        cands.append(draw_samples(cfg, rng, train.x, train.y))
+    u0, w0 = stack_trees(u0s), stack_trees(w0s)
+    pairs, inits = stack_trees(cands)
     secs, acc, Fo, pts, mods = {}, {}, {}, {}, {}
 
     def finish(name, u, w):
@@ -193,8 +219,10 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
 
     # warm-start
     record = lambda u, w: {"x": u["x"]}  # noqa: E731
-    warm = blo.WarmStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=1), blo.Unroll(1),
-                         optax.adam(cfg.outer_lr), record=record)
+    outer = optax.adam(cfg.outer_lr)
+    if cfg.point_bound > 0:
+        outer = optax.chain(outer, disk_projection(cfg.point_bound * float(np.max(np.linalg.norm(train.x, axis=1)))))
+    warm = blo.WarmStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=1), blo.Unroll(1), outer, record=record)
     warm_jit = jax.jit(lambda st, n: jax.vmap(lambda s: warm.run(s, n))(st), static_argnums=1)
     t0 = time.perf_counter()
     wst, wh = ctx.scan(warm_jit, jax.vmap(warm.init)(u0, w0), cfg.warm_steps, key="warm", desc="warm-start", history_axis=1)
@@ -203,8 +231,8 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
     secs["warm_s"] = time.perf_counter() - t0
 
     # cold-start
-    inner = blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.cold_inner_steps)
-    cold = blo.ColdStart(problem, inner, blo.Unroll(cfg.cold_unroll), optax.adam(cfg.outer_lr))
+    inner = blo.InnerLoop(optax.sgd(cfg.fit_lr), steps=cfg.cold_inner_steps)
+    cold = blo.ColdStart(problem, inner, blo.Unroll(cfg.cold_unroll), outer)
     cold_jit = jax.jit(lambda st, n: jax.vmap(lambda s: cold.run(s, n))(st), static_argnums=1)
     t0 = time.perf_counter()
     cst, _ = ctx.scan(cold_jit, jax.vmap(cold.init)(u0, w0), cfg.cold_steps, key="cold", desc="cold-start", history_axis=1)
@@ -215,8 +243,8 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
 
     # optimistic / pessimistic by sampling
     t0 = time.perf_counter()
-    sample = jax.jit(jax.vmap(lambda k: _sample_solutions(cfg, k, Xtr, Ytr, problem)))
-    u_o, w_o, u_p, w_p, frac = ctx.stage("sampling", sample, keys[:, 2])
+    sample = jax.jit(jax.vmap(lambda p, i: sample_solutions(cfg, p, i, problem)))
+    u_o, w_o, u_p, w_p, frac = ctx.stage("sampling", sample, pairs, inits)
     finish("optimistic", u_o, w_o)
     finish("pessimistic", u_p, w_p)
     secs["sampling_s"] = time.perf_counter() - t0

@@ -14,6 +14,7 @@ import numbers
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["init_mlp", "mlp_apply", "mlp_sizes"]
 
@@ -22,7 +23,8 @@ def init_mlp(key, sizes, *, scale: float = 1.0, bias_scale: float = 0.0, dtype=j
     """He-normal initialization: ``W_i ~ N(0, scale^2 * 2 / d_i)``, ``b_i ~ N(0, bias_scale^2)``.
 
     Args:
-      key: a ``jax.random`` key.
+      key: a ``jax.random`` key (works under ``jit``/``vmap``), or an int seed or a
+        ``numpy.random.Generator`` (NumPy draws: nothing to compile, handy for many inits outside jit).
       sizes: layer widths ``[d_in, h_1, ..., d_out]`` (at least two positive integers).
       scale: multiplies the He standard deviation of every weight matrix.
       bias_scale: standard deviation of the biases (0: zero biases).
@@ -38,6 +40,14 @@ def init_mlp(key, sizes, *, scale: float = 1.0, bias_scale: float = 0.0, dtype=j
         if not isinstance(v, numbers.Real) or not v >= 0:
             raise ValueError(f"init_mlp({name}) must be a non-negative number, got {v!r}")
     params = []
+    if isinstance(key, (numbers.Integral, np.random.Generator)) and not isinstance(key, bool):
+        rng = np.random.default_rng(key) if isinstance(key, numbers.Integral) else key
+        for d_in, d_out in zip(sizes[:-1], sizes[1:]):
+            std = scale * np.sqrt(2.0 / d_in)
+            w = std * rng.standard_normal((d_in, d_out))
+            b = bias_scale * rng.standard_normal(d_out)
+            params.append({"w": jnp.asarray(w, dtype), "b": jnp.asarray(b, dtype)})
+        return params
     keys = jax.random.split(key, 2 * (len(sizes) - 1))
     for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         std = scale * jnp.sqrt(2.0 / d_in)
