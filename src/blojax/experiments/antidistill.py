@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.flatten_util
@@ -178,26 +178,51 @@ def _curvature(g_fn, u0):
     return g0, jnp.vdot(g0, g1 - g0) / (-s * gg)
 
 
+class _FirstStepState(NamedTuple):
+    lr: jax.Array
+    count: jax.Array
+    g0: Any
+
+
+def first_step_sgd(eta, curvature) -> optax.GradientTransformation:
+    """SGD whose constant step is fixed at the first update from the first gradient:
+    ``lr = eta / curvature(g0)``. The state keeps ``lr`` and ``g0`` for the report."""
+
+    def init(params):
+        leaf = jax.tree_util.tree_leaves(params)[0]
+        return _FirstStepState(jnp.zeros((), leaf.dtype), jnp.zeros((), jnp.int32), jax.tree_util.tree_map(jnp.zeros_like, params))
+
+    def update(grads, state, params=None):
+        first = state.count == 0
+        lr = jnp.where(first, eta / curvature(grads), state.lr)
+        g0 = jax.tree_util.tree_map(lambda g, s: jnp.where(first, g, s), grads, state.g0)
+        return jax.tree_util.tree_map(lambda g: -lr * g, grads), _FirstStepState(lr, state.count + 1, g0)
+
+    return optax.GradientTransformation(init, update)
+
+
 def _sweep(make, params, u0, w0, steps, eta, curvature=None):
     """Cold-start runs for every value in ``params`` as ONE vmapped computation (traceable).
 
     ``make(p) -> (problem, inner, method, start)`` builds the setting from a traced sweep value;
-    ``start(u)`` is the inner point the hypergradient is taken at (used to measure kappa);
-    ``curvature(g0)``, when given, returns kappa from the first hypergradient in closed form (saves the
-    secant's second hypergradient). Returns the
-    final states (batched), kappa, the first hypergradient and the history (leaves ``(len(params), steps)``)."""
+    ``start(u)`` is the inner point the hypergradient is taken at (used by the secant). The outer
+    optimizer is SGD with step ``eta / kappa``: ``curvature(g0)``, when given, returns kappa from the
+    first hypergradient in closed form, applied at the first outer step (:func:`first_step_sgd`: no
+    extra hypergradient evaluation); otherwise kappa is a secant measured before the run. Returns the
+    final states (batched), kappa, the first hypergradient and the history (leaves
+    ``(len(params), steps)``)."""
 
     def one(p):
         problem, inner, method, start = make(p)
+        if curvature is not None:
+            algo = blo.ColdStart(problem, inner, method, first_step_sgd(eta, curvature))
+            state, hist = algo.run(algo.init(u0, w0), steps)
+            return state, eta / state.outer_state.lr, state.outer_state.g0, hist
 
         def g_fn(u):
             return blo.hypergradient(problem, u, start(u), method, inner, diagnostics=False)[0]
 
-        if curvature is None:
-            g0, kappa = _curvature(g_fn, u0)
-        else:
-            g0 = g_fn(u0)
-            kappa = curvature(g0)
+        g0, kappa = _curvature(g_fn, u0)
         algo = blo.ColdStart(problem, inner, method, optax.sgd(eta / kappa))
         state, hist = algo.run(algo.init(u0, w0), steps)
         return state, kappa, g0, hist
