@@ -11,6 +11,10 @@ With IFT hypergradients the direction is fixed, ``g(u) = v (c^T u - y_o)`` with 
 ``u0`` along ``v`` to the solution line: Exact (``v ~ c``) reaches ``(1, 1)``, the point nearest ``u0``;
 K-term Neumann with ``v = alpha Phi sum_{j<K} (I - alpha H)^j phi_o`` reaches other points (K = 1:
 ``v ~ Phi phi_o = (1, 3)``, ending at ``(1/2, 3/2)``), approaching ``(1, 1)`` as K grows.
+
+Each outer step is the cold-start iteration: the inner problem is re-solved from ``w0`` (closed form,
+:class:`blojax.ClosedForm`), the hypergradient taken with :func:`blojax.hypergradient`, and ``u`` moved
+by SGD; all methods run as one ``vmap`` (Exact and Neumann selected per entry).
 """
 
 from __future__ import annotations
