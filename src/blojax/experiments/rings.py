@@ -565,7 +565,7 @@ def plot_soft_labels(result: Result, out_dir, seed_index=0) -> pathlib.Path | No
             ax.set_ylim(-0.02, 1.02)
             ax.set_xlabel("outer iteration")
             ax.set_ylabel("label probability")
-            ax.set_title(f"{tag}: point {j} (init. at class {j})", fontsize=8)
+            ax.set_title(f"{tag}: point {j} (starts on ring {j})", fontsize=8)
             if j == 0:
                 ax.legend(fontsize=7)
     fig.suptitle(f"Learned soft labels along the warm-start trajectory (seed index {seed_index})", fontsize=10)
