@@ -30,7 +30,8 @@ def set_threads(n: int):
     flags = os.environ.get("XLA_FLAGS", "")
     if "intra_op_parallelism_threads" not in flags:
         os.environ["XLA_FLAGS"] = (flags + f" --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={n}").strip()
-    os.environ.setdefault("OMP_NUM_THREADS", str(n))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # torch, LAPACK (eigh)
+        os.environ.setdefault(var, str(n))
 
 
 def block(x):

@@ -98,7 +98,7 @@ class Optimistix:
         solver = optx.GradientDescent(learning_rate=alpha, rtol=0.0, atol=0.0)
         tags = frozenset({lx.symmetric_tag, lx.positive_semidefinite_tag})
         if task == "unroll":
-            adjoint = optx.RecursiveCheckpointAdjoint(checkpoints=T + 1)
+            adjoint = optx.RecursiveCheckpointAdjoint(checkpoints=T + 2)
         elif task == "cg":
             adjoint = optx.ImplicitAdjoint(linear_solver=lx.CG(rtol=0.0, atol=0.0, max_steps=K_SOLVE))
         elif task == "normal_cg":
@@ -107,7 +107,8 @@ class Optimistix:
             raise NotAvailable("no Neumann-series linear solver in lineax")
 
         def outer(u, w0, X, y, Xv, yv):
-            sol = optx.minimise(lambda w, args: _f(w, *args), solver, w0, args=(u, X, y), max_steps=T,
+            # optimistix's first step evaluates f at y0 without an update: T updates take max_steps=T+1.
+            sol = optx.minimise(lambda w, args: _f(w, *args), solver, w0, args=(u, X, y), max_steps=T + 1,
                                 adjoint=adjoint, throw=False, tags=tags)
             return _F(sol.value, Xv, yv)
 
