@@ -167,3 +167,12 @@ def test_grid_and_seeds():
     assert [p[0] for p in pts] == [{"ks": (1, 2), "eps": 0.1}, {"ks": (1, 2), "eps": 1.0}, {"ks": (3,), "eps": 0.1}, {"ks": (3,), "eps": 1.0}]
     with pytest.raises(UsageError, match="has no 'seed' field"):
         configs.grid_points(_Cfg(), grid, [0, 1], "X")
+
+
+def test_broken_module_is_reported_not_hidden(monkeypatch, capsys):
+    monkeypatch.setenv("BLOJAX_EXPERIMENTS", TOY + ",bad=blojax.no_such_module")
+    assert cli.main(["list", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "toy" in out and "bad" in out and "(unusable: import failed: ModuleNotFoundError" in out
+    rc, err = _err(capsys, ["run", "bad"])
+    assert rc == 2 and "unknown experiment 'bad' (import failed: ModuleNotFoundError" in err and "; available: " in err and err.endswith("toy")

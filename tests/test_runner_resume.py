@@ -4,6 +4,7 @@ uninterrupted run with the same seed: final state, per-step metrics and every re
 import json
 import os
 import pickle
+import random
 import signal
 import subprocess
 import sys
@@ -33,7 +34,7 @@ def _done(ckpt):
         return 0
 
 
-def _kill_when(out, at_least, env, resume, timeout=240):
+def _kill_when(out, at_least, env, resume, timeout=240, jitter=0.0):
     cmd = [sys.executable, "-m", "blojax.runner.cli", *ARGS, "--out", str(out)] + (["--resume"] if resume else [])
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpt = out / "checkpoints" / "scan-toy.pkl"
@@ -45,6 +46,7 @@ def _kill_when(out, at_least, env, resume, timeout=240):
             if time.monotonic() - t0 > timeout:
                 pytest.fail("run made no progress")
             time.sleep(0.01)
+        time.sleep(jitter)  # anywhere in the next chunk: while computing, sleeping or writing its checkpoint
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -66,7 +68,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, capsys):
     env = dict(os.environ, BLOJAX_EXPERIMENTS=TOY, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     first = _kill_when(run, 60, env, resume=False)
-    second = _kill_when(run, first + 60, env, resume=True)
+    second = _kill_when(run, first + 60, env, resume=True, jitter=random.Random(0).uniform(0.0, 0.06))
     assert json.loads((run / "run.json").read_text())["status"] == "running"  # killed: never finished
     assert cli.main([*ARGS, "--out", str(run), "--resume"]) == 0
     assert json.loads((run / "run.json").read_text())["resumed"] is True
