@@ -40,7 +40,7 @@ def settings(dataset: str, quick: bool = False) -> tuple[dict, dict]:
     if dataset == "digits":
         return ({"dataset": dataset, "hidden": (64,), "curve_test_size": 360, "outer_steps": 3000, "eval_every": 100},
                 {"dataset": dataset, "hidden": (64,), "curve_test_size": 360, "train_subset": 50, "batch_size": 256,
-                 "outer_steps": 1000, "cold_steps": 200})
+                 "outer_steps": 1000, "cold_steps": 200, "outer_lr": 0.005})
     return ({"dataset": dataset}, {"dataset": dataset})
 
 
