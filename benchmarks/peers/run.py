@@ -302,7 +302,8 @@ def problem4(libs, Ts, d):
     for task in ("unroll", "cg"):
         for T in Ts:
             for name, lib in libs.items():
-                row = dict(problem=f"4 memory, ridge d={d}", task=f"{TASKS[task].split(',')[0]} T={T}", library=name)
+                row = dict(problem=f"4 memory, ridge d={d}", task=("unroll" if task == "unroll" else "IFT + CG K=20") + f", T={T}",
+                           library=name)
                 if isinstance(lib, str):
                     rows.append(dict(row, status=lib))
                     continue
@@ -315,7 +316,7 @@ def problem4(libs, Ts, d):
                     rows.append(dict(row, status="ok", peak_mib=rep["peak_growth_kib"] / 1024,
                                      xla_temp_mib=None if rep["xla_temp_bytes"] is None else rep["xla_temp_bytes"] / 2**20))
                 else:
-                    err = (res.stderr.strip().splitlines() or ["?"])[-1]
+                    err = (res.stderr.strip().splitlines() or [f"child process ended with code {res.returncode} and no message"])[-1]
                     try:
                         err = json.loads(res.stderr.strip().splitlines()[-1]).get("error", err)
                     except Exception:  # noqa: BLE001
