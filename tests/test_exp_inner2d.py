@@ -42,6 +42,8 @@ TINY_E1 = solution_concepts.Config(n=60, width=4, depth=1, warm_steps=10, cold_s
         ({"outer_b2": 1.0}, "outer_b2"),
         ({"point_bound": -1.0}, "point_bound"),
         ({"seeds": 0}, "seeds"),
+        ({"inner_loss": "hinge"}, "inner_loss"),
+        ({"point_init": "corner"}, "point_init"),
     ],
 )
 def test_rings_bad_config_names_the_field(changes, field):
@@ -66,13 +68,14 @@ def test_defaults_and_quick_configs_validate():
 
 
 # ------------------------------------------------------------------------------------ pieces
-def test_retrain_is_the_cold_start_inner_solve():
+@pytest.mark.parametrize("inner_loss", ["ce", "mse"])
+def test_retrain_is_the_cold_start_inner_solve(inner_loss):
     """A fresh model trained on u from w0 (retrain) is exactly Xi^T(u, w0), the cold-start inner solution."""
     data = synthetic.rings(10, 2, seed=0)
-    problem = rings.make_problem(data.x, data.y, 2)
+    problem = rings.make_problem(data.x, data.y, 2, inner_loss)
     w0 = init_mlp(0, [2, 6, 2], bias_scale=1.0)
     u = {"x": jnp.asarray([[0.3, -0.9], [1.8, 0.4]])}
-    w_fresh = rings.train_fresh(w0, u["x"], jnp.eye(2), 0.1, 25)
+    w_fresh = rings.train_fresh(w0, u["x"], jnp.eye(2), 0.1, 25, inner_loss)
     w_inner, info = blo.InnerLoop(optax.sgd(0.1), steps=25).run(problem, u, w0)
     for a, b in zip(jax.tree_util.tree_leaves(w_fresh), jax.tree_util.tree_leaves(w_inner)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)

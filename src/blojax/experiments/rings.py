@@ -66,19 +66,24 @@ class Config:
       first_layer_scale: multiplies the first layer's initial weights and biases (kink positions are
         unchanged, the pieces get steeper; 1.0 = plain He init).
     Optimization
-      inner_lr: SGD step a of warm-start's single inner step (0.003: small, so the model stays
-        unconfident while the points explore; with a >= 0.03 the model saturates on the two points
-        within ~100 steps and the points stall).
+      inner_lr: SGD step a of warm-start's single inner step (3e-4: the model must learn slowly
+        compared with how fast the points move; with a >= 0.003 it becomes confident on the points
+        before they have swept their rings, the 1-step hypergradient vanishes and the points stall).
       fit_lr: SGD step of every from-scratch fit: cold-start's T inner steps and retraining (0.1, so
         that T = 1000 steps reach an inner loss of ~1e-2 on the C points: "trained to convergence").
-      outer_lr, outer_b2, outer_eps: Adam on the synthetic points (and soft-label logits).
-      label_lr: Adam step of the soft-label logits (relative speed of label learning).
+      outer_lr, outer_b2, outer_eps: warm-start's Adam on the synthetic points (1.0: with Adam's
+        normalized steps the points cross the data disk in a few steps and sweep it many times).
+      cold_outer_lr: cold-start's Adam step on the points (0.03: cold-start's u settles within ~100
+        of its 200 steps; a step of 1.0 makes it bounce across the disk).
+      label_lr: Adam step of the soft-label logits (0.03).
       point_bound: if > 0, after every outer step the points are projected onto the disk of radius
         ``point_bound * max_i ||X_i||`` (the data's extent; 0: unconstrained). The paper is silent; without
         a bound the 1-step hypergradient drives points far outside the data, where a ReLU network's
         gradient step has the most leverage, and they stall there saturated.
       point_init: ``"data"``: each synthetic point starts at a random training point of its class;
         ``"center"``: all start at the data mean (the origin) plus N(0, 0.1^2) noise.
+      inner_loss: ``"ce"`` (cross-entropy against the labels, the default) or ``"mse"`` (half squared
+        error between logits and labels: no saturation).
       warm_steps: outer steps of warm-start (the paper shows ~8000).
       cold_steps, cold_inner_steps, cold_unroll: cold-start outer steps, inner steps T (the paper
         says T = 10^3..10^4) and unrolled steps K of its hypergradient.
@@ -99,14 +104,16 @@ class Config:
     depth: int = 2
     bias_scale: float = 1.0
     first_layer_scale: float = 1.0
-    inner_lr: float = 0.003
+    inner_lr: float = 0.0003
     fit_lr: float = 0.1
-    outer_lr: float = 0.03
+    outer_lr: float = 1.0
+    cold_outer_lr: float = 0.03
     outer_b2: float = 0.999
     outer_eps: float = 1e-8
-    label_lr: float = 0.003
+    label_lr: float = 0.03
     point_bound: float = 1.5
     point_init: str = "data"
+    inner_loss: str = "ce"
     warm_steps: int = 8000
     cold_steps: int = 200
     cold_inner_steps: int = 1000
@@ -133,7 +140,7 @@ class Config:
             check_field(isinstance(v, int) and not isinstance(v, bool) and v >= lo, name, field, f"an integer >= {lo}", v)
         check_field(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, name, "seed",
                     "a non-negative integer", self.seed)
-        for field in ("inner_lr", "fit_lr", "outer_lr", "label_lr", "outer_eps", "first_layer_scale"):
+        for field in ("inner_lr", "fit_lr", "outer_lr", "cold_outer_lr", "label_lr", "outer_eps", "first_layer_scale"):
             v = getattr(self, field)
             check_field(_is_real(v) and v > 0, name, field, "a positive finite number", v)
         for field in ("noise", "bias_scale", "point_bound"):
@@ -143,6 +150,7 @@ class Config:
         check_field(_is_real(self.test_fraction) and 0 < self.test_fraction < 1, name, "test_fraction",
                     "a number in (0, 1)", self.test_fraction)
         check_field(self.point_init in ("data", "center"), name, "point_init", "'data' or 'center'", self.point_init)
+        check_field(self.inner_loss in ("ce", "mse"), name, "inner_loss", "'ce' or 'mse'", self.inner_loss)
         check_field(self.cold_unroll <= self.cold_inner_steps, name, "cold_unroll",
                     f"<= cold_inner_steps ({self.cold_inner_steps})", self.cold_unroll)
         check_field(self.warm_steps % self.snapshots == 0, name, "snapshots",
@@ -173,12 +181,15 @@ def labels_of(u, n_classes: int):
     return jnp.eye(n_classes, dtype=u["x"].dtype)
 
 
-def make_problem(X, Y, n_classes: int) -> blo.Problem:
-    """``f`` = CE of the MLP on the synthetic points; ``F`` = CE on the original data ``(X, Y)``."""
+def make_problem(X, Y, n_classes: int, inner_loss: str = "ce") -> blo.Problem:
+    """``f`` = CE of the MLP on the synthetic points (``inner_loss="mse"``: half the squared error
+    between logits and labels, averaged over points); ``F`` = CE on the original data ``(X, Y)``."""
     X = jnp.asarray(X)
     T = jnp.asarray(synthetic.one_hot(Y, n_classes))
 
     def f(u, w):
+        if inner_loss == "mse":
+            return 0.5 * jnp.mean(jnp.sum((mlp_apply(w, u["x"]) - labels_of(u, n_classes)) ** 2, axis=-1))
         return cross_entropy(mlp_apply(w, u["x"]), labels_of(u, n_classes))
 
     def F(u, w):
@@ -191,10 +202,13 @@ def accuracy(w, X, Y):
     return jnp.mean(jnp.argmax(mlp_apply(w, jnp.asarray(X)), -1) == jnp.asarray(Y))
 
 
-def train_fresh(w0, x, targets, lr: float, steps: int):
-    """A fresh model: ``steps`` SGD steps at ``lr`` from ``w0`` on ``CE(mlp(w, x), targets)``."""
+def train_fresh(w0, x, targets, lr: float, steps: int, inner_loss: str = "ce"):
+    """A fresh model: ``steps`` SGD steps at ``lr`` from ``w0`` on ``CE(mlp(w, x), targets)`` (or the
+    half squared error with ``inner_loss="mse"``), i.e. the inner objective of :func:`make_problem`."""
 
     def loss(w):
+        if inner_loss == "mse":
+            return 0.5 * jnp.mean(jnp.sum((mlp_apply(w, x) - targets) ** 2, axis=-1))
         return cross_entropy(mlp_apply(w, x), targets)
 
     def body(w, _):
@@ -224,12 +238,15 @@ def disk_projection(radius: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(init, update)
 
 
-def outer_optimizer(cfg: Config, soft: bool, data_radius: float = 1.0) -> optax.GradientTransformation:
+def outer_optimizer(cfg: Config, soft: bool, data_radius: float = 1.0, lr: float | None = None) -> optax.GradientTransformation:
+    """Adam on the points (step ``lr``, default ``cfg.outer_lr``) and on the soft-label logits
+    (``cfg.label_lr``), then the optional projection onto the data disk."""
+    lr = cfg.outer_lr if lr is None else lr
     adam = lambda lr: optax.adam(lr, b2=cfg.outer_b2, eps=cfg.outer_eps)  # noqa: E731
     if soft:
-        opt = optax.multi_transform({"x": adam(cfg.outer_lr), "logits": adam(cfg.label_lr)}, {"x": "x", "logits": "logits"})
+        opt = optax.multi_transform({"x": adam(lr), "logits": adam(cfg.label_lr)}, {"x": "x", "logits": "logits"})
     else:
-        opt = adam(cfg.outer_lr)
+        opt = adam(lr)
     if cfg.point_bound > 0:
         opt = optax.chain(opt, disk_projection(cfg.point_bound * data_radius))
     return opt
@@ -303,7 +320,7 @@ def run_variant(cfg: Config, n_classes: int, soft: bool, ctx: common.Context) ->
     tag = f"{C}rings-{'soft' if soft else 'fixed'}"
     data = synthetic.rings(cfg.n_per_class, C, noise=cfg.noise, seed=cfg.seed)
     train, test = synthetic.split(data, cfg.test_fraction, seed=cfg.seed)
-    problem = make_problem(train.x, train.y, C)
+    problem = make_problem(train.x, train.y, C, cfg.inner_loss)
     Xtr, Ytr, Xte, Yte = map(jnp.asarray, (train.x, train.y, test.x, test.y))
     sizes = [2] + [cfg.width] * cfg.depth + [C]
     radius = float(np.max(np.linalg.norm(train.x, axis=1)))
@@ -342,12 +359,16 @@ def run_variant(cfg: Config, n_classes: int, soft: bool, ctx: common.Context) ->
     t0 = time.perf_counter()
     snap_labels = jax.vmap(jax.vmap(lambda u: labels_of(u, C)))(snap_u)  # (seeds, frames, C, C)
 
+    def extra(lab):
+        # the inner loss of a snapshot with its labels: soft labels as logits whose softmax is lab
+        return {"logits": jnp.log(jnp.clip(lab, 1e-30, None))} if soft else {}
+
     def retrain_seed(w0_s, xs, ls):
         def one(x, lab):
-            w = train_fresh(w0_s, x, lab, cfg.fit_lr, cfg.retrain_steps)
-            return accuracy(w, Xte, Yte), problem.F({"x": x}, w), cross_entropy(mlp_apply(w, x), lab), w
+            w = train_fresh(w0_s, x, lab, cfg.fit_lr, cfg.retrain_steps, cfg.inner_loss)
+            return accuracy(w, Xte, Yte), problem.F({"x": x}, w), problem.f({"x": x, **extra(lab)}, w), w
         acc, Fv, fv, ws = jax.vmap(one)(xs, ls)
-        w_all = train_fresh(w0_s, xs.reshape(-1, 2), ls.reshape(-1, C), cfg.fit_lr, cfg.retrain_steps)
+        w_all = train_fresh(w0_s, xs.reshape(-1, 2), ls.reshape(-1, C), cfg.fit_lr, cfg.retrain_steps, cfg.inner_loss)
         last = jax.tree_util.tree_map(lambda a: a[-1], ws)
         return acc, Fv, fv, accuracy(w_all, Xte, Yte), problem.F({"x": xs[0]}, w_all), last, w_all
 
@@ -356,7 +377,8 @@ def run_variant(cfg: Config, n_classes: int, soft: bool, ctx: common.Context) ->
 
     # --- cold-start: w0 retrained for T steps every outer step, Unroll(K) hypergradient, Adam on u
     cold = blo.ColdStart(problem, blo.InnerLoop(optax.sgd(cfg.fit_lr), steps=cfg.cold_inner_steps),
-                         blo.Unroll(cfg.cold_unroll), outer_optimizer(cfg, soft, radius), record=record)
+                         blo.Unroll(cfg.cold_unroll), outer_optimizer(cfg, soft, radius, cfg.cold_outer_lr),
+                         record=record)
     cold_jit = jax.jit(lambda st, n: jax.vmap(lambda s: cold.run(s, n))(st), static_argnums=1)
     t0 = time.perf_counter()
     cstate, ch = ctx.scan(cold_jit, jax.vmap(cold.init)(u0, w0), cfg.cold_steps, key=f"{tag}-cold",
@@ -499,14 +521,17 @@ def plot_boundaries(v, out_dir, seed_index=0) -> pathlib.Path:
     ax.set_xticks([])
     ax.set_yticks([])
     acc = v["snap_acc"][s, -1]
-    _boundary(axs[1], _take(v["w_warm"], s), C, test, f"warm-start model + point trajectories\naccuracy {acc:.0%}")
     traj = v["x_traj"][s]
     labs = v["label_traj"][s]
+    tail = min(300, traj.shape[0])
+    _boundary(axs[1], _take(v["w_warm"], s), C, test,
+              f"warm-start model; points: last {tail} steps (lines),\n{len(v['snap_step'])} snapshots (dots); accuracy {acc:.0%}")
     for c in range(C):
         col = _COLORS[int(np.argmax(labs[-1, c]))]
-        axs[1].plot(traj[:, c, 0], traj[:, c, 1], "-", color=col, lw=0.7, alpha=0.9)
+        axs[1].plot(traj[-tail:, c, 0], traj[-tail:, c, 1], "-", color=col, lw=0.5, alpha=0.6)
         snaps = v["snap_x"][s][:, c]
-        axs[1].scatter(snaps[:, 0], snaps[:, 1], s=10, c=col, edgecolors="k", linewidths=0.3, zorder=4)
+        axs[1].scatter(snaps[:, 0], snaps[:, 1], s=12, c=[_COLORS[int(np.argmax(l))] for l in v["snap_labels"][s][:, c]],
+                       edgecolors="k", linewidths=0.4, zorder=4)
     _points(axs[1], v["u_warm"]["x"][s], C, labs[-1])
     _boundary(axs[2], _take(v["w_retrain"], s), C, test,
               f"retrain on final points\naccuracy {v['retrain_acc'][s, -1]:.0%}")
@@ -584,10 +609,11 @@ def animate(v, out_dir, seed_index=0, dpi=60) -> pathlib.Path:
     for k, step in enumerate(v["snap_step"]):
         fig, ax = plt.subplots(figsize=(3.4, 3.6))
         _boundary(ax, _take(_take(v["snap_w"], s), k), C, v["test"],
-                  f"{v['tag']} warm-start\nstep {int(step)}  accuracy {v['snap_acc'][s, k]:.0%}")
+                  f"{v['tag']} warm-start\nstep {int(step)}  accuracy {v['snap_acc'][s, k]:.0%} (last 100 steps)")
         labs = v["snap_labels"][s][k]
+        lo = max(0, int(step) - 100)
         for c in range(C):
-            ax.plot(traj[: int(step), c, 0], traj[: int(step), c, 1], "-", color="k", lw=0.5, alpha=0.6)
+            ax.plot(traj[lo: int(step), c, 0], traj[lo: int(step), c, 1], "-", color="k", lw=0.5, alpha=0.6)
         _points(ax, v["snap_x"][s][k], C, labs, size=90)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi)

@@ -62,11 +62,12 @@ class Config:
     Data: ``n`` points uniform in ``[-pi, pi] x [-2, 2]``, label = above ``amplitude * sin(frequency x1)``
       (amplitude 1, frequency 1.5: 1.5 periods, so no line separates the classes), ``test_fraction`` held out.
     Model: ReLU MLP ``2 -> width^depth -> 2`` (2 x 32), biases ``N(0, bias_scale^2)``.
-    Warm/cold: warm-start's single inner SGD step ``inner_lr`` (0.003, as in the ring lab: the model
-      stays unconfident while the points move), Adam ``outer_lr`` on the points, ``warm_steps``;
-      cold-start re-trains ``w0`` with SGD at ``fit_lr`` for ``cold_inner_steps`` steps every one of
-      its ``cold_steps`` outer steps and unrolls the last ``cold_unroll`` of them. After every outer
-      step the points are projected onto the disk of radius ``point_bound * max_i ||X_i||`` (0: off).
+    Warm/cold: as in the ring lab, warm-start's single inner SGD step ``inner_lr`` (3e-4: the model
+      learns slowly compared with how fast the points move) and Adam ``outer_lr`` (1.0) on the points
+      for ``warm_steps``; cold-start re-trains ``w0`` with SGD at ``fit_lr`` for ``cold_inner_steps``
+      steps every one of its ``cold_steps`` outer steps, unrolls the last ``cold_unroll`` of them and
+      moves the points with Adam ``cold_outer_lr`` (0.03). After every outer step the points are
+      projected onto the disk of radius ``point_bound * max_i ||X_i||`` (0: off).
     Sampling: ``pairs`` candidate point pairs x ``models`` inits each, init scales cycled through
       ``init_scales`` (diverse boundaries), ``fit_steps`` SGD steps at ``fit_lr`` per fit, ``fit_tol``
       inner loss for a sample to count as an inner solution.
@@ -80,9 +81,10 @@ class Config:
     width: int = 32
     depth: int = 2
     bias_scale: float = 1.0
-    inner_lr: float = 0.003
-    outer_lr: float = 0.03
-    point_bound: float = 1.0
+    inner_lr: float = 0.0003
+    outer_lr: float = 1.0
+    cold_outer_lr: float = 0.03
+    point_bound: float = 1.5
     warm_steps: int = 3000
     cold_steps: int = 100
     cold_inner_steps: int = 1000
@@ -105,7 +107,7 @@ class Config:
             check_field(isinstance(v, int) and not isinstance(v, bool) and v >= lo, name, field, f"an integer >= {lo}", v)
         check_field(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, name, "seed",
                     "a non-negative integer", self.seed)
-        for field in ("inner_lr", "outer_lr", "fit_lr", "fit_tol", "frequency"):
+        for field in ("inner_lr", "outer_lr", "cold_outer_lr", "fit_lr", "fit_tol", "frequency"):
             v = getattr(self, field)
             check_field(_is_real(v) and v > 0, name, field, "a positive finite number", v)
         for field in ("amplitude", "bias_scale", "point_bound"):
@@ -219,9 +221,12 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
 
     # warm-start
     record = lambda u, w: {"x": u["x"]}  # noqa: E731
-    outer = optax.adam(cfg.outer_lr)
-    if cfg.point_bound > 0:
-        outer = optax.chain(outer, disk_projection(cfg.point_bound * float(np.max(np.linalg.norm(train.x, axis=1)))))
+    radius = cfg.point_bound * float(np.max(np.linalg.norm(train.x, axis=1)))
+
+    def outer_opt(lr):
+        return optax.chain(optax.adam(lr), disk_projection(radius)) if cfg.point_bound > 0 else optax.adam(lr)
+
+    outer = outer_opt(cfg.outer_lr)
     warm = blo.WarmStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=1), blo.Unroll(1), outer, record=record)
     warm_jit = jax.jit(lambda st, n: jax.vmap(lambda s: warm.run(s, n))(st), static_argnums=1)
     t0 = time.perf_counter()
@@ -232,7 +237,7 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
 
     # cold-start
     inner = blo.InnerLoop(optax.sgd(cfg.fit_lr), steps=cfg.cold_inner_steps)
-    cold = blo.ColdStart(problem, inner, blo.Unroll(cfg.cold_unroll), outer)
+    cold = blo.ColdStart(problem, inner, blo.Unroll(cfg.cold_unroll), outer_opt(cfg.cold_outer_lr))
     cold_jit = jax.jit(lambda st, n: jax.vmap(lambda s: cold.run(s, n))(st), static_argnums=1)
     t0 = time.perf_counter()
     cst, _ = ctx.scan(cold_jit, jax.vmap(cold.init)(u0, w0), cfg.cold_steps, key="cold", desc="cold-start", history_axis=1)
@@ -266,8 +271,12 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     cfg, s = result.config, 0
     titles = {"optimistic": "optimistic (best sampled w in S(u))", "pessimistic": "pessimistic (worst sampled w in S(u))",
               "cold": "cold-start (w0 re-trained each step)", "warm": "warm-start (T=1, points move)"}
-    g1 = np.linspace(-np.pi, np.pi, 160)
-    g2 = np.linspace(-2, 2, 110)
+    # the data box, enlarged to show every synthetic point and the warm trajectory of seed index s
+    pts = np.concatenate([result.points[c][s] for c in CONCEPTS] + [result.warm_traj[s].reshape(-1, 2)])
+    xl = max(np.pi, float(np.abs(pts[:, 0]).max()) + 0.3)
+    yl = max(2.0, float(np.abs(pts[:, 1]).max()) + 0.3)
+    g1 = np.linspace(-xl, xl, 200)
+    g2 = np.linspace(-yl, yl, 140)
     GX, GY = np.meshgrid(g1, g2)
     G = jnp.asarray(np.stack([GX.ravel(), GY.ravel()], -1), jnp.float32)
     colors = ["tab:blue", "tab:orange"]
@@ -286,14 +295,15 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
         p = result.points[c][s]
         for j in range(2):
             ax.scatter(p[j, 0], p[j, 1], marker="*", s=180, c=colors[j], edgecolors="k", zorder=5)
-        ax.set_xlim(-np.pi, np.pi)
-        ax.set_ylim(-2, 2)
+        ax.add_patch(plt.Rectangle((-np.pi, -2), 2 * np.pi, 4, fill=False, ls="--", lw=0.6, color="gray"))
+        ax.set_xlim(-xl, xl)
+        ax.set_ylim(-yl, yl)
         ax.set_title(f"{titles[c]}\ntest accuracy {result.acc[c][s]:.0%} (mean over seeds {np.mean(result.acc[c]):.0%})",
                      fontsize=9)
         ax.set_xlabel("x1")
         ax.set_ylabel("x2")
     fig.suptitle("Four solution concepts for distilling a sinusoid-split dataset into 2 points (stars); "
-                 "dotted: true boundary, solid: learned boundary (seed index 0)", fontsize=10)
+                 "dotted: true boundary, solid: learned boundary, dashed box: data region (seed index 0)", fontsize=10)
     fig.tight_layout()
     return [common.save_figure(fig, pathlib.Path(out_dir) / "solution_concepts.png")]
 
