@@ -116,8 +116,6 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args, argv) -> int:
-    from . import configs, rundir
-
     mod = _load(args.experiment)
     return _run_module(mod, args.experiment, args, argv, default_out=None)
 
