@@ -150,3 +150,15 @@ def test_contract(mod):
     assert isinstance(mod.DESCRIPTION, str) and mod.DESCRIPTION
     mod.Config().validate()
     mod.Config.quick().validate()
+
+
+# ----------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+@pytest.mark.parametrize("mod", [antidistill, hypergrad_field, projection_sketch, spectral])
+def test_cli_quick_writes_results_and_figures(mod, tmp_path):
+    out = tmp_path / mod.__name__.rsplit(".", 1)[-1]
+    assert common.main(mod.__name__, ["--out", str(out), "--quick", "--quiet"]) == 0
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["results"] and payload["figures"]
+    for name in payload["figures"]:
+        assert (out / name).stat().st_size > 10_000
