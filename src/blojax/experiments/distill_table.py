@@ -28,6 +28,12 @@ class Config(cd.Config):
     #: label start for more than one sample: "onehot" or "uniform".
     multi_label_init: str = "onehot"
 
+    @classmethod
+    def quick(cls) -> "Config":
+        base = cd.Config.quick()
+        fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(cd.Config)}
+        return cls(**{**fields, "outer_steps": 200}, sizes=(1, 10))
+
     def validate(self) -> None:
         super().validate()
         name = type(self).__name__
