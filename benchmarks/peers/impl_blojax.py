@@ -246,3 +246,35 @@ def p3_floor(t, data):
     T, K = data["T"], data["K"]
     grads, hvps = T + 3, K + 1
     return t["call"] + grads * t["grad"] + hvps * t["hvp"], f"{grads} grads + {hvps} HVPs"
+
+
+def p2_plain_jax(data, steps=None):
+    """Reference: the same warm-start loop written by hand in plain JAX (one ``lax.scan``: one SGD
+    step of f, the 1-step unrolled hypergradient of F, Adam on u), without any library."""
+    steps = steps or data["steps"]
+    Xo, yo, ys = jnp.asarray(data["Xo"]), jnp.asarray(data["yo"]), jnp.asarray(data["ys"])
+    f = lambda u, w: ce(mlp(w, u), ys)  # noqa: E731
+    F = lambda u, w: ce(mlp(w, Xo), yo)  # noqa: E731
+    adam, lr = optax.adam(data["outer_lr"]), data["inner_lr"]
+    w0 = [(jnp.asarray(W), jnp.asarray(b)) for W, b in data["w0"]]
+    u0 = jnp.asarray(data["u0"])
+
+    @jax.jit
+    def run(u, w):
+        def body(c, _):
+            u, w, s = c
+
+            def obj(u):
+                g = jax.grad(f, 1)(u, w)
+                w1 = jax.tree_util.tree_map(lambda a, b: a - lr * b, w, g)
+                return F(u, w1), w1
+
+            (Fv, w1), gu = jax.value_and_grad(obj, has_aux=True)(u)
+            upd, s = adam.update(gu, s, u)
+            return (optax.apply_updates(u, upd), w1, s), Fv
+
+        (u, w, s), Fs = jax.lax.scan(body, (u, w, adam.init(u)), None, length=steps)
+        return u, Fs
+
+    jax.block_until_ready(run(u0, w0))
+    return (lambda: run(u0, w0)), (lambda out: (np.asarray(out[0]), np.asarray(out[1])))
