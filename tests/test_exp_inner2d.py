@@ -223,3 +223,20 @@ def test_solution_concepts_divergence_stops_with_a_message():
     cfg = dataclasses.replace(TINY_E1, inner_lr=1e38, seeds=1)
     with pytest.raises(blo.NonFiniteError, match="non-finite"):
         solution_concepts.run(cfg, common.Context(progress=False))
+
+
+# ------------------------------------------------------------------------------------ the claims (slow)
+@pytest.mark.slow
+def test_two_rings_claims_full_settings():
+    """E2 with the default settings, 2 rings, fixed labels, 5 seeds (about a minute): warm-start
+    separates the rings, retraining on its final points and cold-start do not, and training on all
+    trajectory snapshots together beats every single snapshot."""
+    cfg = dataclasses.replace(rings.Config(), classes=(2,), soft_labels=(False,))
+    d = rings.run(cfg, common.Context(progress=False)).to_dict()["variants"]["2rings-fixed"]
+    acc = d["test_accuracy"]
+    assert acc["warm"]["mean"] >= 0.95
+    assert acc["warm_retrain_final_points"]["mean"] <= 0.75
+    assert acc["cold"]["mean"] <= 0.75
+    leak = d["information_leak"]
+    assert leak["all_snapshots_together_accuracy"]["mean"] >= leak["best_single_snapshot_accuracy"]["mean"] + 0.1
+    assert d["outer_loss_final"]["warm"]["mean"] < 0.5 < d["outer_loss_final"]["warm_retrain_final_points"]["mean"]
