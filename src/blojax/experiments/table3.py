@@ -39,7 +39,8 @@ def settings(dataset: str, quick: bool = False) -> tuple[dict, dict]:
         return ({"dataset": dataset, "sizes": (1,), "outer_steps": 100, "eval_every": 50},
                 {"dataset": dataset, "outer_steps": 100})
     if dataset == "digits":
-        return ({"dataset": dataset, "hidden": (64,), "curve_test_size": 360, "outer_steps": 3000, "eval_every": 100},
+        return ({"dataset": dataset, "hidden": (64,), "curve_test_size": 360, "outer_steps": 3000, "eval_every": 100,
+                 "inner_lr": 0.1},
                 {"dataset": dataset, "hidden": (64,), "curve_test_size": 360, "train_subset": 50, "batch_size": 256,
                  "outer_steps": 1000, "cold_steps": 200, "outer_lr": 0.005})
     return ({"dataset": dataset}, {"dataset": dataset})
