@@ -280,7 +280,9 @@ def validate(config, label: str) -> None:
     try:
         config.validate()
     except common.ConfigError as exc:
-        raise UsageError(str(exc)) from None
+        name = label.split(".")[0]
+        msg = str(exc)
+        raise UsageError(msg if msg.startswith(name) else f"{name}: {msg}") from None
 
 
 def has_seed(config) -> bool:
