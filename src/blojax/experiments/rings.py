@@ -84,7 +84,8 @@ class Config:
         ``"center"``: all start at the data mean (the origin) plus N(0, 0.1^2) noise.
       inner_loss: ``"ce"`` (cross-entropy against the labels, the default) or ``"mse"`` (half squared
         error between logits and labels: no saturation).
-      warm_steps: outer steps of warm-start (the paper shows ~8000).
+      warm_steps: outer steps of warm-start (12000; the paper shows ~8000 for two rings, three rings
+        keep improving after that: train accuracy 0.94 at 8000 vs 0.96 at 12000 steps, 4 seeds).
       cold_steps, cold_inner_steps, cold_unroll: cold-start outer steps, inner steps T (the paper
         says T = 10^3..10^4) and unrolled steps K of its hypergradient.
       retrain_steps: inner steps of a fresh model trained on a snapshot ("to convergence": the
@@ -114,7 +115,7 @@ class Config:
     point_bound: float = 1.5
     point_init: str = "data"
     inner_loss: str = "ce"
-    warm_steps: int = 8000
+    warm_steps: int = 12000
     cold_steps: int = 200
     cold_inner_steps: int = 1000
     cold_unroll: int = 20
