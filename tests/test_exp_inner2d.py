@@ -138,6 +138,14 @@ def test_rings_run_reports_every_number(rings_result):
     assert len(sw["per_point_mean"]) == 2 and all(x >= 0 for x in sw["per_point_mean"])
 
 
+def test_paper_comparison_rows(rings_result):
+    d = json.loads(json.dumps(common.to_jsonable(rings_result.to_dict())))
+    as_fixed = {"variants": {"2rings-fixed": d["variants"]["2rings-soft"]}}
+    rows = rings.paper_comparison(as_fixed)
+    assert len(rows) == 3 and all(set(r) == {"quantity", "ours", "paper"} for r in rows)
+    assert rows[0]["ours"] == pytest.approx(d["variants"]["2rings-soft"]["outer_loss_final"]["warm"]["mean"], abs=1e-3)
+
+
 def test_rings_numbers_match_a_recomputation(rings_result):
     """The reported warm accuracy is the test accuracy of the final warm model, the last snapshot
     is the final state, and the vmapped chunked scan equals a plain single-seed run."""
@@ -215,6 +223,8 @@ def test_solution_concepts_run_and_plot(tmp_path):
     for c, a in d["test_accuracy"].items():
         assert len(a["per_seed"]) == 2 and all(0 <= x <= 1 for x in a["per_seed"])
     assert sorted(d["order_by_mean_accuracy"]) == sorted(solution_concepts.CONCEPTS)
+    rows = solution_concepts.paper_comparison(d)
+    assert rows[0]["ours"] == " > ".join(d["order_by_mean_accuracy"])
     (png,) = solution_concepts.plot(res, tmp_path)
     assert png.exists() and png.stat().st_size > 1000
 

@@ -459,6 +459,27 @@ class Result:
         return {"variants": {tag: self.summary(tag) for tag in self.variants}, "seconds": self.seconds}
 
 
+def paper_comparison(results: dict) -> list[dict]:
+    """Rows for the report: our numbers beside PAPER.md E2 (which gives outer losses, not accuracies)."""
+    rows = []
+    for tag, name, warm, retrain in (("2rings-fixed", "2 rings", "~0.1", "~1"),
+                                     ("3rings-fixed", "3 rings", "not given", "not given")):
+        v = results.get("variants", {}).get(tag)
+        if v is None:
+            continue
+        loss, acc = v["outer_loss_final"], v["test_accuracy"]
+        rows += [
+            {"quantity": f"{name}: warm-start outer loss (final, mean over seeds)",
+             "ours": round(loss["warm"]["mean"], 3), "paper": warm},
+            {"quantity": f"{name}: retrain on final points, outer loss",
+             "ours": round(loss["warm_retrain_final_points"]["mean"], 3), "paper": retrain},
+            {"quantity": f"{name}: test accuracy warm / retrain / cold (%)",
+             "ours": " / ".join(f"{100 * acc[k]['mean']:.1f}" for k in ("warm", "warm_retrain_final_points", "cold")),
+             "paper": "warm separates the rings; retrain does not"},
+        ]
+    return rows
+
+
 def run(config: Config | None = None, ctx: common.Context | None = None) -> Result:
     """Run every (classes, soft_labels) variant; see the module docstring."""
     cfg = (config or Config()).validate()

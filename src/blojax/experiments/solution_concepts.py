@@ -195,6 +195,19 @@ def sample_solutions(cfg: Config, pairs, inits, problem):
     return pairs[i_opt[0]], pick(*i_opt), pairs[p_pes], pick(p_pes, m_pes), jnp.mean(ok)
 
 
+def paper_comparison(results: dict) -> list[dict]:
+    """Rows for the report: our order of the four concepts beside the one PAPER.md E1 implies."""
+    acc = results["test_accuracy"]
+    return [
+        {"quantity": "order by mean test accuracy",
+         "ours": " > ".join(results["order_by_mean_accuracy"]),
+         "paper": "optimistic >= warm >= cold ~ pessimistic"},
+        {"quantity": "test accuracy optimistic / warm / cold / pessimistic (%)",
+         "ours": " / ".join(f"{100 * acc[c]['mean']:.1f}" for c in ("optimistic", "warm", "cold", "pessimistic")),
+         "paper": "not given (Fig. 2 is a sketch)"},
+    ]
+
+
 def run(config: Config | None = None, ctx: common.Context | None = None) -> Result:
     cfg = (config or Config()).validate()
     ctx = ctx or common.Context()
