@@ -116,9 +116,6 @@ def mlp_problem(width=32, n_in=8, n=256, seed=0):
 def unit_functions(problem, u, w, ib, ob):
     """Compiled loops of UNIT_LOOP gradients / HVPs, a no-op call, the dense Hessian and its eigh."""
 
-    def grad_w(u_, w_):
-        return jax.grad(problem.f, argnums=1)(u_, w_, ib)
-
     @jax.jit
     def grads_loop(u_, w_, ib_, ob_):
         def body(_, w__):
@@ -151,7 +148,6 @@ def unit_functions(problem, u, w, ib, ob):
     def eigh(H):
         return jnp.linalg.eigh(H)
 
-    del grad_w
     return grads_loop, hvps_loop, noop, dense, eigh
 
 

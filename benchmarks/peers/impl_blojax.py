@@ -170,11 +170,6 @@ def p4_memory(task, data, T):
 
 
 # ------------------------------------------------------------------------------------------------ floors of 2 / 3
-def _loop_units(fns, n=50):
-    """Compiled loops of n products each: {name: (callable, n)}."""
-    return {k: (v, n) for k, v in fns.items()}
-
-
 def p2_units(data):
     """Units of one warm-start outer step: grad_w f (2 synthetic points), grad_w F (ring data), a
     forward-over-reverse HVP of f, and a no-op call divided by the steps of one run."""

@@ -83,9 +83,7 @@ def load_libraries(only=None):
         try:
             m = __import__(mod)
             obj = getattr(m, cls)
-            pkg = {"betty": "betty", "higher": "higher", "torchopt": "torchopt", "jaxopt": "jaxopt",
-                   "optimistix": "optimistix"}[name]
-            __import__(pkg)
+            __import__(name)  # the peer package itself (same name as its row)
             obj.version()
             libs[name] = obj
         except Exception as exc:  # noqa: BLE001 - reported in the table
@@ -201,7 +199,8 @@ def problem2(libs, repeats):
                library="plain JAX (hand-written scan)")
     fn, conv = ours.p2_plain_jax(data, steps=steps)
     outs[row["library"]] = conv(fn())
-    outs[row["library"] + "@10"] = ours.p2_plain_jax(data, steps=10)[1](ours.p2_plain_jax(data, steps=10)[0]())[0]
+    short, sconv = ours.p2_plain_jax(data, steps=10)
+    outs[row["library"] + "@10"] = sconv(short())[0]
     fns[row["library"]] = fn
     rows.append(dict(row, status="ok"))
     units = ours.p2_units(data)
@@ -278,18 +277,12 @@ def mem_child(lib_name, task, T, d):
     if isinstance(lib, str):
         raise SystemExit(json.dumps(dict(error=lib)))
     data = problems.ridge(d)
-    import impl_jax_peers
-    import problems as P
-
     xla_temp = None
     if hasattr(lib, "p4_memory"):
         xla_temp, fn = lib.p4_memory(task, data, T)
     else:
-        P.T_INNER = T
-        mod = sys.modules[lib.__module__]
-        mod.T_INNER = T
+        sys.modules[lib.__module__].T_INNER = T  # the torch implementations read it at call time
         fn, _ = lib.p1(task, data)
-    del impl_jax_peers
     import gc
 
     gc.collect()
