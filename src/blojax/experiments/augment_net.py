@@ -40,7 +40,7 @@ from blojax.models.augment import augment_apply, init_augment
 from blojax.models.classifier import Classifier, accuracy, cross_entropy
 
 from . import common
-from .canvas_distill import METHODS, summarize
+from .canvas_distill import METHODS, _tree_stack, cold_method, summarize
 from .common import ConfigError, check_field
 
 DESCRIPTION = "E4: learned linear augmentation network, cold vs warm vs warm+retrain vs no augmentation (Table 3)"
@@ -114,18 +114,6 @@ class Config:
                     f"a multiple of eval_every={self.eval_every}", self.outer_steps)
 
 
-def _cold_method(cfg):
-    if cfg.cold_method == "unroll":
-        return blo.Unroll(cfg.cold_steps, remat=True)
-    if cfg.cold_method == "neumann":
-        return blo.Neumann(terms=cfg.ift_terms, lr=cfg.inner_lr)
-    return blo.CG(iters=cfg.ift_terms)
-
-
-def _tree_stack(trees):
-    return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *trees)
-
-
 def run_augment(cfg, ctx=None):
     ctx = ctx or common.Context()
     t0 = time.perf_counter()
@@ -159,7 +147,7 @@ def run_augment(cfg, ctx=None):
     def algos(problem):
         outer = optax.adam(cfg.outer_lr)
         return {
-            "cold": blo.ColdStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.cold_steps), _cold_method(cfg), outer),
+            "cold": blo.ColdStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.cold_steps), cold_method(cfg), outer),
             "warm": blo.WarmStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.warm_steps), blo.Unroll(cfg.warm_steps), outer),
         }
 
