@@ -81,6 +81,26 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, *, m
 # ------------------------------------------------------------------------------------------------
 
 
+def blojax_ridge_problem():
+    """The ridge hyperparameter problem as a ``blojax.Problem`` (data passed as batches):
+    ``f(u, w) = 1/(2n) ||X w - y||^2 + 1/2 sum_i exp(u_i) w_i^2``, ``F(u, w) = 1/(2m) ||X_v w - y_v||^2``."""
+    import jax.numpy as jnp
+
+    import blojax as blo
+
+    def f(u, w, batch):
+        X, y = batch
+        r = X @ w - y
+        return 0.5 * jnp.mean(r * r) + 0.5 * jnp.sum(jnp.exp(u) * w * w)
+
+    def F(u, w, batch):
+        Xv, yv = batch
+        r = Xv @ w - yv
+        return 0.5 * jnp.mean(r * r)
+
+    return blo.Problem(f, F)
+
+
 def ridge_data(d: int, n_train: int = 500, n_val: int = 500, seed: int = 0):
     """Synthetic linear-regression data in float32 (numpy), shared by every library.
 

@@ -51,7 +51,9 @@ import optax  # noqa: E402
 
 import blojax as blo  # noqa: E402
 from blojax import linalg  # noqa: E402
-from bench_util import fmt_time, format_machine, interleaved_medians, machine_info, ridge_data, table  # noqa: E402
+from bench_util import (  # noqa: E402
+    blojax_ridge_problem, fmt_time, format_machine, interleaved_medians, machine_info, ridge_data, table,
+)
 
 UNIT_LOOP = 50
 
@@ -59,20 +61,9 @@ UNIT_LOOP = 50
 # ------------------------------------------------------------------------------------------------ problems
 def ridge_problem(d, n=500):
     data = ridge_data(d, n_train=n, n_val=n)
-
-    def f(u, w, batch):
-        X, y = batch
-        r = X @ w - y
-        return 0.5 * jnp.mean(r * r) + 0.5 * jnp.sum(jnp.exp(u) * w * w)
-
-    def F(u, w, batch):
-        Xv, yv = batch
-        r = Xv @ w - yv
-        return 0.5 * jnp.mean(r * r)
-
     ib = (jnp.asarray(data["X"]), jnp.asarray(data["y"]))
     ob = (jnp.asarray(data["Xv"]), jnp.asarray(data["yv"]))
-    return blo.Problem(f, F), jnp.asarray(data["u0"]), jnp.asarray(data["w0"]), ib, ob, data["alpha"]
+    return blojax_ridge_problem(), jnp.asarray(data["u0"]), jnp.asarray(data["w0"]), ib, ob, data["alpha"]
 
 
 def mlp_problem(width=32, n_in=8, n=256, seed=0):

@@ -9,6 +9,7 @@ import optax
 
 import blojax as blo
 
+from bench_util import blojax_ridge_problem
 from problems import K_SOLVE, T_INNER
 
 NAME = "blojax"
@@ -19,17 +20,7 @@ def version():
 
 
 def ridge_problem():
-    def f(u, w, batch):
-        X, y = batch
-        r = X @ w - y
-        return 0.5 * jnp.mean(r * r) + 0.5 * jnp.sum(jnp.exp(u) * w * w)
-
-    def F(u, w, batch):
-        Xv, yv = batch
-        r = Xv @ w - yv
-        return 0.5 * jnp.mean(r * r)
-
-    return blo.Problem(f, F)
+    return blojax_ridge_problem()
 
 
 METHODS = {
