@@ -227,12 +227,12 @@ class _Bilevel:
                     raise ValueError(
                         f"{name} leaves need a leading axis of length steps={steps}, got shape {jnp.shape(leaf)}"
                     )
-        traced = _is_traced((state, inner_batches, outer_batches))
+        traced = _is_traced((state, inner_batches, outer_batches, self.method))
         if progress and not traced and steps > 1:
             state, history = self._run_chunked(state, steps, inner_batches, outer_batches, chunks)
         else:
             state, history = self._jit_scan(state, steps, inner_batches, outer_batches)
-        traced = traced or _is_traced(state)  # e.g. a method built from traced values inside vmap
+        traced = traced or _is_traced(state)  # e.g. objectives closing over traced values
         if not traced and on_nonfinite == "raise":
             bad = int(jnp.max(state.diverged_step)) if jnp.ndim(state.diverged_step) else int(state.diverged_step)
             if bad >= 0:

@@ -162,6 +162,7 @@ def cgls(matvec: Matvec, b, iters, damping=0.0):
     r0 = tree_norm(r)
     # ||A|| estimate for the round-off floor of ||A r|| (converged once A r is at round-off level)
     lam0 = jnp.sqrt(gamma) / jnp.maximum(r0, tiny)
+    gamma0 = gamma
 
     def body(_, carry):
         x, r, p, gamma, rmin, lam = carry
@@ -178,7 +179,6 @@ def cgls(matvec: Matvec, b, iters, damping=0.0):
         p = jax.tree_util.tree_map(lambda pn, po: jnp.where(active, pn, po), tree_axpy(beta, p, s), p)
         return x, r, p, gamma_new, jnp.minimum(rmin, tree_norm(r)), lam
 
-    gamma0 = gamma
     x, r, _, _, rmin, _ = jax.lax.fori_loop(0, iters, body, (x, r, s, gamma, r0, lam0))
     return x, SolveStats(tree_norm(r), rmin, _i32(2 * iters + 1), _i32(iters))
 
