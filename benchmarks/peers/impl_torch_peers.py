@@ -9,10 +9,23 @@ solver iterations with zero tolerances.
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import numpy as np
 import torch
 
 from problems import K_SOLVE, T_INNER
+
+# torchopt 0.7.3 calls functorch.vjp, which torch 2.13 flags as deprecated on every call.
+warnings.filterwarnings("ignore", message="We've integrated functorch into PyTorch", category=FutureWarning)
+
+
+def _quiet_betty():
+    """Betty logs every engine's set-up at INFO to stdout; keep the benchmark's output to its tables."""
+    from betty.logging.logger_base import get_logger
+
+    get_logger().setLevel(logging.WARNING)
 
 torch.set_default_dtype(torch.float32)
 
@@ -45,6 +58,34 @@ def _version(pkg):
     from importlib import metadata
 
     return metadata.version(pkg)
+
+
+def p1_units_torch(data, n=50):
+    """torch's unit prices on problem 1, as ``impl_blojax.p1_units`` takes JAX's: ``n`` gradients
+    ``grad_w f`` (reverse mode) and ``n`` Hessian-vector products from one graph of ``grad_w f``
+    built once (``create_graph=True``, then reverse-over-reverse with ``retain_graph``: torch's
+    cheapest repeated HVP, the analogue of linearizing once), each in a plain loop of eager calls."""
+    u, w, X, y = (_t(data[k]) for k in ("u0", "w0", "X", "y"))
+    w = w + 0.01
+
+    def grads():
+        w_ = w
+        for _ in range(n):
+            w_ = w_.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(ridge_f(u, w_, X, y), w_)
+            w_ = w_ - 1e-3 * g
+        return w_
+
+    def hvps():
+        w_ = w.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(ridge_f(u, w_, X, y), w_, create_graph=True)
+        v = w
+        for _ in range(n):
+            (h,) = torch.autograd.grad(g, w_, v, retain_graph=True)
+            v = h / (torch.linalg.norm(h) + 1e-30)
+        return v
+
+    return dict(grad=(grads, n), hvp=(hvps, n))
 
 
 # ------------------------------------------------------------------------------------------------ torchopt
@@ -243,6 +284,8 @@ class Betty:
         from betty.configs import Config, EngineConfig
         from betty.engine import Engine
         from betty.problems import ImplicitProblem
+
+        _quiet_betty()
 
         class Inner(ImplicitProblem):
             def training_step(self, batch):

@@ -139,7 +139,11 @@ def problem1(libs, dims, repeats, min_time):
                 except Exception as exc:  # noqa: BLE001 - reported
                     row["status"] = _reason(exc)
                 entries.append((key, row))
-        units = ours.p1_units(data)
+        units = {f"jax_{k}": v for k, v in ours.p1_units(data).items()}
+        if any(not isinstance(libs.get(t), (str, type(None))) for t in ("torchopt", "higher", "betty")):
+            from impl_torch_peers import p1_units_torch
+
+            units.update({f"torch_{k}": v for k, v in p1_units_torch(data).items()})
         timed = {f"{t}|{n}": fn for (t, n), fn in fns.items()}
         for uname, (fn, _) in units.items():
             timed[f"unit|{uname}"] = fn
@@ -152,14 +156,19 @@ def problem1(libs, dims, repeats, min_time):
                 rows.append(row)
                 continue
             row["time"] = meds[key]["median"]
+            c = ours.p1_counts(task)
+            floor = unit_t["jax_call"] + c["grads"] * unit_t["jax_grad"] + c["hvps"] * unit_t["jax_hvp"]
             ref = refs.get((task, "blojax"))
             if ref is not None and name != "blojax":
                 row["rel_err"] = _rel(refs[(task, name)], ref)
                 row["ours_over_peer"] = meds[f"{task}|blojax"]["median"] / row["time"]
                 row["ours_over_peer_min"] = meds[f"{task}|blojax"]["min"] / meds[key]["min"]
+                # The largest speed-up over this peer that doing the counted work at JAX's unit prices
+                # allows: blojax / peer cannot go below floor / peer time.
+                row["peer_over_floor"] = row["time"] / floor
+                if name in ("torchopt", "higher", "betty") and "torch_grad" in unit_t:
+                    row["peer_floor"] = c["grads"] * unit_t["torch_grad"] + c["hvps"] * unit_t["torch_hvp"]
             if name == "blojax":
-                c = ours.p1_counts(task)
-                floor = unit_t["call"] + c["grads"] * unit_t["grad"] + c["hvps"] * unit_t["hvp"]
                 row["floor"] = floor
                 row["over_floor"] = row["time"] / floor
                 row["counts"] = f"{c['grads']} grads + {c['hvps']} HVPs"
@@ -209,6 +218,7 @@ def problem2(libs, repeats):
     print(f"  timing problem 2: {len(fns)} rows x {repeats} repeats", flush=True)
     meds = interleaved_medians(fns, repeats, min_time=0.05)
     unit_t = {u: meds[f"unit|{u}"]["median"] / n for u, (_, n) in units.items()}
+    rows.append(dict(problem=rows[0]["problem"], task="(units)", library="blojax", status="ok", units=unit_t))
     for row in rows:
         n = row["library"]
         if n in meds:
@@ -220,6 +230,7 @@ def problem2(libs, repeats):
             if n != "blojax" and "blojax" in meds:
                 row["ours_over_peer"] = meds["blojax"]["median"] / meds[n]["median"]
                 row["rel_err"] = _rel(outs[n + "@10"], outs["blojax@10"])
+                row["peer_over_floor"] = row["time"] / ours.p2_floor(unit_t, steps)[0]
     return rows
 
 
@@ -248,6 +259,7 @@ def problem3(libs, repeats, min_time):
     print(f"  timing problem 3: {len(fns)} rows x {repeats} repeats", flush=True)
     meds = interleaved_medians(fns, repeats, min_time=min_time)
     unit_t = {u: meds[f"unit|{u}"]["median"] / n for u, (_, n) in units.items()}
+    rows.append(dict(problem=rows[0]["problem"], task="(units)", library="blojax", status="ok", units=unit_t))
     for row in rows:
         n = row["library"]
         if n in meds:
@@ -258,6 +270,7 @@ def problem3(libs, repeats, min_time):
             if n != "blojax" and "blojax" in meds:
                 row["ours_over_peer"] = meds["blojax"]["median"] / meds[n]["median"]
                 row["rel_err"] = _rel(outs[n], outs["blojax"])
+                row["peer_over_floor"] = row["time"] / ours.p3_floor(unit_t, data)[0]
     return rows
 
 
@@ -339,6 +352,10 @@ def print_tables(rows):
         for k in ("ours_over_peer", "ours_over_peer_min", "over_floor"):
             if k in r:
                 out[k] = f"{r[k]:.2f}"
+        if "peer_over_floor" in r:
+            out["peer_over_floor"] = f"{r['peer_over_floor']:.1f}x"
+        if "peer_floor" in r:
+            out["peer_floor"] = f"{fmt_time(r['peer_floor'])} ({r['time'] / r['peer_floor']:.2f})"
         if "rel_err" in r:
             out["rel_err"] = f"{r['rel_err']:.1e}"
         if "steps_per_s" in r:
@@ -371,8 +388,14 @@ def print_tables(rows):
             cols += [("ours_over_peer", "blojax / peer time"),
                      *([("ours_over_peer_min", "same, fastest repeats")] if prob.startswith("1") else []),
                      ("over_floor", "blojax / floor"),
+                     ("peer_over_floor", "peer / blojax floor (max. speed-up)"),
+                     *([("peer_floor", "peer's work at torch unit prices (peer / that)")]
+                       if prob.startswith("1") and any("peer_floor" in r for r in rs) else []),
                      ("rel_err", "rel. diff. to blojax"), ("note", "note")]
         text.append(table([show(r, cols) for r in rs], cols))
+        units = next((r["units"] for r in rows if r["problem"] == prob and r.get("task") == "(units)"), None)
+        if units:
+            text.append("unit prices: " + ", ".join(f"{k} {fmt_time(v)}" for k, v in units.items()) + "\n")
     s = "\n".join(text)
     print(s, flush=True)
     return s
