@@ -193,4 +193,6 @@ def fmt_time(s: float) -> str:
         return f"{s:.2f} s"
     if s >= 1e-3:
         return f"{s * 1e3:.2f} ms"
-    return f"{s * 1e6:.0f} us"
+    if s >= 1e-5:
+        return f"{s * 1e6:.0f} us"
+    return f"{s * 1e6:.2f} us"

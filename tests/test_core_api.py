@@ -243,3 +243,24 @@ def test_vmapped_sweep_over_neumann_terms_equals_separate_runs():
     for i, K in enumerate(Ks):
         np.testing.assert_allclose(us[i], final_u(K), rtol=1e-5, atol=1e-6)
     assert float(jnp.linalg.norm(us[0] - us[2])) > 1e-2  # K matters: different outer solutions
+
+
+@pytest.mark.parametrize("cls", [blo.ColdStart, blo.WarmStart])
+@pytest.mark.parametrize("method", [blo.Unroll(2), blo.Neumann(5, 0.1), blo.CG(3)])
+def test_diagnostics_off_changes_no_iterate_only_the_costly_metrics(cls, method):
+    problem, u, w = ls_problem()
+    inner = blo.InnerLoop(optax.sgd(0.05), steps=6)
+    on = cls(problem, inner, method, optax.adam(0.05))
+    off = cls(problem, inner, method, optax.adam(0.05), diagnostics=False)
+    s1, h1 = on.run(on.init(u + 0.3, w), 12)
+    s2, h2 = off.run(off.init(u + 0.3, w), 12)
+    np.testing.assert_allclose(s2.u, s1.u, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(s2.w, s1.w, rtol=1e-6, atol=1e-7)
+    for key in ("F", "u_norm", "w_norm", "w_dist", "hypergrad_norm", "inner_steps"):
+        np.testing.assert_allclose(h2[key], h1[key], rtol=1e-6, atol=1e-7)
+    assert np.isfinite(h1["f"]).all() and np.isfinite(h1["inner_grad_norm"]).all()
+    assert np.isnan(h2["f"]).all() and np.isnan(h2["inner_grad_norm"]).all()
+    if isinstance(method, blo.Neumann):
+        assert np.isfinite(h1["residual"]).all() and np.isnan(h2["residual"]).all()
+    with pytest.raises(TypeError, match="diagnostics must be True or False"):
+        cls(problem, inner, method, optax.adam(0.05), diagnostics="no")
