@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 OUT    ?= reproduce
 
-.PHONY: venv reproduce test test-slow demo bench bench-peers clean
+.PHONY: venv reproduce test test-slow demo bench bench-peers bench-peers-gpu-wheels clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,16 @@ $(BENCH_VENV)/.installed: benchmarks/peers/requirements.txt pyproject.toml
 
 bench-peers: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python benchmarks/peers/run.py --json $(BENCH_VENV)/peers.json
+
+# Wheels the GPU machine's image lacks, for benchmarks/peers/gpu.sh (Python 3.12, x86-64).
+GPU_WHEELS = jaxopt==0.8.5 torchopt==0.7.3 optree==0.20.0 graphviz==0.21 higher==0.2.1
+bench-peers-gpu-wheels:
+	mkdir -p .whl
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  --platform any -d .whl $(GPU_WHEELS)
+	$(PYTHON) -m pip download --quiet --no-deps --ignore-requires-python --only-binary=:all: \
+	  --python-version 3.12 --implementation cp --platform any -d .whl betty-ml==0.2.1
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

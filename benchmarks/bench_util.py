@@ -35,13 +35,17 @@ def set_threads(n: int):
 
 
 def block(x):
-    """Wait for every array in ``x`` (JAX arrays: ``block_until_ready``; others: nothing to wait for)."""
+    """Wait for every array in ``x``: JAX arrays by ``block_until_ready``; torch's CUDA stream by
+    ``torch.cuda.synchronize`` when torch has started CUDA (CPU tensors are computed already)."""
     try:
         import jax
 
         jax.block_until_ready(x)
-    except Exception:  # noqa: BLE001 - non-JAX outputs are already computed
+    except Exception:  # noqa: BLE001 - non-JAX outputs
         pass
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
     return x
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,12 +47,26 @@ def test_peers_harness_blojax_only(tmp_path):
     """The peer runner starts without the peer libraries (they live in .bench-venv): blojax rows only."""
     out = tmp_path / "peers.json"
     res = subprocess.run(
-        [sys.executable, str(BENCH / "peers" / "run.py"), "--quick", "--problems", "1", "--libs",
+        [sys.executable, str(BENCH / "peers" / "run.py"), "--quick", "--problems", "1", "2", "3", "--libs",
          "--json", str(out)],
         capture_output=True, text=True, timeout=600,
     )
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [r for r in json.loads(out.read_text())["rows"] if r["task"] != "(units)"]
-    assert {r["library"] for r in rows} == {"blojax"}
-    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows), rows
-    assert all(r["over_floor"] > 0 and r["time"] > 0 for r in rows)
+    p1 = [r for r in rows if r["problem"].startswith("1")]
+    assert {r["library"] for r in p1} == {"blojax"}
+    assert len(p1) == 4 and all(r["status"] == "ok" for r in p1), p1
+    ours = [r for r in rows if r["library"] == "blojax"]
+    assert len(ours) == 6 and all(r["over_floor"] > 0 and r["time"] > 0 for r in ours), ours
+    # problem 2's reference row (plain JAX) is compared with blojax: same iterates, a bound column
+    ref = next(r for r in rows if r["library"].startswith("plain JAX"))
+    assert ref["rel_err"] < 1e-5 and ref["peer_over_floor"] > 0
+    assert "peer / blojax floor" in res.stdout and "unit prices:" in res.stdout
+
+
+def test_peers_harness_refuses_cuda_without_a_gpu():
+    res = subprocess.run(
+        [sys.executable, str(BENCH / "peers" / "run.py"), "--quick", "--problems", "1", "--libs", "--device", "cuda"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    assert res.returncode == 2 and "--device cuda: JAX sees no GPU" in res.stderr

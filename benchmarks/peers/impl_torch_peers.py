@@ -10,6 +10,7 @@ solver iterations with zero tolerances.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 
 import numpy as np
@@ -29,13 +30,16 @@ def _quiet_betty():
 
 torch.set_default_dtype(torch.float32)
 
+# run.py --device cuda sets this before importing: every tensor and module of the torch peers lives there.
+DEVICE = torch.device(os.environ.get("BLOJAX_BENCH_TORCH_DEVICE", "cpu"))
+
 
 class NotAvailable(Exception):
     """The library has no such method (the reason is the message)."""
 
 
 def _t(x):
-    return torch.as_tensor(np.asarray(x))
+    return torch.as_tensor(np.asarray(x)).to(DEVICE)
 
 
 def ridge_f(u, w, X, y):
@@ -113,7 +117,7 @@ class TorchOpt:
                 (g,) = torch.autograd.grad(ridge_F(net.w, Xv, yv), u)
                 return g
 
-            return run, lambda g: g.detach().numpy()
+            return run, lambda g: g.detach().cpu().numpy()
 
         solve = {
             "cg": lambda: torchopt.linear_solve.solve_cg(maxiter=K_SOLVE, rtol=0.0, atol=0.0),
@@ -145,7 +149,7 @@ class TorchOpt:
             (g,) = torch.autograd.grad(ridge_F(w_t, Xv, yv), u)
             return g
 
-        return run, lambda g: g.detach().numpy()
+        return run, lambda g: g.detach().cpu().numpy()
 
     @staticmethod
     def p2(data, steps=None):
@@ -173,7 +177,7 @@ class TorchOpt:
             return u.detach(), torch.stack(Fs)
 
         del net0
-        return run, lambda out: (out[0].numpy(), out[1].numpy())
+        return run, lambda out: (out[0].cpu().numpy(), out[1].cpu().numpy())
 
     @staticmethod
     def p3(data):
@@ -205,7 +209,7 @@ class TorchOpt:
             opt.step()
             return u.detach()
 
-        return run, lambda u: u.numpy()
+        return run, lambda u: u.cpu().numpy()
 
 
 # ------------------------------------------------------------------------------------------------ higher
@@ -235,7 +239,7 @@ class Higher:
                 (g,) = torch.autograd.grad(ridge_F(fnet.w, Xv, yv), u)
             return g
 
-        return run, lambda g: g.detach().numpy()
+        return run, lambda g: g.detach().cpu().numpy()
 
     @staticmethod
     def p2(data, steps=None):
@@ -263,7 +267,7 @@ class Higher:
                 Fs.append(F.detach())
             return u.detach(), torch.stack(Fs)
 
-        return run, lambda out: (out[0].numpy(), out[1].numpy())
+        return run, lambda out: (out[0].cpu().numpy(), out[1].cpu().numpy())
 
     @staticmethod
     def p3(data):
@@ -299,7 +303,7 @@ class Betty:
                 if capture is not None:
                     capture.append(self.module.u.grad.detach().clone())
 
-        loader = [(torch.zeros(1),)]
+        loader = [(torch.zeros(1, device=DEVICE),)]
         inner = Inner(name="inner", module=w_module, optimizer=inner_opt or torch.optim.SGD(w_module.parameters(), lr=inner_lr),
                       train_data_loader=loader, config=Config(unroll_steps=unroll, **cfg))
         outer = Outer(name="outer", module=u_module, optimizer=outer_opt or torch.optim.SGD(u_module.parameters(), lr=outer_lr),
@@ -334,7 +338,7 @@ class Betty:
             make(capture).run()
             return capture[0]
 
-        return run, lambda g: g.numpy()
+        return run, lambda g: g.cpu().numpy()
 
     @classmethod
     def p2(cls, data, steps=None):
@@ -357,7 +361,7 @@ class Betty:
             engine.run()
             return um.u.detach(), torch.zeros(0)
 
-        return run, lambda out: (out[0].numpy(), out[1].numpy())
+        return run, lambda out: (out[0].cpu().numpy(), out[1].cpu().numpy())
 
     @classmethod
     def p3(cls, data):
@@ -378,7 +382,7 @@ class Betty:
             engine.run()
             return um.u.detach()
 
-        return run, lambda u: u.numpy()
+        return run, lambda u: u.cpu().numpy()
 
 
 def _mlp(data):
@@ -391,4 +395,4 @@ def _mlp(data):
         layers.append(lin)
         if i < len(data["w0"]) - 1:
             layers.append(torch.nn.ReLU())
-    return torch.nn.Sequential(*layers)
+    return torch.nn.Sequential(*layers).to(DEVICE)

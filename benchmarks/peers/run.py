@@ -35,6 +35,8 @@ def _parse(argv):
     ap.add_argument("--dims", type=int, nargs="*", default=[100, 1000, 10000])
     ap.add_argument("--problems", type=int, nargs="*", default=[1, 2, 3, 4])
     ap.add_argument("--threads", type=int, default=1, help="threads for XLA and torch (0: library default)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cuda: JAX on its GPU backend and the torch peers on torch.device('cuda') (GPU table)")
     ap.add_argument("--libs", nargs="*", default=None, help="subset of peers to run (default: all)")
     ap.add_argument("--tasks", nargs="*", default=None, help="problem 1: subset of cg normal_cg neumann unroll")
     ap.add_argument("--json", type=Path, default=None)
@@ -50,11 +52,15 @@ from bench_util import set_threads  # noqa: E402
 ARGS = _parse(sys.argv[1:]) if __name__ == "__main__" else None
 if ARGS is not None:
     set_threads(ARGS.threads)
+    if ARGS.device == "cuda":
+        os.environ["BLOJAX_BENCH_TORCH_DEVICE"] = "cuda"  # read by impl_torch_peers at import
+    else:
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np  # noqa: E402
 
 import problems  # noqa: E402
-from bench_util import fmt_time, format_machine, interleaved_medians, machine_info, table  # noqa: E402
+from bench_util import block, fmt_time, format_machine, interleaved_medians, machine_info, table  # noqa: E402
 
 TASKS = {
     "cg": "IFT + CG, K=20",
@@ -302,17 +308,34 @@ def mem_child(lib_name, task, T, d):
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # reset the peak-RSS counter (VmHWM)
     base = _rss_kib("VmRSS")
+    dev_base = _device_bytes(reset=True)
     t0 = time.perf_counter()
-    out = fn()
-    try:
-        import jax
-
-        jax.block_until_ready(out)
-    except Exception:  # noqa: BLE001
-        pass
+    block(fn())
     dt = time.perf_counter() - t0
     peak = _rss_kib("VmHWM")
-    print(json.dumps(dict(peak_growth_kib=peak - base, xla_temp_bytes=xla_temp, seconds=dt)))
+    dev_peak = _device_bytes(reset=False)
+    print(json.dumps(dict(peak_growth_kib=peak - base, xla_temp_bytes=xla_temp, seconds=dt,
+                          device_peak_growth_bytes=None if dev_base is None else dev_peak - dev_base)))
+
+
+def _device_bytes(reset):
+    """--device cuda: bytes in use on the GPU (``reset``: now, resetting torch's peak) or the peak
+    since (torch: ``max_memory_allocated``; JAX: the allocator's ``peak_bytes_in_use``). None on CPU."""
+    if ARGS.device != "cuda":
+        return None
+    total = 0
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.synchronize()
+        if reset:
+            torch.cuda.reset_peak_memory_stats()
+        total += torch.cuda.memory_allocated() if reset else torch.cuda.max_memory_allocated()
+    if "jax" in sys.modules:
+        import jax
+
+        stats = jax.devices()[0].memory_stats() or {}
+        total += stats.get("bytes_in_use" if reset else "peak_bytes_in_use", 0)
+    return total
 
 
 def problem4(libs, Ts, d):
@@ -326,13 +349,15 @@ def problem4(libs, Ts, d):
                     rows.append(dict(row, status=lib))
                     continue
                 cmd = [sys.executable, str(Path(__file__).resolve()), "--threads", str(ARGS.threads),
-                       "--mem-child", name, task, str(T), str(d)]
+                       "--device", ARGS.device, "--mem-child", name, task, str(T), str(d)]
                 res = subprocess.run(cmd, capture_output=True, text=True)
                 lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
                 if res.returncode == 0 and lines:
                     rep = json.loads(lines[-1])
+                    dev = rep.get("device_peak_growth_bytes")
                     rows.append(dict(row, status="ok", peak_mib=rep["peak_growth_kib"] / 1024,
-                                     xla_temp_mib=None if rep["xla_temp_bytes"] is None else rep["xla_temp_bytes"] / 2**20))
+                                     xla_temp_mib=None if rep["xla_temp_bytes"] is None else rep["xla_temp_bytes"] / 2**20,
+                                     **({} if dev is None else dict(device_mib=dev / 2**20))))
                 else:
                     err = (res.stderr.strip().splitlines() or [f"child process ended with code {res.returncode} and no message"])[-1]
                     try:
@@ -360,7 +385,7 @@ def print_tables(rows):
             out["rel_err"] = f"{r['rel_err']:.1e}"
         if "steps_per_s" in r:
             out["steps_per_s"] = f"{r['steps_per_s']:.0f}"
-        for k in ("peak_mib", "xla_temp_mib"):
+        for k in ("peak_mib", "xla_temp_mib", "device_mib"):
             if r.get(k) is not None:
                 out[k] = f"{r[k]:.1f}"
         if r.get("status") != "ok":
@@ -380,7 +405,9 @@ def print_tables(rows):
         text.append(f"\n### {prob}\n")
         if prob.startswith("4"):
             cols = [("task", "method"), ("library", "library"), ("peak_mib", "peak RSS growth (MiB)"),
-                    ("xla_temp_mib", "XLA temp buffers (MiB)"), ("note", "note")]
+                    ("xla_temp_mib", "XLA temp buffers (MiB)"),
+                    *([("device_mib", "peak GPU memory growth (MiB)")] if any("device_mib" in r for r in rs) else []),
+                    ("note", "note")]
         else:
             cols = [("task", "method"), ("library", "library"), ("time", "time / unit (median)")]
             if prob.startswith("2"):
@@ -410,6 +437,20 @@ def main():
     info = machine_info(("jax", "jaxlib", "optax", "lineax", "equinox", "optimistix", "jaxopt", "torch",
                          "torchopt", "higher", "betty-ml", "numpy"))
     print(format_machine(info))
+    import jax
+
+    print(f"device: {ARGS.device}; JAX backend {jax.default_backend()} ({jax.devices()[0].device_kind})")
+    if ARGS.device == "cuda":
+        if jax.default_backend() != "gpu":
+            print("--device cuda: JAX sees no GPU (install a CUDA jaxlib, or run without --device)", file=sys.stderr)
+            return 2
+        if "torch" in sys.modules:
+            import torch
+
+            if not torch.cuda.is_available():
+                print("--device cuda: torch sees no GPU; the torch peers' rows will fail", file=sys.stderr)
+            else:
+                print(f"  torch device: {torch.cuda.get_device_name(0)}")
     print(f"threads per process: {ARGS.threads or 'library default'}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')}")
     for name, lib in libs.items():
         print(f"  {name}: {_version(lib) if not isinstance(lib, str) else lib}")
