@@ -461,7 +461,7 @@ def main():
     if 1 in ARGS.problems:
         rows += problem1(libs, [8] if ARGS.quick else ARGS.dims, repeats, min_time)
     if 2 in ARGS.problems:
-        rows += problem2(libs, repeats if ARGS.quick else max(3, repeats // 2))
+        rows += problem2(libs, repeats)
     if 3 in ARGS.problems:
         rows += problem3(libs, repeats, min_time)
     if 4 in ARGS.problems:
