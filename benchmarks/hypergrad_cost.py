@@ -18,8 +18,8 @@ The floor of a strategy is what its products must cost at least, from measured u
 with ``grads``/``hvps`` the counts ``blojax.hypergradient`` reports in ``info``; ``t_grad`` and
 ``t_hvp`` are the per-product times of ``grad_w f`` and of a forward-over-reverse HVP, each measured
 *amortized* inside one compiled loop of 50 products (so they exclude dispatch); ``t_call`` is the
-dispatch cost of one compiled call with the same arguments doing no work (every method pays it
-once); ``t_dense`` is the batched build of the dense Hessian (n HVPs as one ``vmap``) and ``t_eigh``
+dispatch cost of one compiled call with the same arguments and results (the hypergradient and the
+``info`` dict, per method) doing no work (every call pays it once); ``t_dense`` is the batched build of the dense Hessian (n HVPs as one ``vmap``) and ``t_eigh``
 its symmetric eigendecomposition. For ``Unroll`` the reverse pass through one inner step is counted
 as one HVP (a reverse-over-reverse product of the same cost class). Ratio = measured / floor.
 
@@ -179,6 +179,12 @@ def bench_problem(name, problem, u0, w0, ib, ob, alpha, repeats, exact_limit, mi
         # Time the full output (hypergradient and info): returning only the hypergradient would let
         # XLA drop the diagnostics that the counts include (e.g. Identity's residual product).
         fns[label] = (lambda jitted=jitted: jitted(u0, w_T, ib, ob))
+        # The call price of this method: a compiled call with the same arguments and results (g and
+        # the info dict: about ten arrays, each costing JAX ~1.6 us of dispatch) that does no work.
+        shapes = jax.eval_shape(hg, u0, w_T, ib, ob)
+        noop_m = jax.jit(lambda u, w, ib_, ob_, s=shapes: jax.tree_util.tree_map(
+            lambda x: jnp.zeros(x.shape, x.dtype), s))
+        fns[f"unit: call {label}"] = (lambda noop_m=noop_m: noop_m(u0, w_T, ib, ob))
 
     grads_loop, hvps_loop, noop, dense, eigh = unit_functions(problem, u0, w_T, ib, ob)
     fns["unit: grad x50"] = lambda: grads_loop(u0, w_T, ib, ob)
@@ -192,10 +198,11 @@ def bench_problem(name, problem, u0, w0, ib, ob, alpha, repeats, exact_limit, mi
     t = interleaved_medians(fns, repeats, min_time=min_time)
     t_grad = t["unit: grad x50"]["median"] / UNIT_LOOP
     t_hvp = t["unit: hvp x50"]["median"] / UNIT_LOOP
-    t_call = t["unit: call"]["median"]
+    t_call_min = t["unit: call"]["median"]
     rows = []
     for label in methods:
         c = counts[label]
+        t_call = t[f"unit: call {label}"]["median"]
         if label == "Exact":
             floor = t_call + c["grads"] * t_grad + t["unit: dense H"]["median"] + t["unit: eigh"]["median"] + t_hvp
             count_txt = f"{c['grads']} grads, dense H ({n_params} HVPs batched) + eigh + 1 HVP"
@@ -205,7 +212,8 @@ def bench_problem(name, problem, u0, w0, ib, ob, alpha, repeats, exact_limit, mi
         meas = t[label]["median"]
         rows.append(dict(problem=name, method=label, time=meas, floor=floor, ratio=meas / floor,
                          counts=count_txt, hvps=c["hvps"], grads=c["grads"], spread=_spread(t[label]["all"])))
-    units = dict(t_grad=t_grad, t_hvp=t_hvp, t_call=t_call, n_params=n_params)
+    calls = [t[f"unit: call {label}"]["median"] for label in methods]
+    units = dict(t_grad=t_grad, t_hvp=t_hvp, t_call=(min(calls), max(calls)), t_call_1=t_call_min, n_params=n_params)
     if "Exact" in methods:
         units.update(t_dense=t["unit: dense H"]["median"], t_eigh=t["unit: eigh"]["median"])
     return rows, units
@@ -246,7 +254,8 @@ def main(argv=None):
                                     args.methods)
         all_rows += rows
         all_units[name] = units
-        print(f"\n{name}: n_params={units['n_params']}, t_call={fmt_time(units['t_call'])}, "
+        print(f"\n{name}: n_params={units['n_params']}, t_call={fmt_time(units['t_call'][0])}-"
+              f"{fmt_time(units['t_call'][1])} (one result: {fmt_time(units['t_call_1'])}), "
               f"t_grad={fmt_time(units['t_grad'])}, t_hvp={fmt_time(units['t_hvp'])}"
               + (f", t_dense={fmt_time(units['t_dense'])}, t_eigh={fmt_time(units['t_eigh'])}" if "t_dense" in units else ""),
               flush=True)
