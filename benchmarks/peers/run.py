@@ -320,7 +320,10 @@ def mem_child(lib_name, task, T, d):
 
 def _device_bytes(reset):
     """--device cuda: bytes in use on the GPU (``reset``: now, resetting torch's peak) or the peak
-    since (torch: ``max_memory_allocated``; JAX: the allocator's ``peak_bytes_in_use``). None on CPU."""
+    since (torch: ``max_memory_allocated``; JAX: the allocator's ``peak_bytes_in_use``). None on CPU.
+
+    JAX's allocator keeps one peak for the process (it cannot be reset); each row runs in a fresh
+    child whose only earlier allocations are the problem's inputs, so its peak is the call's."""
     if ARGS.device != "cuda":
         return None
     total = 0
