@@ -50,7 +50,7 @@ from blojax.analysis import spectral
 from blojax.data import fourier
 
 from . import common
-from .common import check_field
+from .common import check_field, check_int_fields
 
 DESCRIPTION = "E5 antidistillation: Fourier-feature regression, Exact/Neumann/Unroll/Damped/CG/proximal (Figs. 10-11)"
 
@@ -151,9 +151,7 @@ class Config:
             check_field(_positive_floats(getattr(self, field)), name, field, "a non-empty tuple of positive damping values (eps > 0)",
                         getattr(self, field))
         check_field(0 < self.alpha_scale < 2, name, "alpha_scale", "in (0, 2) (Neumann converges on range(H))", self.alpha_scale)
-        for field in ("outer_steps", "prox_steps", "mlp_width", "mlp_inner_steps", "mlp_outer_steps"):
-            v = getattr(self, field)
-            check_field(isinstance(v, int) and not isinstance(v, bool) and v > 0, name, field, "a positive integer", v)
+        check_int_fields(self, ("outer_steps", "prox_steps", "mlp_width", "mlp_inner_steps", "mlp_outer_steps"))
         for field in ("outer_eta", "mlp_outer_eta"):
             v = getattr(self, field)
             check_field(0 < v < 2, name, field, "in (0, 2) (the relative outer step)", v)

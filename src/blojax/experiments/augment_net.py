@@ -41,7 +41,7 @@ from blojax.models.classifier import Classifier, accuracy, cross_entropy
 
 from . import common
 from .canvas_distill import METHODS, _tree_stack, cold_method, summarize
-from .common import ConfigError, check_field
+from .common import ConfigError, check_field, check_int_fields
 
 DESCRIPTION = "E4: learned linear augmentation network, cold vs warm vs warm+retrain vs no augmentation (Table 3)"
 
@@ -94,10 +94,8 @@ class Config:
     def validate(self) -> None:
         name = type(self).__name__
         check_field(isinstance(self.dataset, str), name, "dataset", "a dataset name", self.dataset)
-        for f in ("train_subset", "cold_steps", "ift_terms", "warm_steps", "outer_steps", "batch_size",
-                  "eval_every", "curve_test_size", "seeds"):
-            v = getattr(self, f)
-            check_field(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, f, "a positive int", v)
+        check_int_fields(self, ("train_subset", "cold_steps", "ift_terms", "warm_steps", "outer_steps", "batch_size",
+                                "eval_every", "curve_test_size", "seeds"))
         check_field(isinstance(self.noise_dim, int) and self.noise_dim >= 0, name, "noise_dim", "an int >= 0", self.noise_dim)
         check_field(self.aug_rank is None or (isinstance(self.aug_rank, int) and self.aug_rank >= 1), name,
                     "aug_rank", "a positive int or None", self.aug_rank)

@@ -42,7 +42,7 @@ from blojax.data import load_dataset
 from blojax.models.classifier import Classifier, accuracy, cross_entropy, soft_cross_entropy
 
 from . import common
-from .common import ConfigError, check_field
+from .common import ConfigError, check_field, check_int_fields
 
 DESCRIPTION = "E3: one synthetic canvas + learned soft label, cold vs warm vs warm+retrain (Fig. 9)"
 
@@ -119,10 +119,8 @@ class Config:
     def validate(self) -> None:
         name = type(self).__name__
         check_field(isinstance(self.dataset, str), name, "dataset", "a dataset name", self.dataset)
-        for f in ("n_samples", "cold_steps", "ift_terms", "warm_steps", "outer_steps", "batch_size",
-                  "eval_every", "retrain_steps", "curve_test_size", "seeds"):
-            v = getattr(self, f)
-            check_field(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, f, "a positive int", v)
+        check_int_fields(self, ("n_samples", "cold_steps", "ift_terms", "warm_steps", "outer_steps", "batch_size",
+                                "eval_every", "retrain_steps", "curve_test_size", "seeds"))
         check_field(isinstance(self.seed, int) and self.seed >= 0, name, "seed", "a non-negative int", self.seed)
         check_field(self.label_init in ("uniform", "onehot"), name, "label_init", "'uniform' or 'onehot'", self.label_init)
         check_field(self.model in ("mlp", "convnet"), name, "model", "'mlp' or 'convnet'", self.model)

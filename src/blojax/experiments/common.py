@@ -83,6 +83,17 @@ def check_field(ok: bool, config_name: str, field: str, expected: str, got: Any)
         raise ConfigError(f"{config_name}.{field} must be {expected}, got {got!r}")
 
 
+def check_int_fields(config, fields) -> None:
+    """:func:`check_field` for integer fields of ``config``: each entry of ``fields`` is a field name
+    (must be an int >= 1) or a ``(name, minimum)`` pair. Booleans are refused."""
+    name = type(config).__name__
+    for entry in fields:
+        field, lo = (entry, 1) if isinstance(entry, str) else entry
+        v = getattr(config, field)
+        expected = "a positive integer" if lo == 1 else f"an integer >= {lo}"
+        check_field(isinstance(v, int) and not isinstance(v, bool) and v >= lo, name, field, expected, v)
+
+
 # ------------------------------------------------------------------------------------ files
 _UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it)
 os.umask(_UMASK)

@@ -39,7 +39,7 @@ import optax
 import blojax as blo
 from blojax.data import synthetic
 from blojax.experiments import common
-from blojax.experiments.common import ConfigError, check_field
+from blojax.experiments.common import ConfigError, check_field, check_int_fields
 from blojax.models.mlp import init_mlp, mlp_apply
 
 DESCRIPTION = "E2: 2-D dataset distillation on concentric rings — warm vs cold vs retrain, soft labels, information leak"
@@ -134,11 +134,8 @@ class Config:
             isinstance(s, bool) for s in self.soft_labels
         )
         check_field(ok_soft, name, "soft_labels", "a non-empty tuple of booleans", self.soft_labels)
-        for field, lo in (("n_per_class", 4), ("width", 1), ("depth", 1), ("warm_steps", 1), ("cold_steps", 1),
-                          ("cold_inner_steps", 1), ("cold_unroll", 1), ("retrain_steps", 1), ("snapshots", 1),
-                          ("seeds", 1)):
-            v = getattr(self, field)
-            check_field(isinstance(v, int) and not isinstance(v, bool) and v >= lo, name, field, f"an integer >= {lo}", v)
+        check_int_fields(self, (("n_per_class", 4), "width", "depth", "warm_steps", "cold_steps", "cold_inner_steps",
+                                "cold_unroll", "retrain_steps", "snapshots", "seeds"))
         check_field(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, name, "seed",
                     "a non-negative integer", self.seed)
         for field in ("inner_lr", "fit_lr", "outer_lr", "cold_outer_lr", "label_lr", "outer_eps", "first_layer_scale"):

@@ -34,7 +34,7 @@ import optax
 import blojax as blo
 from blojax.data import synthetic
 from blojax.experiments import common
-from blojax.experiments.common import check_field
+from blojax.experiments.common import check_field, check_int_fields
 from blojax.experiments.rings import (
     _is_real,
     accuracy,
@@ -100,11 +100,8 @@ class Config:
 
     def validate(self) -> "Config":
         name = "Config"
-        for field, lo in (("n", 20), ("width", 1), ("depth", 1), ("warm_steps", 1), ("cold_steps", 1),
-                          ("cold_inner_steps", 1), ("cold_unroll", 1), ("pairs", 1), ("models", 1),
-                          ("fit_steps", 1), ("seeds", 1)):
-            v = getattr(self, field)
-            check_field(isinstance(v, int) and not isinstance(v, bool) and v >= lo, name, field, f"an integer >= {lo}", v)
+        check_int_fields(self, (("n", 20), "width", "depth", "warm_steps", "cold_steps", "cold_inner_steps",
+                                "cold_unroll", "pairs", "models", "fit_steps", "seeds"))
         check_field(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, name, "seed",
                     "a non-negative integer", self.seed)
         for field in ("inner_lr", "outer_lr", "cold_outer_lr", "fit_lr", "fit_tol", "frequency"):
