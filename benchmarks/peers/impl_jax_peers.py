@@ -33,8 +33,26 @@ def _args(data):
     return tuple(jnp.asarray(data[k]) for k in ("u0", "w0", "X", "y", "Xv", "yv"))
 
 
+# ------------------------------------------------------------------------------------------------ shared
+class _JaxPeer:
+    """Problem 1 for a JAX peer whose ``_outer(task, data, T)`` builds ``F(w_T(u))`` as a function of
+    ``(u, w0, X, y, Xv, yv)``: the hypergradient is ``jax.grad`` of it, compiled once."""
+
+    @classmethod
+    def p1(cls, task, data):
+        g = jax.jit(jax.grad(cls._outer(task, data, T_INNER)))
+        args = _args(data)
+        return lambda: g(*args), lambda out: np.asarray(out)
+
+    @classmethod
+    def p4_memory(cls, task, data, T):
+        args = _args(data)
+        compiled = jax.jit(jax.grad(cls._outer(task, data, T))).lower(*args).compile()
+        return compiled.memory_analysis().temp_size_in_bytes, lambda: jax.block_until_ready(compiled(*args))
+
+
 # ------------------------------------------------------------------------------------------------ jaxopt
-class JaxOpt:
+class JaxOpt(_JaxPeer):
     NAME = "jaxopt"
 
     @staticmethod
@@ -66,21 +84,9 @@ class JaxOpt:
 
         return outer
 
-    @classmethod
-    def p1(cls, task, data):
-        g = jax.jit(jax.grad(cls._outer(task, data, T_INNER)))
-        args = _args(data)
-        return lambda: g(*args), lambda out: np.asarray(out)
-
-    @classmethod
-    def p4_memory(cls, task, data, T):
-        args = _args(data)
-        compiled = jax.jit(jax.grad(cls._outer(task, data, T))).lower(*args).compile()
-        return compiled.memory_analysis().temp_size_in_bytes, lambda: jax.block_until_ready(compiled(*args))
-
 
 # ------------------------------------------------------------------------------------------------ optimistix
-class Optimistix:
+class Optimistix(_JaxPeer):
     NAME = "optimistix"
 
     @staticmethod
@@ -113,15 +119,3 @@ class Optimistix:
             return _F(sol.value, Xv, yv)
 
         return outer
-
-    @classmethod
-    def p1(cls, task, data):
-        g = jax.jit(jax.grad(cls._outer(task, data, T_INNER)))
-        args = _args(data)
-        return lambda: g(*args), lambda out: np.asarray(out)
-
-    @classmethod
-    def p4_memory(cls, task, data, T):
-        args = _args(data)
-        compiled = jax.jit(jax.grad(cls._outer(task, data, T))).lower(*args).compile()
-        return compiled.memory_analysis().temp_size_in_bytes, lambda: jax.block_until_ready(compiled(*args))
