@@ -200,3 +200,53 @@ def fmt_time(s: float) -> str:
     if s >= 1e-5:
         return f"{s * 1e6:.0f} us"
     return f"{s * 1e6:.2f} us"
+
+
+# ------------------------------------------------------------------------------------------------ unit prices
+UNIT_LOOP = 50
+
+
+def grad_loop(grad_fn, w, *args, n: int = UNIT_LOOP):
+    """``(call, n)``: ``call()`` runs ``n`` gradient steps ``w <- w - 1e-3 grad_fn(w, *args)`` in one
+    compiled loop, so ``time / n`` is the amortized price of one gradient (no dispatch). The arrays
+    are arguments of the compiled loop, not constants baked into it."""
+    import jax
+
+    @jax.jit
+    def loop(w_, *a):
+        step = lambda _, x: jax.tree_util.tree_map(lambda p, g: p - 1e-3 * g, x, grad_fn(x, *a))  # noqa: E731
+        return jax.lax.fori_loop(0, n, step, w_)
+
+    return (lambda: loop(w, *args)), n
+
+
+def hvp_loop(grad_fn, w, *args, n: int = UNIT_LOOP):
+    """``(call, n)``: ``n`` forward-over-reverse Hessian-vector products of ``grad_fn(., *args)`` at
+    ``w`` from one linearization (normalized between products), in one compiled loop."""
+    import jax
+    import jax.numpy as jnp
+
+    @jax.jit
+    def loop(w_, *a):
+        _, hvp = jax.linearize(lambda x: grad_fn(x, *a), w_)
+
+        def body(_, v):
+            h = hvp(v)
+            nrm = jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree_util.tree_leaves(h)))
+            return jax.tree_util.tree_map(lambda x: x / (nrm + 1e-30), h)
+
+        return jax.lax.fori_loop(0, n, body, w_)
+
+    return (lambda: loop(w, *args)), n
+
+
+def noop_like(fn, *args):
+    """``(call, 1)``: a compiled call with the arguments and the results (shapes, dtypes) of
+    ``fn(*args)`` that does no work -- the dispatch price every call of ``fn`` pays (JAX: about
+    1.6 us per result array on the benchmark machine)."""
+    import jax
+    import jax.numpy as jnp
+
+    shapes = jax.eval_shape(fn, *args)
+    call = jax.jit(lambda *a: jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes))
+    return (lambda: call(*args)), 1

@@ -52,10 +52,10 @@ import optax  # noqa: E402
 import blojax as blo  # noqa: E402
 from blojax import linalg  # noqa: E402
 from bench_util import (  # noqa: E402
-    blojax_ridge_problem, fmt_time, format_machine, interleaved_medians, machine_info, ridge_data, table,
+    blojax_ridge_problem, fmt_time, format_machine, grad_loop, hvp_loop, interleaved_medians, machine_info,
+    noop_like, ridge_data, table,
 )
 
-UNIT_LOOP = 50
 
 
 # ------------------------------------------------------------------------------------------------ problems
@@ -104,42 +104,26 @@ def mlp_problem(width=32, n_in=8, n=256, seed=0):
 
 
 # ------------------------------------------------------------------------------------------------ units
-def unit_functions(problem, u, w, ib, ob):
-    """Compiled loops of UNIT_LOOP gradients / HVPs, a no-op call, the dense Hessian and its eigh."""
+def unit_functions(problem, u, w, ib, ob, exact=False):
+    """Timed calls ``name -> (call, n)``: n gradients / HVPs in one compiled loop (bench_util's loops,
+    shared with the peers benchmark), a no-op call returning one array, and with ``exact`` the dense
+    Hessian (n HVPs batched in one ``vmap``) and its eigh."""
+    grad = lambda w_, u_, ib_: jax.grad(problem.f, argnums=1)(u_, w_, ib_)  # noqa: E731
+    units = {
+        "grad": grad_loop(grad, w, u, ib),
+        "hvp": hvp_loop(grad, w, u, ib),
+        "call": noop_like(lambda u_, w_, ib_, ob_: u_, u, w, ib, ob),
+    }
+    if exact:
+        @jax.jit
+        def dense(u_, w_, ib_):
+            _, hvp = jax.linearize(lambda x: grad(x, u_, ib_), w_)
+            return linalg.dense_hessian(hvp, w_)[0]
 
-    @jax.jit
-    def grads_loop(u_, w_, ib_, ob_):
-        def body(_, w__):
-            g = jax.grad(problem.f, argnums=1)(u_, w__, ib_)
-            return jax.tree_util.tree_map(lambda a, b: a - 1e-3 * b, w__, g)
-
-        return jax.lax.fori_loop(0, UNIT_LOOP, body, w_)
-
-    @jax.jit
-    def hvps_loop(u_, w_, ib_, ob_):
-        _, hvp = jax.linearize(lambda x: jax.grad(problem.f, argnums=1)(u_, x, ib_), w_)
-
-        def body(_, v):
-            hv = hvp(v)
-            nrm = jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree_util.tree_leaves(hv)))
-            return jax.tree_util.tree_map(lambda x: x / (nrm + 1e-30), hv)
-
-        return jax.lax.fori_loop(0, UNIT_LOOP, body, w_)
-
-    @jax.jit
-    def noop(u_, w_, ib_, ob_):
-        return jax.tree_util.tree_map(lambda x: x + 0.0, u_)
-
-    @jax.jit
-    def dense(u_, w_, ib_, ob_):
-        _, hvp = jax.linearize(lambda x: jax.grad(problem.f, argnums=1)(u_, x, ib_), w_)
-        return linalg.dense_hessian(hvp, w_)[0]
-
-    @jax.jit
-    def eigh(H):
-        return jnp.linalg.eigh(H)
-
-    return grads_loop, hvps_loop, noop, dense, eigh
+        H = dense(u, w, ib)
+        eigh = jax.jit(jnp.linalg.eigh)
+        units.update({"dense H": ((lambda: dense(u, w, ib)), 1), "eigh": ((lambda: eigh(H)), 1)})
+    return units
 
 
 def methods_for(alpha, n_params, exact_limit):
@@ -181,23 +165,15 @@ def bench_problem(name, problem, u0, w0, ib, ob, alpha, repeats, exact_limit, mi
         fns[label] = (lambda jitted=jitted: jitted(u0, w_T, ib, ob))
         # The call price of this method: a compiled call with the same arguments and results (g and
         # the info dict: about ten arrays, each costing JAX ~1.6 us of dispatch) that does no work.
-        shapes = jax.eval_shape(hg, u0, w_T, ib, ob)
-        noop_m = jax.jit(lambda u, w, ib_, ob_, s=shapes: jax.tree_util.tree_map(
-            lambda x: jnp.zeros(x.shape, x.dtype), s))
-        fns[f"unit: call {label}"] = (lambda noop_m=noop_m: noop_m(u0, w_T, ib, ob))
+        fns[f"unit: call {label}"] = noop_like(hg, u0, w_T, ib, ob)[0]
 
-    grads_loop, hvps_loop, noop, dense, eigh = unit_functions(problem, u0, w_T, ib, ob)
-    fns["unit: grad x50"] = lambda: grads_loop(u0, w_T, ib, ob)
-    fns["unit: hvp x50"] = lambda: hvps_loop(u0, w_T, ib, ob)
-    fns["unit: call"] = lambda: noop(u0, w_T, ib, ob)
-    if "Exact" in methods:
-        H = dense(u0, w_T, ib, ob)
-        fns["unit: dense H"] = lambda: dense(u0, w_T, ib, ob)
-        fns["unit: eigh"] = lambda: eigh(H)
+    units_fns = unit_functions(problem, u0, w_T, ib, ob, exact="Exact" in methods)
+    for uname, (fn, _) in units_fns.items():
+        fns[f"unit: {uname}"] = fn
 
     t = interleaved_medians(fns, repeats, min_time=min_time)
-    t_grad = t["unit: grad x50"]["median"] / UNIT_LOOP
-    t_hvp = t["unit: hvp x50"]["median"] / UNIT_LOOP
+    t_grad = t["unit: grad"]["median"] / units_fns["grad"][1]
+    t_hvp = t["unit: hvp"]["median"] / units_fns["hvp"][1]
     t_call_min = t["unit: call"]["median"]
     rows = []
     for label in methods:

@@ -9,7 +9,7 @@ import optax
 
 import blojax as blo
 
-from bench_util import blojax_ridge_problem
+from bench_util import blojax_ridge_problem, grad_loop, hvp_loop, noop_like
 from problems import K_SOLVE, T_INNER
 
 NAME = "blojax"
@@ -55,31 +55,15 @@ def p1(task, data):
 
 
 def p1_units(data):
-    """Unit costs of problem 1 for the floor: amortized grad_w f, forward-over-reverse HVP, a call."""
+    """Unit costs of problem 1 for the floor: amortized grad_w f, forward-over-reverse HVP, and a call
+    with the arguments and result of one unit (``p1``'s ``run(u, w0, ib, ob) -> g``)."""
     problem = ridge_problem()
-    n = 50
     ib = (jnp.asarray(data["X"]), jnp.asarray(data["y"]))
     ob = (jnp.asarray(data["Xv"]), jnp.asarray(data["yv"]))
     u, w = jnp.asarray(data["u0"]), jnp.asarray(data["w0"]) + 0.01
-
-    @jax.jit
-    def grads(u, w, ib, ob):
-        return jax.lax.fori_loop(0, n, lambda _, w_: w_ - 1e-3 * problem.grad_w_f(u, w_, ib), w)
-
-    @jax.jit
-    def hvps(u, w, ib, ob):
-        _, hvp = jax.linearize(lambda x: problem.grad_w_f(u, x, ib), w)
-        return jax.lax.fori_loop(0, n, lambda _, v: (lambda h: h / (jnp.linalg.norm(h) + 1e-30))(hvp(v)), w)
-
-    @jax.jit
-    def call(u, w, ib, ob):
-        return u + 0.0
-
-    return dict(
-        grad=(lambda: grads(u, w, ib, ob), n),
-        hvp=(lambda: hvps(u, w, ib, ob), n),
-        call=(lambda: call(u, w, ib, ob), 1),
-    )
+    grad = lambda w_, u_, ib_: problem.grad_w_f(u_, w_, ib_)  # noqa: E731
+    return dict(grad=grad_loop(grad, w, u, ib), hvp=hvp_loop(grad, w, u, ib),
+                call=noop_like(lambda u_, w_, ib_, ob_: u_, u, w, ib, ob))
 
 
 # Counted work of one problem-1 unit (T inner steps + one hypergradient), as blojax.hypergradient
@@ -171,38 +155,12 @@ def p2_units(data):
     """Units of one warm-start outer step: grad_w f (2 synthetic points), grad_w F (ring data), a
     forward-over-reverse HVP of f, and a no-op call divided by the steps of one run."""
     Xo, yo, ys = jnp.asarray(data["Xo"]), jnp.asarray(data["yo"]), jnp.asarray(data["ys"])
-    f = lambda u, w: ce(mlp(w, u), ys)  # noqa: E731
-    F = lambda u, w: ce(mlp(w, Xo), yo)  # noqa: E731
     u = jnp.asarray(data["u0"])
     w = [(jnp.asarray(W), jnp.asarray(b)) for W, b in data["w0"]]
-    n = 50
-    step = lambda w_, g: jax.tree_util.tree_map(lambda a, b: a - 1e-3 * b, w_, g)  # noqa: E731
-
-    @jax.jit
-    def grad_f(u, w):
-        return jax.lax.fori_loop(0, n, lambda _, w_: step(w_, jax.grad(f, 1)(u, w_)), w)
-
-    @jax.jit
-    def grad_F(u, w):
-        return jax.lax.fori_loop(0, n, lambda _, w_: step(w_, jax.grad(F, 1)(u, w_)), w)
-
-    @jax.jit
-    def hvp_f(u, w):
-        _, hvp = jax.linearize(lambda x: jax.grad(f, 1)(u, x), w)
-
-        def body(_, v):
-            h = hvp(v)
-            nrm = jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree_util.tree_leaves(h)))
-            return jax.tree_util.tree_map(lambda x: x / (nrm + 1e-30), h)
-
-        return jax.lax.fori_loop(0, n, body, w)
-
-    @jax.jit
-    def call(u, w):
-        return u + 0.0
-
-    return dict(grad_f=(lambda: grad_f(u, w), n), grad_F=(lambda: grad_F(u, w), n),
-                hvp_f=(lambda: hvp_f(u, w), n), call=(lambda: call(u, w), 1))
+    grad_f = lambda w_, u_, ys_: jax.grad(lambda v: ce(mlp(v, u_), ys_))(w_)  # noqa: E731
+    grad_F = lambda w_, X_, y_: jax.grad(lambda v: ce(mlp(v, X_), y_))(w_)  # noqa: E731
+    return dict(grad_f=grad_loop(grad_f, w, u, ys), grad_F=grad_loop(grad_F, w, Xo, yo),
+                hvp_f=hvp_loop(grad_f, w, u, ys), call=noop_like(lambda u_, w_: u_, u, w))
 
 
 def p2_floor(t, steps):
@@ -213,30 +171,13 @@ def p2_floor(t, steps):
 
 
 def p3_units(data):
+    """Units of one cold-start step: grad_w f, a forward-over-reverse HVP of f, and a compiled call
+    that does no work with the arguments and results of ``algo.step`` (the state in, the state and the
+    metrics out): mostly JAX's per-result dispatch, which any step returning this many arrays pays."""
     Phi, u, w = jnp.asarray(data["Phi"]), jnp.asarray(data["u0"]), jnp.asarray(data["w0"]) + 0.1
-    f = lambda u, w: 0.5 * jnp.sum((Phi @ w - u) ** 2)  # noqa: E731
-    n = 50
-
-    @jax.jit
-    def grad_f(u, w):
-        return jax.lax.fori_loop(0, n, lambda _, w_: w_ - 1e-3 * jax.grad(f, 1)(u, w_), w)
-
-    @jax.jit
-    def hvp_f(u, w):
-        _, hvp = jax.linearize(lambda x: jax.grad(f, 1)(u, x), w)
-        return jax.lax.fori_loop(0, n, lambda _, v: (lambda h: h / (jnp.linalg.norm(h) + 1e-30))(hvp(v)), w)
-
-    # A compiled call that does no work with the arguments and results of ``algo.step``: the state in,
-    # (state, metrics) out. Its price is mostly JAX's per-buffer dispatch (about 1.6 us per result on
-    # this machine), which any step function returning this many arrays pays once per call.
+    grad = lambda w_, u_, Phi_: jax.grad(lambda v: 0.5 * jnp.sum((Phi_ @ v - u_) ** 2))(w_)  # noqa: E731
     algo, state0 = _p3_algo(data)
-    shapes = jax.eval_shape(algo.step, state0)
-
-    @jax.jit
-    def call(state):
-        return state, jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), shapes[1])
-
-    return dict(grad=(lambda: grad_f(u, w), n), hvp=(lambda: hvp_f(u, w), n), call=(lambda: call(state0), 1))
+    return dict(grad=grad_loop(grad, w, u, Phi), hvp=hvp_loop(grad, w, u, Phi), call=noop_like(algo.step, state0))
 
 
 def p3_floor(t, data):
