@@ -563,6 +563,18 @@ def _fmt(v):
     return f"{v:g}"
 
 
+def _plot_family(ax, r, name, sym):
+    """One curve and its learned points per parameter value of method ``name`` (viridis, in order)."""
+    import matplotlib.pyplot as plt
+
+    cmap = plt.get_cmap("viridis")
+    m = len(r[name]["params"])
+    for i in range(m):
+        col = cmap(i / max(1, m - 1))
+        ax.plot(r["x_grid"], r[name]["curves"][i], color=col, lw=1.2)
+        ax.plot(r["x"], r[name]["u"][i], "o", color=col, ms=4, label=f"{sym} = {_fmt(r[name]['params'][i])}")
+
+
 def plot(result: Result, out_dir) -> list[pathlib.Path]:
     import matplotlib
 
@@ -582,12 +594,7 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
             ("CG, K steps (inconsistent system)", "cg", "K"),
         ]
         for ax, (title, name, sym) in zip(axes, panels):
-            cmap = plt.get_cmap("viridis")
-            m = len(r[name]["params"])
-            for i in range(m):
-                col = cmap(i / max(1, m - 1))
-                ax.plot(r["x_grid"], r[name]["curves"][i], color=col, lw=1.2)
-                ax.plot(r["x"], r[name]["u"][i], "o", color=col, ms=4, label=f"{sym} = {_fmt(r[name]['params'][i])}")
+            _plot_family(ax, r, name, sym)
             ax.plot(r["x_grid"], r["pinv_curve"], "k--", lw=1.2)
             ax.plot(r["x"], r["u_pinv"], "ks", ms=4, mfc="none", label="Exact (pseudoinverse)")
             ax.plot([cfg.x_orig], [cfg.y_orig], "r*", ms=14, label="original point")
@@ -649,12 +656,7 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
         r = result.mlp
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
         for ax, name, title in ((axes[0], "neumann", "MLP, Neumann K terms"), (axes[1], "unroll", "MLP, Unroll last K steps")):
-            cmap = plt.get_cmap("viridis")
-            m = len(r[name]["params"])
-            for i in range(m):
-                col = cmap(i / max(1, m - 1))
-                ax.plot(r["x_grid"], r[name]["curves"][i], color=col, lw=1.2)
-                ax.plot(r["x"], r[name]["u"][i], "o", color=col, ms=4, label=f"K = {r[name]['params'][i]}")
+            _plot_family(ax, r, name, "K")
             ax.plot([cfg.x_orig], [cfg.y_orig], "r*", ms=14, label="original point")
             ax.set_title(title)
             ax.set_xlabel("x")
