@@ -11,9 +11,10 @@
 
 from . import analysis, linalg
 from .algorithms import BilevelState, ColdStart, NonFiniteError, WarmStart
-from .hypergrad import CG, Damped, Exact, Identity, Method, Neumann, Unroll, hypergradient
+from .hypergrad import CG, Damped, Exact, HypergradInfo, Identity, Method, Neumann, Unroll, hypergradient
 from .inner import ClosedForm, InnerInfo, InnerLoop
 from .problem import Problem
+from .status import Status
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,8 @@ __all__ = [
     "Exact",
     "Identity",
     "hypergradient",
+    "HypergradInfo",
+    "Status",
     "ColdStart",
     "WarmStart",
     "BilevelState",

@@ -306,7 +306,7 @@ def _linear_program(cfg: Config, families=None):
             if name in ("cg", "cgls"):
                 def solve(K, u, w, normal=(name == "cgls")):
                     b = jax.grad(F, argnums=1)(u, w)
-                    x, stats = blo.CG(iters=K, normal=normal).solve(lambda z: H @ z, b, w)
+                    x, stats = blo.CG(iters=K, normal=normal).solve(lambda z: H @ z, b)
                     return jnp.linalg.norm(H @ x - b), stats.residual, stats.breakdown, jnp.linalg.norm(x)
 
                 # the solve at the start u0: the direction v the whole run follows (at the end b ~ 0)

@@ -133,7 +133,7 @@ def _check(cfg: Config) -> dict:
         alpha = 1.0 / lam.max()
         for name, m in _methods(cfg, alpha).items():
             S = np.asarray(mats[name][t])
-            h = np.asarray(spectral.unroll(lam, m.steps, alpha) if isinstance(m, blo.Unroll) else spectral.response(m, lam))
+            h = np.asarray(m.response(lam, lr=alpha))
             ref = (Q * h) @ Q.T
             upd(f"{name}: matrix", np.max(np.abs(S - ref)) / np.max(np.abs(ref)))
             ev = np.sort(np.linalg.eigvalsh(0.5 * (S + S.T)))
