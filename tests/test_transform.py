@@ -45,11 +45,15 @@ def assert_solve_matches_hypergradient(problem, inner, u, w0, alpha, tol=1e-10):
 
         g_solve = jax.grad(loss)(u)
         g_jit = jax.jit(jax.grad(loss))(u)
-        g_ref, info = blo.hypergradient(problem, u, start_of_strategy(problem, inner, m, u, w0), m, inner)
+        start = start_of_strategy(problem, inner, m, u, w0)
+        g_ref, info = blo.hypergradient(problem, u, start, m, inner)
+        g_ref_jit = jax.jit(lambda u_, w_, m=m: blo.hypergradient(problem, u_, w_, m, inner)[0])(u, start)
         flat = lambda t: jax.flatten_util.ravel_pytree(t)[0]  # noqa: E731
         scale = max(1.0, float(jnp.max(jnp.abs(flat(g_ref)))))
         np.testing.assert_allclose(flat(g_solve), flat(g_ref), rtol=0, atol=tol * scale, err_msg=name)
-        np.testing.assert_allclose(flat(g_jit), flat(g_ref), rtol=0, atol=tol * scale, err_msg=name)
+        # compiled against compiled (XLA's fusions round differently from eager mode; on an indefinite
+        # H, CG amplifies that difference past 1e-10)
+        np.testing.assert_allclose(flat(g_jit), flat(g_ref_jit), rtol=0, atol=tol * scale, err_msg=name)
         # the same number whatever the status (an MLP's H at w_T may be indefinite: CG reports BREAKDOWN)
         assert int(info.status) != blo.Status.NONFINITE, name
 

@@ -30,6 +30,7 @@ import optax
 from ._tree import tree_all_finite, tree_norm, tree_sub
 from .hypergrad import Method, _check_method, check_strategy_at_run_time, hypergradient
 from .problem import Problem
+from .transform import solve
 
 __all__ = ["BilevelState", "ColdStart", "WarmStart", "NonFiniteError"]
 
@@ -150,8 +151,9 @@ class _Bilevel:
         n_inner = iinfo.steps + jnp.asarray(self.method.tail_steps, iinfo.steps.dtype)
         g = check_strategy_at_run_time(g, self.method)
 
-        def value_fn(u_):  # the bilevel objective u -> F(u, w(u)) from this step's start, for line searches
-            w_, _, _ = self.inner.solve(problem, u_, w_start, s_start, inner_batch)
+        def value_fn(u_):  # the bilevel objective u -> F(u, w(u)) from this step's start, for line
+            # searches; differentiable with the chosen strategy (blojax.solve)
+            w_ = solve(problem, u_, w_start, inner=self.inner, method=self.method, batch=inner_batch, throw=False)
             return problem.F(u_, w_, outer_batch)
 
         updates, outer_state = self._outer.update(g, state.outer_state, u, value=hinfo.F, grad=g,

@@ -187,7 +187,8 @@ def _opt_step(opt, problem, u, w, state, batch):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ClosedForm:
-    """An inner "solver" given by a formula: ``w_T = solution(u, w0)`` (optionally ``(u, w0, batch)``).
+    """An inner "solver" given by a formula: ``w_T = solution(u, w0)``, or ``solution(u, w0, batch)``
+    when there is data (the call's batch, else ``Problem.data``).
 
     Use it when the inner problem has a known solution that gradient descent cannot reach in
     practice, e.g. the minimum-norm least-squares fit of an ill-conditioned problem. ``Unroll``
@@ -216,7 +217,8 @@ class ClosedForm:
         return _opt_step(self._opt, problem, u, w, state, batch)
 
     def solve(self, problem, u, w, state, batch=None):
-        w = self.solution(u, w) if batch is None else self.solution(u, w, batch)
+        data = getattr(problem, "data", None) if batch is None else batch
+        w = self.solution(u, w) if data is None else self.solution(u, w, data)
         fval, g = jax.value_and_grad(problem.f, argnums=1)(u, w, batch)
         gn = tree_norm(g)
         return w, state, InnerInfo(jnp.asarray(1), fval, gn, _final_status(w, gn))
