@@ -98,8 +98,14 @@ def balanced_subset(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarr
 def _load_raw(name: str, root, download_ok: bool):
     """``(x_train, y_train, x_test, y_test, source)`` as uint8 NHWC images and int labels."""
     if name == "digits":
-        from sklearn.datasets import load_digits
+        try:
+            import sklearn
+            from sklearn.datasets import load_digits
+        except ImportError:
+            raise ImportError("the digits dataset comes from scikit-learn, which is in the optional extra: "
+                              "pip install 'blojax[data]'") from None
 
+        download.record_source("digits", "sklearn.datasets.load_digits", f"scikit-learn {sklearn.__version__}")
         d = load_digits()
         x = d.images.astype(np.float32)[..., None]  # values 0..16
         y = d.target.astype(np.int32)
