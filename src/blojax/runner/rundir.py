@@ -2,13 +2,15 @@
 
 Layout of ``blojax run EXP --out DIR``::
 
-    DIR/run.json          experiment, resolved config, fingerprint, status, start/end, seconds, argv
+    DIR/run.json          experiment, resolved config, fingerprint, status, start/end, seconds, argv,
+                          measurements (wall times and memory the experiment reported)
     DIR/config.json       the resolved config (what --set/--config/--quick/--seed gave)
     DIR/environment.json  package versions and platform
     DIR/metrics/<key>.csv per-step metrics of every ctx.scan/ctx.run (step column, one per metric)
     DIR/metrics/<key>.npz the same histories in full (multi-dimensional metrics too)
     DIR/checkpoints/      (carry, history) after every chunk; what --resume continues from
-    DIR/results.json      config, environment, seconds and every reported number
+    DIR/results.json      config, environment and every reported number; no times: the same command
+                          and seeds give a bit-identical file on the same machine
     DIR/*.png, *.gif      figures and animations
 
 A folder belongs to one run: its fingerprint (experiment + resolved config) is in ``run.json`` and a
@@ -248,13 +250,12 @@ def execute(
         t1 = time.perf_counter()
         figures = [pathlib.Path(f) for f in mod.plot(result, out)]
         plot_seconds = time.perf_counter() - t1
+    measurements = {k: results.pop(k) for k in MEASUREMENT_KEYS if isinstance(results, dict) and k in results}
     payload = {
         "experiment": name,
         "description": getattr(mod, "DESCRIPTION", ""),
         "config": config_dict,
         "environment": env,
-        "seconds": seconds,
-        "plot_seconds": plot_seconds,
         "results": results,
         "figures": [_rel(f, out) for f in figures],
         "metrics": [_rel(m, out) for m in metrics],
@@ -263,9 +264,17 @@ def execute(
     if comparison is not None:
         payload["paper_comparison"] = comparison
     common.atomic_write_json(out / "results.json", payload)
-    marker.update(status="done", finished=now(), seconds=seconds, plot_seconds=plot_seconds)
+    marker.update(status="done", finished=now(), seconds=seconds, plot_seconds=plot_seconds,
+                  measurements=measurements)
     common.atomic_write_json(out / "run.json", marker)
-    return payload
+    return {**payload, "seconds": seconds, "plot_seconds": plot_seconds, "measurements": measurements}
+
+
+#: Top-level keys of an experiment's results that measure this run on this machine (wall time, memory)
+#: rather than what the computation gave. They go to run.json (``measurements``, next to ``seconds`` and
+#: ``plot_seconds``) and never into results.json, so that the same command with the same seeds writes a
+#: bit-identical results.json on the same machine.
+MEASUREMENT_KEYS = ("seconds", "run_seconds", "peak_rss_mb")
 
 
 def _rel(path: pathlib.Path, base: pathlib.Path) -> str:
