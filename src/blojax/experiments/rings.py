@@ -439,7 +439,6 @@ class Result:
                 "all_snapshots_together_accuracy": stats(v["all_acc"]),
                 "warm_accuracy": stats(v["snap_acc"][:, -1]),
             },
-            "seconds": v["timings"],
         }
         if v["soft"]:
             per_seed = np.stack([np.asarray(switches(jnp.asarray(lt))) for lt in v["label_traj"]])  # (seeds, C)
@@ -453,7 +452,9 @@ class Result:
         return d
 
     def to_dict(self) -> dict:
-        return {"variants": {tag: self.summary(tag) for tag in self.variants}, "seconds": self.seconds}
+        # wall times in one top-level "seconds" entry (run.json's measurements, not results.json)
+        return {"variants": {tag: self.summary(tag) for tag in self.variants},
+                "seconds": {"total": self.seconds, **{tag: v["timings"] for tag, v in self.variants.items()}}}
 
 
 def paper_comparison(results: dict) -> list[dict]:
