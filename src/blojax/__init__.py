@@ -14,6 +14,7 @@ from .algorithms import BilevelState, ColdStart, NonFiniteError, WarmStart
 from .hypergrad import CG, Damped, Exact, Identity, Method, Neumann, Unroll, hypergradient
 from .inner import ClosedForm, InnerInfo, InnerLoop
 from .problem import Problem
+from .stochastic import F2SA, SABA, SOBA, AmIGO, StocBiO  # noqa: F401  (blojax.stochastic: minibatch solvers)
 
 __version__ = "0.1.0"
 
