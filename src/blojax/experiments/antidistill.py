@@ -703,8 +703,8 @@ def _w_toward_exact(o, increasing):
 
 
 CLAIMS = (
-    Claim("S4.3-cold-exact-min-norm",
-          "Theorem (§4.3): cold-start with exact hypergradients from u0 = 0 reaches the minimum-norm outer solution "
+    Claim("E5.exact-reaches-min-norm",
+          "Antidistillation: cold-start with exact hypergradients from u0 = 0 reaches the minimum-norm outer solution "
           "(relative error <= 1e-8, both bases)",
           "exact: the min-norm u (proved)", _per_basis("exact_rel_err"),
           lambda o: all_at_most(o.values(), 1e-8), "relative error <= 1e-8"),

@@ -27,6 +27,7 @@ import importlib
 import json
 import math
 import pathlib
+import re
 from typing import Any, Callable, Iterable
 
 __all__ = ["Claim", "evaluate", "ledger", "STATUSES", "FULL_RESULTS", "gap", "monotone", "all_at_most",
@@ -118,11 +119,20 @@ def ledger(names: Iterable[str] | None = None) -> list[tuple[str, Claim]]:
         for c in getattr(mod, "CLAIMS", ()) or ():
             if isinstance(c, Claim):
                 out.append((name, c))
+    out.sort(key=lambda nc: _paper_order(nc[1].id))
     ids = [c.id for _, c in out]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise ValueError(f"claim ids must be unique; declared twice: {', '.join(dup)}")
     return out
+
+
+def _paper_order(claim_id: str) -> tuple:
+    """§4 results first (``S4.<n>``), then the experiments ``E1`` ... ``E8``; others last."""
+    m = re.match(r"([SE])(\d+)(?:\.(\d+))?", claim_id)
+    if not m:
+        return (2, 0, 0)
+    return (0 if m[1] == "S" else 1, int(m[2]), int(m[3] or 0))
 
 
 def load_full_results(path: pathlib.Path | None = None) -> dict:
