@@ -66,8 +66,8 @@ class Method:
     #: True for strategies that use the implicit function theorem at the given ``w``.
     implicit: bool = True
 
-    def solve(self, matvec, b, w):
-        """Approximate ``H^{-1} b``; returns ``(v, SolveStats)``."""
+    def solve(self, matvec, b, w, residual=True):
+        """Approximate ``H^{-1} b``; returns ``(v, SolveStats)`` (``residual``: also measure the residual)."""
         raise NotImplementedError
 
 
@@ -324,7 +324,7 @@ def hypergradient(
     problem.check(u, w, inner_batch, outer_batch)
 
     if isinstance(method, Unroll):
-        state = inner.init(w) if inner_state is None else inner_state
+        state = inner.init(w) if inner_state is None else inner_state  # pyright: ignore[reportOptionalMemberAccess]
 
         def objective(u_):
             w_k, s_k = unrolled_steps(problem, inner, u_, w, state, method, inner_batch)

@@ -36,13 +36,14 @@ Matvec = Callable[[object], object]
 class SolveStats(NamedTuple):
     """Diagnostics of one linear solve.
 
-    residual: ``||A v - b||`` at the returned ``v`` (NaN where not computed);
-    residual_min: the smallest residual norm seen along the iterations;
-    hvps: Hessian-vector products taken (an int32 scalar);
-    iters: iterations run;
-    breakdown: (CG) a search direction with curvature ``p^T A p <= 1e-10 max_k p_k^T A p_k / ||p_k||^2``
-      times ``||p||^2`` was met, i.e. the iteration reached the (numerical) null space of ``A``: the
-      system is singular and, if the residual then grows, inconsistent.
+    Attributes:
+      residual: ``||A v - b||`` at the returned ``v`` (NaN where not computed).
+      residual_min: the smallest residual norm seen along the iterations.
+      hvps: Hessian-vector products taken (an int32 scalar).
+      iters: iterations run.
+      breakdown: (CG) a search direction with curvature ``p^T A p <= 1e-10 max_k p_k^T A p_k / ||p_k||^2``
+        times ``||p||^2`` was met, i.e. the iteration reached the (numerical) null space of ``A``: the
+        system is singular and, if the residual then grows, inconsistent.
     """
 
     residual: jax.Array
