@@ -118,7 +118,7 @@ class InnerLoop:
     @property
     def bound(self) -> int:
         """The most steps one solve may take."""
-        return self.steps if self.steps is not None else self.max_steps
+        return self.steps if self.steps is not None else self.max_steps  # pyright: ignore[reportReturnType]
 
     def init(self, w):
         """Fresh optimizer state for inner parameters ``w``."""

@@ -114,8 +114,8 @@ def _load_raw(name: str, root, download_ok: bool):
 
         download.record_source("digits", "sklearn.datasets.load_digits", f"scikit-learn {sklearn.__version__}")
         d = load_digits()
-        x = d.images.astype(np.float32)[..., None]  # values 0..16
-        y = d.target.astype(np.int32)
+        x = d.images.astype(np.float32)[..., None]  # pyright: ignore[reportAttributeAccessIssue]  (0..16)
+        y = d.target.astype(np.int32)  # pyright: ignore[reportAttributeAccessIssue]
         perm = np.random.default_rng(0).permutation(len(y))
         test, rest = perm[:_DIGITS_TEST], perm[_DIGITS_TEST:]
         return x[rest], y[rest], x[test], y[test], "sklearn.datasets.load_digits", 16.0, None

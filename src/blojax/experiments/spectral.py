@@ -96,7 +96,7 @@ def random_psd(rng, n, rank, cond):
 
 
 def _methods(cfg: Config, alpha):
-    methods = {"inverse (Exact)": blo.Exact()}
+    methods: dict[str, blo.Method] = {"inverse (Exact)": blo.Exact()}
     for K in cfg.ks[:3]:  # the matrices are built column by column; K up to 100 is plenty here
         methods[f"Neumann K={K}"] = blo.Neumann(terms=K, lr=alpha)
         methods[f"Unroll K={K}"] = blo.Unroll(steps=K)

@@ -242,7 +242,7 @@ def write_metrics(histories: dict, folder: pathlib.Path) -> list[pathlib.Path]:
         arrays = {_path_name(p): np.asarray(leaf) for p, leaf in jax.tree_util.tree_flatten_with_path(hist)[0]}
         if arrays:
             buf = io.BytesIO()
-            np.savez(buf, **{k.replace("/", "_"): v for k, v in arrays.items()})
+            np.savez(buf, **{k.replace("/", "_"): v for k, v in arrays.items()})  # pyright: ignore[reportArgumentType]
             common.atomic_write_bytes(folder / "metrics" / f"{safe}.npz", buf.getvalue())
     return written
 
