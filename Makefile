@@ -4,6 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 OUT    ?= reproduce
+# JAX's persistent compilation cache for runs and reproductions (docs/benchmarks.md: a second
+# `make reproduce` loads the compiled programs instead of compiling them); `BLOJAX_JAX_CACHE=off` disables.
+export BLOJAX_JAX_CACHE ?= $(CURDIR)/.cache/jax
 
 .PHONY: venv reproduce test test-slow demo bench bench-peers bench-peers-gpu-wheels clean
 
@@ -56,4 +59,4 @@ bench-peers-gpu-wheels:
 	  --python-version 3.12 --implementation cp --platform any -d .whl betty-ml==0.2.1
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .cache
