@@ -350,7 +350,7 @@ def test_explicit_data_location_missing_or_incomplete_is_an_error(tmp_path, monk
         load_dataset("mnist", val_size=10, **kw)
     msg = str(e.value)
     assert str(place) in msg and len(msg.splitlines()) == 1
-    assert ("does not exist" if how.endswith("missing") else "lacks") in msg
+    assert ("does not exist" if how.endswith("missing") else "lacks some of the files") in msg
 
 
 def test_missing_data_extra_is_named(monkeypatch):
