@@ -14,6 +14,7 @@ from blojax.experiments import augment_net, canvas_distill, distill_table, table
 from blojax.experiments.common import ConfigError, main
 from blojax.models.augment import augment_apply, init_augment
 from blojax.models.classifier import Classifier
+from conftest import assert_close
 
 from test_data_images import make_cifar, make_idx_dataset
 
@@ -40,11 +41,11 @@ def test_canvas_distill_digits_contract(tmp_path):
     assert d["curves"]["steps"] == [10, 20] and len(d["curves"]["warm"]) == 2
     r = res.raw
     assert r["label_warm"].shape == (2, 20, 1, 10)
-    assert np.allclose(r["label_cold"].sum(-1), 1, atol=1e-5)
+    assert_close(r["label_cold"].sum(-1), np.ones(r["label_cold"].shape[:-1], np.float32), ulps=32)
     # soft-label statistics are computed from the recorded distributions
     st = canvas_distill.label_stats(r["label_warm"], cfg.eval_every)
     p = r["label_warm"][:, -1, 0]
-    assert np.allclose(st["final_entropy"], -(p * np.log(p)).sum(-1), rtol=1e-5)
+    assert_close(st["final_entropy"], -(p * np.log(p)).sum(-1), ulps=64)
     assert np.all(st["argmax_switches"] <= 19)
     # the synthetic images respect the pixel range of the data (sigmoid parameterization)
     assert r["images_warm"].min() >= -1.0 and np.isfinite(r["images_warm"]).all()
@@ -101,7 +102,7 @@ def test_augment_is_identity_at_zero_and_linear():
     assert jnp.allclose(augment_apply(u, x, e), x)
     u = jax.tree_util.tree_map(lambda a: jax.random.normal(jax.random.PRNGKey(3), a.shape), u)
     a = lambda x_, e_: augment_apply(u, x_, e_) - augment_apply(u, 0 * x_, 0 * e_)  # noqa: E731
-    assert jnp.allclose(a(2 * x, 2 * e), 2 * a(x, e), atol=1e-4)
+    assert_close(a(2 * x, 2 * e), 2 * a(x, e), ulps=64)
 
 
 def test_mnist_standin_distill_and_cifar_standin_augment(tmp_path):

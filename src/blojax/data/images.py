@@ -105,11 +105,17 @@ def _load_raw(name: str, root, download_ok: bool):
     ``scale``) and int labels; ``val`` is ``(x_val, y_val)`` when the source has a fixed validation split
     (MNIST-10k), else ``None`` (the validation split is then cut from the training file)."""
     if name == "digits":
-        from sklearn.datasets import load_digits
+        try:
+            import sklearn
+            from sklearn.datasets import load_digits
+        except ImportError:
+            raise ImportError("the digits dataset comes from scikit-learn, which is in the optional extra: "
+                              "pip install 'blojax[data]'") from None
 
+        download.record_source("digits", "sklearn.datasets.load_digits", f"scikit-learn {sklearn.__version__}")
         d = load_digits()
-        x = d.images.astype(np.float32)[..., None]  # values 0..16
-        y = d.target.astype(np.int32)
+        x = d.images.astype(np.float32)[..., None]  # pyright: ignore[reportAttributeAccessIssue]  (0..16)
+        y = d.target.astype(np.int32)  # pyright: ignore[reportAttributeAccessIssue]
         perm = np.random.default_rng(0).permutation(len(y))
         test, rest = perm[:_DIGITS_TEST], perm[_DIGITS_TEST:]
         return x[rest], y[rest], x[test], y[test], "sklearn.datasets.load_digits", 16.0, None
