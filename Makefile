@@ -98,7 +98,7 @@ $(BENCH_STOCH_VENV)/.installed: benchmarks/stochastic/requirements.txt pyproject
 	$(PYTHON) -m venv $(BENCH_STOCH_VENV)
 	$(BENCH_STOCH_VENV)/bin/pip install --quiet --upgrade pip
 	$(BENCH_STOCH_VENV)/bin/pip install --quiet -r benchmarks/stochastic/requirements.txt
-	$(BENCH_STOCH_VENV)/bin/pip install --quiet --no-deps -e .
+	$(BENCH_STOCH_VENV)/bin/pip install --quiet -e .
 	touch $@
 $(BENCHMARK_BILEVEL):
 	git clone --quiet https://github.com/benchopt/benchmark_bilevel $(BENCHMARK_BILEVEL)
