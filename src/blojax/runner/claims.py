@@ -342,9 +342,13 @@ def _main(argv=None) -> int:
     s.add_argument("folders", nargs="+")
     s.add_argument("--command", required=True, help="the command that made the runs ({name}: the experiment)")
     s.add_argument("--machine", default="")
+    s.add_argument("--commit", default=None, help="the commit the runs were made at (default: HEAD)")
     e = sub.add_parser("eval", help="print the ledger of a folder")
     e.add_argument("folder")
     args = p.parse_args(argv)
+    if args.cmd == "store" and args.commit:
+        print(store(args.folders, command=args.command, commit=args.commit, machine=args.machine))
+        return 0
     if args.cmd == "store":
         try:
             commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
