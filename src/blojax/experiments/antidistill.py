@@ -178,7 +178,7 @@ def _curvature(g_fn, u0):
 
 class _FirstStepState(NamedTuple):
     lr: jax.Array
-    count: jax.Array
+    count: jax.Array  # pyright: ignore[reportIncompatibleMethodOverride] - optax's field name
     g0: Any
 
 
@@ -190,11 +190,11 @@ def first_step_sgd(eta, curvature) -> optax.GradientTransformation:
         leaf = jax.tree_util.tree_leaves(params)[0]
         return _FirstStepState(jnp.zeros((), leaf.dtype), jnp.zeros((), jnp.int32), jax.tree_util.tree_map(jnp.zeros_like, params))
 
-    def update(grads, state, params=None):
+    def update(updates, state, params=None):
         first = state.count == 0
-        lr = jnp.where(first, eta / curvature(grads), state.lr)
-        g0 = jax.tree_util.tree_map(lambda g, s: jnp.where(first, g, s), grads, state.g0)
-        return jax.tree_util.tree_map(lambda g: -lr * g, grads), _FirstStepState(lr, state.count + 1, g0)
+        lr = jnp.where(first, eta / curvature(updates), state.lr)
+        g0 = jax.tree_util.tree_map(lambda g, s: jnp.where(first, g, s), updates, state.g0)
+        return jax.tree_util.tree_map(lambda g: -lr * g, updates), _FirstStepState(lr, state.count + 1, g0)
 
     return optax.GradientTransformation(init, update)
 
@@ -306,7 +306,7 @@ def _linear_program(cfg: Config, families=None):
             if name in ("cg", "cgls"):
                 def solve(K, u, w, normal=(name == "cgls")):
                     b = jax.grad(F, argnums=1)(u, w)
-                    x, stats = blo.CG(iters=K, normal=normal).solve(lambda z: H @ z, b, w)
+                    x, stats = blo.CG(iters=K, normal=normal).solve(lambda z: H @ z, b)
                     return jnp.linalg.norm(H @ x - b), stats.residual, stats.breakdown, jnp.linalg.norm(x)
 
                 # the solve at the start u0: the direction v the whole run follows (at the end b ~ 0)
@@ -337,7 +337,7 @@ def _run_linear(cfg: Config, ctx) -> dict:
     raw = jax.tree_util.tree_map(np.asarray, raw)
     out = {}
     for i, basis in enumerate(cfg.bases):
-        r = jax.tree_util.tree_map(lambda a: a[i], raw)
+        r = jax.tree_util.tree_map(lambda a: a[i], raw)  # noqa: B023 - used in this iteration
         ne = len(eps_of[basis])
         for name in ("damped", "proximal"):
             r[name] = {k: v[:ne] for k, v in r[name].items()}
@@ -350,7 +350,7 @@ def _summarize_basis(cfg, basis, r, xs, xg) -> dict:
     p = lam.shape[0]
     lam_max = float(lam[-1])
     c = r["c"]
-    out = dict(
+    out: dict[str, Any] = dict(
         basis=basis, x=xs, x_grid=xg, lambda_max=lam_max, lambda_min_nonzero=float(lam[-cfg.n]),
         rank_H=int(np.sum(lam > p * np.finfo(lam.dtype).eps * lam_max)), alpha=float(r["alpha"]),
         u_pinv=r["u_pinv"], u_pinv_norm=float(np.linalg.norm(r["u_pinv"])),

@@ -39,7 +39,7 @@ import optax
 import blojax as blo
 from blojax.data import synthetic
 from blojax.experiments import common
-from blojax.experiments.common import ConfigError, check_field, check_int_fields
+from blojax.experiments.common import check_field, check_int_fields
 from blojax.models.mlp import init_mlp, mlp_apply
 
 DESCRIPTION = "E2: 2-D dataset distillation on concentric rings — warm vs cold vs retrain, soft labels, information leak"
@@ -226,7 +226,9 @@ def disk_projection(radius: float) -> optax.GradientTransformation:
         del params
         return optax.EmptyState()
 
-    def update(updates, state, params):
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("disk_projection needs the parameters: update(updates, state, params)")
         new = dict(updates)
         x = params["x"] + updates["x"]
         norm = jnp.linalg.norm(x, axis=-1, keepdims=True)
@@ -439,7 +441,6 @@ class Result:
                 "all_snapshots_together_accuracy": stats(v["all_acc"]),
                 "warm_accuracy": stats(v["snap_acc"][:, -1]),
             },
-            "seconds": v["timings"],
         }
         if v["soft"]:
             per_seed = np.stack([np.asarray(switches(jnp.asarray(lt))) for lt in v["label_traj"]])  # (seeds, C)
@@ -453,7 +454,9 @@ class Result:
         return d
 
     def to_dict(self) -> dict:
-        return {"variants": {tag: self.summary(tag) for tag in self.variants}, "seconds": self.seconds}
+        # wall times in one top-level "seconds" entry (run.json's measurements, not results.json)
+        return {"variants": {tag: self.summary(tag) for tag in self.variants},
+                "seconds": {"total": self.seconds, **{tag: v["timings"] for tag, v in self.variants.items()}}}
 
 
 def paper_comparison(results: dict) -> list[dict]:
@@ -639,7 +642,7 @@ def animate(v, out_dir, seed_index=0, dpi=60) -> pathlib.Path:
         fig.savefig(buf, format="png", dpi=dpi)
         plt.close(fig)
         buf.seek(0)
-        frames.append(Image.open(buf).convert("P", palette=Image.ADAPTIVE, colors=64))
+        frames.append(Image.open(buf).convert("P", palette=Image.Palette.ADAPTIVE, colors=64))
     out = io.BytesIO()
     frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], duration=150, loop=0, optimize=True)
     return common.atomic_write_bytes(pathlib.Path(out_dir) / f"animation_{v['tag']}.gif", out.getvalue())

@@ -277,6 +277,7 @@ def _check(state, name):
 def plot(result: Result, out_dir) -> list[pathlib.Path]:
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Rectangle
 
     cfg, s = result.config, 0
     titles = {"optimistic": "optimistic (best sampled w in S(u))", "pessimistic": "pessimistic (worst sampled w in S(u))",
@@ -305,7 +306,7 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
         p = result.points[c][s]
         for j in range(2):
             ax.scatter(p[j, 0], p[j, 1], marker="*", s=180, c=colors[j], edgecolors="k", zorder=5)
-        ax.add_patch(plt.Rectangle((-np.pi, -2), 2 * np.pi, 4, fill=False, ls="--", lw=0.6, color="gray"))
+        ax.add_patch(Rectangle((-np.pi, -2), 2 * np.pi, 4, fill=False, ls="--", lw=0.6, color="gray"))
         ax.set_xlim(-xl, xl)
         ax.set_ylim(-yl, yl)
         ax.set_title(f"{titles[c]}\ntest accuracy {result.acc[c][s]:.0%} (mean over seeds {np.mean(result.acc[c]):.0%})",

@@ -52,11 +52,31 @@ _MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg"
 
 
 # ------------------------------------------------------------------------------------ collecting
+def has_runs(folder: pathlib.Path) -> bool:
+    """Whether ``folder`` (or a sub-folder) holds a run, a sweep or a reproduction marker."""
+    folder = pathlib.Path(folder)
+    names = ("run.json", "sweep.json", "reproduce.json")
+    return any((folder / n).exists() for n in names) or any(
+        (sub / n).exists() for sub in folder.iterdir() if sub.is_dir() for n in names)
+
+
 def _entry(folder: pathlib.Path) -> dict | None:
-    run = read_json(folder / "run.json")
-    if run is None or run.get("kind") != "run":
+    if not (folder / "run.json").exists():
         return None
-    res = read_json(folder / "results.json") or {}
+    run = read_json(folder / "run.json")
+    if not isinstance(run, dict):  # shown, not dropped: a reader must see that something is wrong
+        run = {"kind": "run", "experiment": folder.name, "status": "corrupt run.json", "error": f"{folder / 'run.json'} is not valid JSON"}
+    if run.get("kind") != "run":
+        return None
+    res_path = folder / "results.json"
+    res = read_json(res_path)
+    if res_path.exists() and not (isinstance(res, dict) and isinstance(res.get("results"), (dict, list))):
+        run = dict(run, status=f"{run.get('status', '?')}, but results.json is corrupt",
+                   error=f"{res_path} is not a valid results file (truncated or edited?); rerun the experiment")
+        res = {}
+    elif not res_path.exists() and str(run.get("status", "")).startswith("done"):
+        run = dict(run, status=f"{run.get('status')}, but results.json is missing", error=f"{res_path} is missing")
+    res = res if isinstance(res, dict) else {}
     figures = [folder / f for f in res.get("figures", [])] if res else []
     if not figures:
         figures = sorted(p for p in folder.iterdir() if p.suffix.lower() in _MIME)
