@@ -15,8 +15,8 @@ def test_theory_results_and_claims():
     d = json.loads(json.dumps(common.to_jsonable(theory.run(cfg).to_dict())))
     m = d["cold_exact_min_norm"]
     assert m["inner_steps"] == [10, 100, 1000]
-    # the distance to the min-norm outer solution falls with the inner loop's length
-    assert m["rel_err_max"][0] > m["rel_err_max"][1] > m["rel_err_max"][2]
+    # the distance to the min-norm outer solution falls with the inner loop's length, to round-off
+    assert m["rel_err_max"][0] > 1e-3 and m["rel_err_max"][1] < 1e-6 and m["rel_err_max"][2] < 1e-12
     assert all(g >= -1e-12 for g in m["F_gap_max"])  # nobody beats min F*
     for c in theory.CLAIMS:
         value, ok = c.check(d)
