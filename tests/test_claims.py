@@ -27,6 +27,7 @@ def _set(path: tuple, value):
             d = d[k]
         d[path[-1]] = value
         return r
+
     return f
 
 
@@ -37,6 +38,7 @@ def _swapper(path: tuple, a, b):
             d = d[k]
         _swap(d, a, b)
         return r
+
     return f
 
 
@@ -47,6 +49,7 @@ def _reverse(path: tuple):
             d = d[k]
         d[path[-1]] = d[path[-1]][::-1]
         return r
+
     return f
 
 
@@ -55,6 +58,7 @@ def _both_bases(fn):
         for b in ("exponential", "inverse"):
             r = fn(b)(r)
         return r
+
     return f
 
 
@@ -79,8 +83,9 @@ def _long_and_short_swapped(r):
 # One deliberately wrong version of the stored results per claim: warm and cold (or retrain) swapped,
 # a norm sequence reversed, a cycle period off by one, an error grown past its tolerance.
 WRONG = {
-    "S4.3-cold-exact-min-norm-quadratic": lambda r: _set(("cold_exact_min_norm", "rel_err_max"),
-                                                         r["cold_exact_min_norm"]["rel_err_max"][:-1] + [1e-3])(r),
+    "S4.3-cold-exact-min-norm-quadratic": lambda r: _set(
+        ("cold_exact_min_norm", "rel_err_max"), r["cold_exact_min_norm"]["rel_err_max"][:-1] + [1e-3]
+    )(r),
     "S4.4-warm-equals-cold-strongly-convex": _set(("warm_equals_cold_strongly_convex", "rel_diff_max"), 1e-3),
     "S3-cold-start-needs-long-inner-loops": _long_and_short_swapped,
     "S4.5-partial-equals-full": _partial_moved,
@@ -91,11 +96,15 @@ WRONG = {
     "S4.8-warm-is-alternating-projection": _set(("inconsistent", "warm_full_vs_projections"), 1e-3),
     "E1.warm-beats-cold": _swapper(("test_accuracy",), "warm", "cold"),
     "E1.optimistic-beats-pessimistic": _swapper(("test_accuracy",), "optimistic", "pessimistic"),
-    "E2.warm-separates-rings": _swapper(("variants", "2rings-fixed", "test_accuracy"), "warm", "warm_retrain_final_points"),
-    "E2.outer-loss-warm-vs-retrain": _swapper(("variants", "2rings-fixed", "outer_loss_final"), "warm",
-                                              "warm_retrain_final_points"),
-    "E2.no-single-snapshot-suffices": _swapper(("variants", "2rings-fixed", "information_leak"), "warm_accuracy",
-                                               "best_single_snapshot_accuracy"),
+    "E2.warm-separates-rings": _swapper(
+        ("variants", "2rings-fixed", "test_accuracy"), "warm", "warm_retrain_final_points"
+    ),
+    "E2.outer-loss-warm-vs-retrain": _swapper(
+        ("variants", "2rings-fixed", "outer_loss_final"), "warm", "warm_retrain_final_points"
+    ),
+    "E2.no-single-snapshot-suffices": _swapper(
+        ("variants", "2rings-fixed", "information_leak"), "warm_accuracy", "best_single_snapshot_accuracy"
+    ),
     "E2.three-rings": _swapper(("variants", "3rings-fixed", "test_accuracy"), "warm", "cold"),
     "E2.soft-labels-switch": _set(("variants", "2rings-soft", "soft_label_switches", "mean_per_point"), 0.0),
     "E3.canvas-warm-beats-cold": _swapper(("test_accuracy_percent",), "warm", "cold"),
@@ -114,7 +123,9 @@ WRONG = {
     "E5.w-norm-smaller": _both_bases(lambda b: _reverse(("bases", b, "neumann", "w_norm"))),
     "E6.exact-ends-at-1-1": lambda r: _swap(r["dist_to_exact_point"], 0, 1) or r,
     "E6.neumann-ends-elsewhere": _neumann_distances_reversed,
-    "E8.spectral-maps": lambda r: _set(("check", "max_rel_deviation", next(iter(r["check"]["max_rel_deviation"]))), 1e-6)(r),
+    "E8.spectral-maps": lambda r: _set(
+        ("check", "max_rel_deviation", next(iter(r["check"]["max_rel_deviation"]))), 1e-6
+    )(r),
 }
 
 _IDS = [c.id for _, c in LEDGER]
@@ -156,7 +167,11 @@ def test_predicate_helpers():
     assert claims.monotone([1.0, 2.0, 3.0], decreasing=False)
     assert not claims.monotone([1.0], decreasing=False)
     assert not claims.monotone([1.0, float("nan")], decreasing=False)
-    assert claims.gap(10.0, 4.0, 6.0) and not claims.gap(10.0, 4.5, 6.0) and not claims.gap(float("nan"), 0.0, 0.0)
+    assert (
+        claims.gap(10.0, 4.0, 6.0)
+        and not claims.gap(10.0, 4.5, 6.0)
+        and not claims.gap(float("nan"), 0.0, 0.0)
+    )
     assert claims.all_at_most([1e-12, 0.0], 1e-10) and not claims.all_at_most([], 1.0)
     assert not claims.all_at_most([float("inf")], 1.0)
 
@@ -170,20 +185,26 @@ def test_missing_results_read_as_not_measured():
 # ------------------------------------------------------------------------------------ folders
 def _fake_reproduction(root: pathlib.Path, mode: str, skip=()) -> pathlib.Path:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "reproduce.json").write_text(json.dumps({"kind": "reproduce", "mode": mode, "experiments": sorted(STORED)}))
+    (root / "reproduce.json").write_text(
+        json.dumps({"kind": "reproduce", "mode": mode, "experiments": sorted(STORED)})
+    )
     for name, entry in STORED.items():
         if name in skip:
             continue
         d = root / name
         d.mkdir()
-        (d / "run.json").write_text(json.dumps({"kind": "run", "experiment": name, "status": "done", "config": {}}))
+        (d / "run.json").write_text(
+            json.dumps({"kind": "run", "experiment": name, "status": "done", "config": {}})
+        )
         (d / "results.json").write_text(json.dumps({"experiment": name, "results": entry["results"]}))
     return root
 
 
 def test_evaluate_quick_full_and_not_run(tmp_path):
     skipped = sorted(STORED)[0]
-    quick = {e["id"]: e for e in claims.evaluate(_fake_reproduction(tmp_path / "q", "quick", skip=(skipped,)))}
+    quick = {
+        e["id"]: e for e in claims.evaluate(_fake_reproduction(tmp_path / "q", "quick", skip=(skipped,)))
+    }
     full = {e["id"]: e for e in claims.evaluate(_fake_reproduction(tmp_path / "f", "full"))}
     for name, c in LEDGER:
         q, f = quick[c.id], full[c.id]
@@ -195,7 +216,11 @@ def test_evaluate_quick_full_and_not_run(tmp_path):
             assert q["status"] == "not run" and q["run"] is None
         elif not c.quick:
             assert q["status"] == "full run only"
-            assert q["full_run"]["status"] == f["status"] and q["full_run"]["commit"] and q["full_run"]["command"]
+            assert (
+                q["full_run"]["status"] == f["status"]
+                and q["full_run"]["commit"]
+                and q["full_run"]["command"]
+            )
         else:
             assert q["status"] == f["status"] and q["mode"] == "quick"
         assert set(q) >= {"id", "statement", "paper", "ours", "status", "run"}
@@ -225,7 +250,9 @@ def test_store_keeps_only_what_the_claims_read(tmp_path):
     payload = json.loads((run_folder / "results.json").read_text())
     payload["results"]["unused"] = list(range(1000))
     (run_folder / "results.json").write_text(json.dumps(payload))
-    out = claims.store([run_folder], command="blojax run {name}", commit="abc1234", path=tmp_path / "full.json")
+    out = claims.store(
+        [run_folder], command="blojax run {name}", commit="abc1234", path=tmp_path / "full.json"
+    )
     data = json.loads(out.read_text())
     assert data[name]["command"] == f"blojax run {name}" and data[name]["commit"] == "abc1234"
     assert "unused" not in data[name]["results"]

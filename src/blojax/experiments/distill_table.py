@@ -33,7 +33,7 @@ class Config(cd.Config):
         base = cd.Config.quick()
         fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(cd.Config)}
         # The 1-sample column with canvas_distill's quick settings (1000 outer steps: warm-start leads
-        # cold-start by 25-35 points over 5 base seeds; at 200 steps the two were level, which read as
+        # cold-start by 23-34 points over 5 base seeds; at 200 steps the two were level, which read as
         # the opposite of the paper). The 10-sample column is left to the full run: its warm-start lead
         # is small (+1.4 points on digits at 3000 steps) and at 200 steps it is within the seed noise.
         return cls(**fields, sizes=(1,))

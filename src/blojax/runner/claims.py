@@ -30,8 +30,18 @@ import pathlib
 import re
 from typing import Any, Callable, Iterable
 
-__all__ = ["Claim", "evaluate", "ledger", "STATUSES", "FULL_RESULTS", "gap", "monotone", "all_at_most",
-           "load_full_results", "mean_of"]
+__all__ = [
+    "Claim",
+    "evaluate",
+    "ledger",
+    "STATUSES",
+    "FULL_RESULTS",
+    "gap",
+    "monotone",
+    "all_at_most",
+    "load_full_results",
+    "mean_of",
+]
 
 STATUSES = ("holds", "fails", "full run only", "not run")
 FULL_RESULTS = pathlib.Path(__file__).with_name("full_results.json")
@@ -164,7 +174,9 @@ def _is_quick(run: dict, results: dict, mode: str | None) -> bool:
         mod = importlib.import_module(run.get("module") or common.available()[run["experiment"]])
         quick = json.loads(json.dumps(common.to_jsonable(dataclasses.asdict(mod.Config.quick()))))
         cfg = run.get("config") or results.get("config") or {}
-        return {k: v for k, v in cfg.items() if k != "seed"} == {k: v for k, v in quick.items() if k != "seed"}
+        return {k: v for k, v in cfg.items() if k != "seed"} == {
+            k: v for k, v in quick.items() if k != "seed"
+        }
     except Exception:  # noqa: BLE001
         return False
 
@@ -225,9 +237,15 @@ def _stored(claim: Claim, name: str, stored: dict) -> dict | None:
         value, ok = claim.check(entry["results"])
     except KeyError:
         return None
-    return {"ours": _jsonable(value), "shown": show(value), "status": "holds" if ok else "fails",
-            "commit": entry.get("commit", "?"), "command": entry.get("command", "?"),
-            "machine": entry.get("machine", ""), "date": entry.get("date", "")}
+    return {
+        "ours": _jsonable(value),
+        "shown": show(value),
+        "status": "holds" if ok else "fails",
+        "commit": entry.get("commit", "?"),
+        "command": entry.get("command", "?"),
+        "machine": entry.get("machine", ""),
+        "date": entry.get("date", ""),
+    }
 
 
 def evaluate(folder, *, stored: dict | None = None, names: Iterable[str] | None = None) -> list[dict]:
@@ -241,9 +259,20 @@ def evaluate(folder, *, stored: dict | None = None, names: Iterable[str] | None 
     stored = load_full_results() if stored is None else stored
     entries = []
     for name, claim in ledger(names):
-        e = {"id": claim.id, "experiment": name, "statement": claim.statement, "paper": claim.paper,
-             "margin": claim.margin, "ours": None, "shown": "-", "status": "not run", "run": None, "mode": None,
-             "explanation": "", "full_run": _stored(claim, name, stored)}
+        e = {
+            "id": claim.id,
+            "experiment": name,
+            "statement": claim.statement,
+            "paper": claim.paper,
+            "margin": claim.margin,
+            "ours": None,
+            "shown": "-",
+            "status": "not run",
+            "run": None,
+            "mode": None,
+            "explanation": "",
+            "full_run": _stored(claim, name, stored),
+        }
         if name not in runs:
             e["explanation"] = f"no finished run of {name} in this folder"
             entries.append(e)
@@ -259,15 +288,19 @@ def evaluate(folder, *, stored: dict | None = None, names: Iterable[str] | None 
             e.update(ours=_jsonable(value), shown=show(value))
         if quick and not claim.quick:
             e["status"] = "full run only"
-            e["explanation"] = ("the quick settings are too short for this effect; the full-run numbers "
-                                "are shown beside the quick ones")
+            e["explanation"] = (
+                "the quick settings are too short for this effect; the full-run numbers "
+                "are shown beside the quick ones"
+            )
         elif ok is None:
             e["explanation"] = f"this run of {name} does not measure it (a variant or setting left out)"
         elif ok:
             e["status"] = "holds"
         else:
             e["status"] = "fails"
-            e["explanation"] = claim.not_reproduced or f"ours ({show(value)}) misses the margin: {claim.margin}"
+            e["explanation"] = (
+                claim.not_reproduced or f"ours ({show(value)}) misses the margin: {claim.margin}"
+            )
         entries.append(e)
     return entries
 
@@ -278,7 +311,9 @@ def write(folder, entries: list[dict] | None = None) -> pathlib.Path:
 
     entries = evaluate(folder) if entries is None else entries
     counts = {s: sum(e["status"] == s for e in entries) for s in STATUSES}
-    return common.atomic_write_json(pathlib.Path(folder) / "claims.json", {"claims": entries, "counts": counts})
+    return common.atomic_write_json(
+        pathlib.Path(folder) / "claims.json", {"claims": entries, "counts": counts}
+    )
 
 
 # ------------------------------------------------------------------------------------ storing full runs
@@ -318,7 +353,9 @@ def trim(name: str, results: dict) -> dict:
     return rec.kept()
 
 
-def store(folders, *, command: str, commit: str, machine: str = "", date: str = "", path=None) -> pathlib.Path:
+def store(
+    folders, *, command: str, commit: str, machine: str = "", date: str = "", path=None
+) -> pathlib.Path:
     """Add the finished full runs in ``folders`` to the stored full-run numbers."""
     from blojax.experiments import common
 
@@ -327,8 +364,13 @@ def store(folders, *, command: str, commit: str, machine: str = "", date: str = 
     for folder in folders:
         runs, _ = _runs(pathlib.Path(folder))
         for name, (sub, run, results) in runs.items():
-            data[name] = {"results": trim(name, results), "commit": commit, "command": command.replace("{name}", name),
-                          "machine": machine, "date": date or run.get("finished", "")}
+            data[name] = {
+                "results": trim(name, results),
+                "commit": commit,
+                "command": command.replace("{name}", name),
+                "machine": machine,
+                "date": date or run.get("finished", ""),
+            }
     return common.atomic_write_json(path, dict(sorted(data.items())))
 
 
@@ -338,7 +380,9 @@ def _main(argv=None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m blojax.runner.claims", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("store", help="store the claims' numbers of finished full runs (with commit and command)")
+    s = sub.add_parser(
+        "store", help="store the claims' numbers of finished full runs (with commit and command)"
+    )
     s.add_argument("folders", nargs="+")
     s.add_argument("--command", required=True, help="the command that made the runs ({name}: the experiment)")
     s.add_argument("--machine", default="")
@@ -351,8 +395,13 @@ def _main(argv=None) -> int:
         return 0
     if args.cmd == "store":
         try:
-            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                    cwd=pathlib.Path(__file__).parent, check=True).stdout.strip()
+            commit = subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=pathlib.Path(__file__).parent,
+                check=True,
+            ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             commit = "?"
         print(store(args.folders, command=args.command, commit=commit, machine=args.machine))
