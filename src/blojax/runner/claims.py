@@ -181,23 +181,31 @@ def _is_quick(run: dict, results: dict, mode: str | None) -> bool:
         return False
 
 
-def _runs(folder: pathlib.Path) -> tuple[dict, str | None]:
-    """``{experiment: (run folder, run.json, results)}`` of the finished runs in ``folder`` (a
-    reproduction, a single run, or a folder of runs) and the reproduction's mode if any."""
+def _runs(folder: pathlib.Path) -> tuple[dict, dict, str | None]:
+    """``({experiment: (run folder, run.json, results)}, {experiment: why}, mode)``: the finished runs
+    in ``folder`` (a reproduction, a single run, or a folder of runs), why the others did not give
+    numbers, and the reproduction's mode if any."""
     folder = pathlib.Path(folder)
     rep = _read(folder / "reproduce.json")
     mode = rep.get("mode") if isinstance(rep, dict) else None
     candidates = [folder] + (sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else [])
-    out = {}
+    out, unfinished = {}, {}
     for sub in candidates:
         run = _read(sub / "run.json")
-        if not isinstance(run, dict) or run.get("kind") != "run" or run.get("status") != "done":
+        if not isinstance(run, dict) or run.get("kind") != "run":
             continue
+        name = run.get("experiment", sub.name)
         payload = _read(sub / "results.json")
-        if not isinstance(payload, dict) or not isinstance(payload.get("results"), dict):
+        if (
+            run.get("status") != "done"
+            or not isinstance(payload, dict)
+            or not isinstance(payload.get("results"), dict)
+        ):
+            why = run.get("error") or "no results.json"
+            unfinished.setdefault(name, f"the run in {sub} did not finish ({run.get('status', '?')}: {why})")
             continue
-        out.setdefault(run.get("experiment", sub.name), (sub, run, payload["results"]))
-    return out, mode
+        out.setdefault(name, (sub, run, payload["results"]))
+    return out, unfinished, mode
 
 
 def _fmt(v) -> str:
@@ -255,7 +263,7 @@ def evaluate(folder, *, stored: dict | None = None, names: Iterable[str] | None 
     folder, or ``None``), ``mode`` (``quick`` / ``full``), ``explanation`` (for ``fails`` and
     ``not run``) and ``full_run`` (the stored full-run value with its commit and command, when
     there is one)."""
-    runs, mode = _runs(pathlib.Path(folder))
+    runs, unfinished, mode = _runs(pathlib.Path(folder))
     stored = load_full_results() if stored is None else stored
     entries = []
     for name, claim in ledger(names):
@@ -274,7 +282,7 @@ def evaluate(folder, *, stored: dict | None = None, names: Iterable[str] | None 
             "full_run": _stored(claim, name, stored),
         }
         if name not in runs:
-            e["explanation"] = f"no finished run of {name} in this folder"
+            e["explanation"] = unfinished.get(name, f"no run of {name} in this folder")
             entries.append(e)
             continue
         sub, run, results = runs[name]
@@ -362,7 +370,7 @@ def store(
     path = pathlib.Path(path or FULL_RESULTS)
     data = load_full_results(path)
     for folder in folders:
-        runs, _ = _runs(pathlib.Path(folder))
+        runs, _, _ = _runs(pathlib.Path(folder))
         for name, (sub, run, results) in runs.items():
             data[name] = {
                 "results": trim(name, results),
