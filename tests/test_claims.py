@@ -258,3 +258,17 @@ def test_store_keeps_only_what_the_claims_read(tmp_path):
     assert "unused" not in data[name]["results"]
     for n, c in claims.ledger([name]):
         assert c.check(data[name]["results"])[1]
+
+
+def test_a_single_run_folder_gets_only_its_own_claims(tmp_path):
+    root = _fake_reproduction(tmp_path / "one", "full")
+    (root / "reproduce.json").unlink()
+    single = root / "spectral"
+    entries = claims.evaluate(single)
+    assert [e["id"] for e in entries] == [c.id for n, c in LEDGER if n == "spectral"]
+    assert all(e["status"] == "holds" and e["mode"] == "full" for e in entries)
+    # a failed run: its claims are 'not run' and say why
+    run = json.loads((single / "run.json").read_text())
+    (single / "run.json").write_text(json.dumps({**run, "status": "failed", "error": "ValueError: boom"}))
+    entries = claims.evaluate(single)
+    assert entries and all(e["status"] == "not run" and "boom" in e["explanation"] for e in entries)

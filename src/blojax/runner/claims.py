@@ -257,13 +257,19 @@ def _stored(claim: Claim, name: str, stored: dict) -> dict | None:
 
 
 def evaluate(folder, *, stored: dict | None = None, names: Iterable[str] | None = None) -> list[dict]:
-    """The ledger of ``folder``: one entry per declared claim, in declaration order, with ``id``,
+    """The ledger of ``folder``: one entry per declared claim with ``id``,
     ``experiment``, ``statement``, ``paper``, ``ours`` (the value read from this run, or ``None``),
     ``shown`` (``ours`` as text), ``margin``, ``status`` (one of :data:`STATUSES`), ``run`` (the run
     folder, or ``None``), ``mode`` (``quick`` / ``full``), ``explanation`` (for ``fails`` and
     ``not run``) and ``full_run`` (the stored full-run value with its commit and command, when
-    there is one)."""
-    runs, unfinished, mode = _runs(pathlib.Path(folder))
+    there is one), in the paper's order.
+
+    A reproduction (``reproduce.json``) gets every claim; any other folder (one run, or a folder of
+    runs) only the claims of the experiments it holds runs of."""
+    folder = pathlib.Path(folder)
+    runs, unfinished, mode = _runs(folder)
+    if names is None and not (folder / "reproduce.json").exists():
+        names = set(runs) | set(unfinished)
     stored = load_full_results() if stored is None else stored
     entries = []
     for name, claim in ledger(names):
