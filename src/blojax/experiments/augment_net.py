@@ -363,7 +363,7 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
 from blojax.runner.claims import Claim, gap  # noqa: E402
 
 _NOT_REPRODUCED = ("not reproduced: our cold-start (fixed w0, 100-200 inner steps, Neumann hypergradient) learns a "
-                   "strong augmentation; see docs/experiments/image.md, 'What the must show list asked', item 3")
+                   "strong augmentation; see docs/experiments/image.md, section 'What the must-show list asked', item 3")
 
 
 def _accs(r):
@@ -382,7 +382,7 @@ CLAIMS = (
           "MNIST 9.15; CIFAR-10 11.12",
           _accs, lambda o: o["warm_retrain %"] <= 25.0, "warm+retrain <= 25 %",
           quick=False, not_reproduced=("not reproduced at stable settings (57.9 % on digits, 72.6 % on Fashion-MNIST); "
-                                       "see docs/experiments/image.md, item 2")),
+                                       "see docs/experiments/image.md, section 'What the must-show list asked', item 2")),
     Claim("E4.augment-helps",
           "Augment-net on a small training subset: warm-start's learned augmentation beats no augmentation by >= 1 point",
           "the subset is small so that augmentation helps (no number given)",
