@@ -41,6 +41,13 @@ napoleon_numpy_docstring = False
 napoleon_use_ivar = True
 # ``x`` in docstrings is inline code (the docstrings write their formulas in it).
 default_role = "code"
+# Every cross-reference must resolve (a :func: to a renamed function fails the build), except types of
+# other libraries, whose inventories are not fetched (the build needs no network), and private bases.
+nitpicky = True
+nitpick_ignore_regex = [
+    ("py:class", r"(jax|jaxlib|optax|numpy|np)(\..*)?"),
+    ("py:class", r"blojax(\.\w+)*\._\w+"),
+]
 
 html_theme = "furo"
 html_title = f"blojax {release} API reference"
