@@ -11,9 +11,11 @@
 
 from . import analysis, linalg
 from .algorithms import BilevelState, ColdStart, NonFiniteError, WarmStart
-from .hypergrad import CG, Damped, Exact, Identity, Method, Neumann, Unroll, hypergradient
+from .hypergrad import CG, Damped, Exact, HypergradInfo, Identity, Method, Neumann, Unroll, hypergradient
 from .inner import ClosedForm, InnerInfo, InnerLoop
 from .problem import Problem
+from .status import Status
+from .stochastic import F2SA, SABA, SOBA, AmIGO, StocBiO  # noqa: F401  (blojax.stochastic: minibatch solvers)
 
 __version__ = "0.1.0"
 
@@ -30,6 +32,8 @@ __all__ = [
     "Exact",
     "Identity",
     "hypergradient",
+    "HypergradInfo",
+    "Status",
     "ColdStart",
     "WarmStart",
     "BilevelState",

@@ -468,5 +468,37 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     return paths
 
 
+# ------------------------------------------------------------------------------------ claims ledger
+from blojax.runner.claims import Claim, gap  # noqa: E402
+
+
+def _accs(r):
+    acc = r["test_accuracy_percent"]
+    return {"cold %": round(acc["cold"]["mean"], 1), "warm %": round(acc["warm"]["mean"], 1),
+            "warm+retrain %": round(acc["warm_retrain"]["mean"], 1)}
+
+
+CLAIMS = (
+    Claim("E3.canvas-warm-beats-cold",
+          "One distilled canvas + soft label: warm-start's accuracy on the original task exceeds cold-start's by >= 10 points",
+          "Fig. 9: warm-start accuracy high, cold-start low",
+          _accs, lambda o: gap(o["warm %"], o["cold %"], 10.0), "warm - cold >= 10 points (mean over seeds)"),
+    Claim("E3.canvas-retrain-collapses",
+          "One canvas: a fresh model retrained on warm-start's canvas scores <= 25 % and >= 20 points below warm-start",
+          "Fig. 9: warm-start + retrain low",
+          _accs, lambda o: o["warm+retrain %"] <= 25.0 and gap(o["warm %"], o["warm+retrain %"], 20.0),
+          "warm+retrain <= 25 % and warm - warm+retrain >= 20 points"),
+    Claim("E3.soft-label-keeps-moving",
+          "One canvas: warm-start's soft label keeps moving between classes (L1 change per evaluation in the second "
+          "half >= 2x cold-start's, whose label settles)",
+          "Fig. 9: cold-start's soft label settles on a class mixture; warm-start's keeps moving",
+          lambda r: {"drift warm": round(sum(r["soft_label"]["warm"]["l1_drift_per_eval_second_half"])
+                                         / len(r["soft_label"]["warm"]["l1_drift_per_eval_second_half"]), 4),
+                     "drift cold": round(sum(r["soft_label"]["cold"]["l1_drift_per_eval_second_half"])
+                                         / len(r["soft_label"]["cold"]["l1_drift_per_eval_second_half"]), 4)},
+          lambda o: o["drift warm"] > 0 and o["drift warm"] >= 2 * o["drift cold"], "drift_warm >= 2 drift_cold"),
+)
+
+
 if __name__ == "__main__":
     raise SystemExit(common.main(__name__))

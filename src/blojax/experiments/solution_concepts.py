@@ -323,5 +323,32 @@ def main(argv=None) -> int:
     return common.main(__name__, argv)
 
 
+# ------------------------------------------------------------------------------------ claims ledger
+from blojax.runner.claims import Claim, gap  # noqa: E402
+
+
+def _acc(r, c):
+    return round(100 * r["test_accuracy"][c]["mean"], 1)
+
+
+CLAIMS = (
+    Claim("E1.warm-beats-cold",
+          "Warm-start's points move and its model fits the data: warm-start's test accuracy exceeds cold-start's "
+          "(min-norm boundary) by >= 5 points",
+          "Fig. 2: cold-start gives the min-norm boundary, warm-start fits the data (no numbers)",
+          lambda r: {"warm %": _acc(r, "warm"), "cold %": _acc(r, "cold")},
+          lambda o: gap(o["warm %"], o["cold %"], 5.0), "warm - cold >= 5 points (mean over seeds)"),
+    Claim("E1.optimistic-beats-pessimistic",
+          "The optimistic solution (best inner solution for F) beats the pessimistic one (worst) in test accuracy by "
+          ">= 5 points and in outer loss F by a factor >= 3",
+          "Fig. 2: optimistic and pessimistic solutions differ (no numbers)",
+          lambda r: {"optimistic %": _acc(r, "optimistic"), "pessimistic %": _acc(r, "pessimistic"),
+                     "F optimistic": r["outer_loss_train"]["optimistic"]["mean"],
+                     "F pessimistic": r["outer_loss_train"]["pessimistic"]["mean"]},
+          lambda o: gap(o["optimistic %"], o["pessimistic %"], 5.0) and o["F pessimistic"] >= 3 * o["F optimistic"],
+          "optimistic - pessimistic >= 5 points and F_pes >= 3 F_opt"),
+)
+
+
 if __name__ == "__main__":
     raise SystemExit(common.main(__name__))

@@ -29,17 +29,42 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
+_CHILDREN: set = set()  # running child processes, ended by the parent on SIGINT/SIGTERM
+_CHILDREN_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+def _end_children(grace: float = 10.0) -> None:
+    """SIGTERM every running child (each records ``interrupted`` in its run.json), SIGKILL after ``grace`` s."""
+    _STOPPING.set()
+    with _CHILDREN_LOCK:
+        procs = list(_CHILDREN)
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def _run_one(cmd: list[str], log: pathlib.Path, timeout: float | None) -> tuple[int, float, float, str]:
     """Run ``cmd``, its output streamed to a hidden file beside ``log`` (``tail -f`` it to watch a long
     run), renamed to ``log`` at the end. Returns ``(returncode, wall seconds, CPU seconds, output)``;
-    returncode 124 when it ran past ``timeout``."""
+    returncode 124 when it ran past ``timeout``, 130 when the parent was interrupted before it started."""
+    if _STOPPING.is_set():
+        return 130, 0.0, 0.0, "not started: interrupted"
     t0 = time.perf_counter()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     log.parent.mkdir(parents=True, exist_ok=True)
     partial = log.with_name(f".{log.name}.running")  # not .tmp: a run cleans those up in its folder
     timed_out = threading.Event()
     with open(partial, "w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        with _CHILDREN_LOCK:
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+            _CHILDREN.add(proc)
 
         def kill():
             timed_out.set()
@@ -53,6 +78,8 @@ def _run_one(cmd: list[str], log: pathlib.Path, timeout: float | None) -> tuple[
         finally:
             if timer:
                 timer.cancel()
+            with _CHILDREN_LOCK:
+                _CHILDREN.discard(proc)
         proc.returncode = os.waitstatus_to_exitcode(status)
         rc = 124 if timed_out.is_set() else proc.returncode
         if timed_out.is_set():
@@ -139,8 +166,17 @@ def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=Tr
         return rc == 0
 
     tasks = [functools.partial(one, n) for n in names] + ([run_demo] if demo else [])
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+    _STOPPING.clear()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
+    try:
         oks = [f.result() for f in [pool.submit(t) for t in tasks]]
+    except BaseException:  # SIGINT / SIGTERM (or a bug): end the children, record it, pass it on
+        _end_children()
+        pool.shutdown(wait=True, cancel_futures=True)
+        marker.update(status="interrupted", finished=now(), total_seconds=time.perf_counter() - t_start)
+        common.atomic_write_json(out / "reproduce.json", marker)
+        raise
+    pool.shutdown(wait=True)
     ok = all(oks)
     total = time.perf_counter() - t_start
     cpu_total = sum((r.get("cpu_seconds") or 0.0) for r in marker["runs"].values())
