@@ -18,6 +18,7 @@ from blojax.data import synthetic
 from blojax.experiments import common, rings, solution_concepts
 from blojax.experiments.common import ConfigError
 from blojax.models.mlp import init_mlp, mlp_apply
+from conftest import assert_close
 
 TINY_RINGS = rings.Config(classes=(2,), soft_labels=(True,), n_per_class=20, width=4, depth=1,
                           warm_steps=24, snapshots=4, cold_steps=2, cold_inner_steps=8, cold_unroll=2,
@@ -78,13 +79,13 @@ def test_retrain_is_the_cold_start_inner_solve(inner_loss):
     w_fresh = rings.train_fresh(w0, u["x"], jnp.eye(2), 0.1, 25, inner_loss)
     w_inner, info = blo.InnerLoop(optax.sgd(0.1), steps=25).run(problem, u, w0)
     for a, b in zip(jax.tree_util.tree_leaves(w_fresh), jax.tree_util.tree_leaves(w_inner)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+        assert_close(a, b, ulps=256)  # 25 float32 SGD steps by two code paths
     assert float(info.f) < float(problem.f(u, w0))
 
 
 def test_soft_labels_start_uniform_and_fixed_labels_are_one_hot():
     x = jnp.zeros((3, 2))
-    np.testing.assert_allclose(rings.labels_of({"x": x, "logits": jnp.zeros((3, 3))}, 3), np.full((3, 3), 1 / 3), rtol=1e-6)
+    assert_close(rings.labels_of({"x": x, "logits": jnp.zeros((3, 3))}, 3), np.full((3, 3), 1 / 3), ulps=4)
     np.testing.assert_array_equal(rings.labels_of({"x": x}, 3), np.eye(3))
 
 
@@ -106,14 +107,14 @@ def test_disk_projection_only_moves_points_outside():
     new, _ = opt.update(upd, opt.init(params), params)
     x = params["x"] + new["x"]
     np.testing.assert_allclose(x[0], [0.5, 0.5])         # inside: untouched
-    np.testing.assert_allclose(x[1], [2.0, 0.0], rtol=1e-6)  # outside: onto the circle
+    assert_close(x[1], np.array([2.0, 0.0]), ulps=8)  # outside: onto the circle
     np.testing.assert_array_equal(new["logits"], upd["logits"])
 
 
 def test_init_points_lie_on_their_ring():
     data = synthetic.rings(30, 3, noise=0.0, seed=1)
     u = rings.init_points(3, data.x, data.y, 3, True)
-    np.testing.assert_allclose(np.linalg.norm(np.asarray(u["x"]), axis=1), [1, 2, 3], rtol=1e-5)
+    assert_close(np.linalg.norm(np.asarray(u["x"]), axis=1), np.array([1.0, 2.0, 3.0], np.float32), ulps=16)
     assert u["logits"].shape == (3, 3)
 
 
@@ -153,7 +154,7 @@ def test_rings_numbers_match_a_recomputation(rings_result):
     cfg = TINY_RINGS
     test = v["test"]
     for s in range(cfg.seeds):
-        w = jax.tree_util.tree_map(lambda a: a[s], v["w_warm"])
+        w = jax.tree_util.tree_map(lambda a: a[s], v["w_warm"])  # noqa: B023 - used in this iteration
         acc = float(rings.accuracy(w, test.x, test.y))
         assert acc == pytest.approx(float(v["snap_acc"][s, -1]))
         np.testing.assert_allclose(v["snap_x"][s, -1], v["u_warm"]["x"][s])
@@ -167,8 +168,9 @@ def test_rings_numbers_match_a_recomputation(rings_result):
     algo = blo.WarmStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=1), blo.Unroll(1),
                          rings.outer_optimizer(cfg, True, radius))
     st, hist = algo.run(algo.init(u0, w0), cfg.warm_steps)
-    np.testing.assert_allclose(np.asarray(st.u["x"]), v["u_warm"]["x"][1], rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(hist["F"]), v["warm_F"][1], rtol=1e-4, atol=1e-5)
+    # vmapped + chunked vs one plain scan over the warm steps, float32: ~1e-4 of each quantity's scale
+    assert_close(st.u["x"], v["u_warm"]["x"][1], ulps=1024)
+    assert_close(hist["F"], v["warm_F"][1], ulps=1024)
     # the points never leave the data disk
     assert np.all(np.linalg.norm(v["x_traj"], axis=-1) <= radius * (1 + 1e-5))
 
@@ -201,7 +203,7 @@ def test_solution_concepts_sampling_picks_the_extremes():
     table = np.full((cfg.pairs, cfg.models), np.nan)
     for p in range(cfg.pairs):
         for m in range(cfg.models):
-            w0 = jax.tree_util.tree_map(lambda a: a[p, m], inits)
+            w0 = jax.tree_util.tree_map(lambda a: a[p, m], inits)  # noqa: B023 - used in this iteration
             w = rings.train_fresh(w0, pairs[p], eye, cfg.fit_lr, cfg.fit_steps)
             lg = mlp_apply(w, pairs[p])
             if float(rings.cross_entropy(lg, eye)) < cfg.fit_tol and np.all(np.asarray(jnp.argmax(lg, -1)) == [0, 1]):

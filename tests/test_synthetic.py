@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from blojax.data import synthetic
+from conftest import assert_close
 
 
 @pytest.mark.parametrize("C", [2, 3])
@@ -23,8 +24,8 @@ def test_rings_shapes_labels_and_radii(C):
 def test_rings_noise_free_and_custom_radii():
     d = synthetic.rings(20, 2, noise=0.0, radii=[0.5, 3.0], seed=0)
     r = np.linalg.norm(d.x, axis=1)
-    np.testing.assert_allclose(r[d.y == 0], 0.5, rtol=1e-6)
-    np.testing.assert_allclose(r[d.y == 1], 3.0, rtol=1e-6)
+    assert_close(r[d.y == 0], np.full(20, 0.5, np.float32), ulps=8)  # float32 cos/sin times the radius
+    assert_close(r[d.y == 1], np.full(20, 3.0, np.float32), ulps=8)
 
 
 def test_rings_seeded():

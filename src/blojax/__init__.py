@@ -16,6 +16,7 @@ from .hypergrad import CG, Damped, Exact, HypergradInfo, Identity, Method, Neuma
 from .inner import ClosedForm, InnerInfo, InnerLoop
 from .problem import Problem
 from .status import Status
+from .stochastic import F2SA, SABA, SOBA, AmIGO, StocBiO  # noqa: F401  (blojax.stochastic: minibatch solvers)
 from .transform import implicit_diff, solve
 
 __version__ = "0.1.0"

@@ -24,6 +24,7 @@ import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import optax
 
@@ -91,6 +92,9 @@ class _Bilevel:
     diagnostics: bool = True
 
     cold: bool = dataclasses.field(default=False, init=False)
+    _jit_step: Callable = dataclasses.field(init=False, repr=False)
+    _jit_scan: Callable = dataclasses.field(init=False, repr=False)
+    _outer: Any = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):
         name = type(self).__name__
@@ -269,7 +273,7 @@ class _Bilevel:
             start = 0
             while start < steps:
                 n = min(size, steps - start)
-                sl = lambda t: jax.tree_util.tree_map(lambda x: x[start : start + n], t)  # noqa: E731
+                sl = lambda t: jax.tree_util.tree_map(lambda x: x[start : start + n], t)  # noqa: E731, B023 - used in this iteration
                 state, h = self._jit_scan(state, n, sl(inner_batches), sl(outer_batches))
                 jax.block_until_ready(h)
                 parts.append(h)

@@ -51,7 +51,6 @@ from ._tree import (
     pytree_dataclass,
     runtime_violations,
     tree_all_finite,
-    tree_axpy,
     tree_norm,
     tree_size,
     tree_sub,
@@ -143,7 +142,7 @@ class Method:
     A strategy maps a cotangent ``w_bar`` at the inner solution to ``J^T w_bar``, ``J = dw/du`` (and to
     the cotangents of the data the inner objective reads). Everything in blojax that differentiates
     an inner solve (:func:`hypergradient`, :func:`blojax.solve`, :func:`blojax.implicit_diff`, the
-    bilevel algorithms, the spectral analysis) goes through :meth:`linearize`:
+    bilevel algorithms, the spectral analysis) goes through ``linearize``:
 
     * ``presolver(inner)``: the inner solver to run *before* the strategy (``Unroll(K)`` takes the
       last K of T steps itself, so it returns the solver for ``T - K`` steps; the others ``inner``);

@@ -26,6 +26,7 @@ import inspect
 from typing import Any, Callable
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 

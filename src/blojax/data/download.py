@@ -19,7 +19,8 @@ import dataclasses
 import os
 import pathlib
 
-__all__ = ["DatasetNotFoundError", "Source", "SOURCES", "find_files", "cache_dir", "SYSTEM_DIRS"]
+__all__ = ["DatasetNotFoundError", "Source", "SOURCES", "find_files", "cache_dir", "SYSTEM_DIRS", "files_used",
+           "reset_files_used", "record_source"]
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -101,13 +102,72 @@ SYSTEM_DIRS = {
 }
 
 
+# ------------------------------------------------------------------------------------ provenance
+_USED: list[dict] = []
+_DIGESTS: dict = {}
+
+
+def _digest(path: pathlib.Path) -> tuple[int, str]:
+    """``(size in bytes, sha256 hex)`` of a file, or of every file under a folder (names and contents,
+    sorted); cached by path, size and modification time."""
+    import hashlib
+
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    stamp = (str(path), tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    if stamp not in _DIGESTS:
+        h, size = hashlib.sha256(), 0
+        for p in files:
+            if path.is_dir():
+                h.update(str(p.relative_to(path)).encode() + b"\0")
+            with open(p, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+                    size += len(block)
+        _DIGESTS[stamp] = (size, h.hexdigest())
+    return _DIGESTS[stamp]
+
+
+def _record(dataset: str, found_in: str, files: dict) -> dict:
+    for role, path in files.items():
+        path = pathlib.Path(path)
+        size, sha = _digest(path)
+        entry = {"dataset": dataset, "role": role, "name": path.name, "size": size, "sha256": sha,
+                 "path": str(path.resolve()), "found_in": found_in}
+        if not any(e["path"] == entry["path"] and e["role"] == role for e in _USED):
+            _USED.append(entry)
+    return files
+
+
+def record_source(dataset: str, description: str, version: str) -> None:
+    """Record a dataset that comes from a package rather than files (e.g. scikit-learn's digits)."""
+    entry = {"dataset": dataset, "role": "package", "name": description, "size": None, "sha256": version,
+             "path": None, "found_in": "package"}
+    if entry not in _USED:
+        _USED.append(entry)
+
+
+def files_used(full: bool = False) -> list[dict]:
+    """The dataset files this process has read through :func:`find_files`, in order: ``{dataset, role,
+    name, size, sha256}`` each (``full``: also ``path`` and ``found_in``). Run folders record them in
+    results.json, and checkpoints carry them so a resume with other data is refused."""
+    keys = ("dataset", "role", "name", "size", "sha256") + (("path", "found_in") if full else ())
+    return [{k: e[k] for k in keys} for e in _USED]
+
+
+def reset_files_used() -> None:
+    """Forget the recorded files (a new run in the same process starts from none)."""
+    _USED.clear()
+
+
 def cache_dir() -> pathlib.Path:
     """The download cache: ``$BLOJAX_CACHE`` or the platform cache folder for ``blojax``."""
     env = os.environ.get("BLOJAX_CACHE")
     if env:
         return pathlib.Path(env).expanduser()
-    import pooch
-
+    try:
+        import pooch
+    except ImportError:  # without the data extra: the same folder pooch would use on Linux
+        return pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "blojax"
     return pathlib.Path(pooch.os_cache("blojax"))
 
 
@@ -178,13 +238,22 @@ def find_files(name: str, root=None, *, download: bool = False) -> dict:
     for label, base in places:
         got = _resolve_in(base, source, want)
         if got is not None:
-            return got
+            return _record(name, label, got)
         searched.append(f"{label}: {base}" + ("" if base.exists() else " (does not exist)"))
+        if label in ("root argument", "BLOJAX_DATA"):  # named by the user: never fall back to another copy
+            if download:
+                break  # asked for: download (and checksum) into the cache instead
+            why = "does not exist" if not base.exists() else "lacks some of the files"
+            raise DatasetNotFoundError(
+                f"dataset {name!r}: {label} {base} {why} ({', '.join(source.files.values())}; searched it and its "
+                f"sub-folders {', '.join(source.folders)}); "
+                f"point root= or BLOJAX_DATA at a folder holding the files, leave both unset to use the system copy "
+                f"or the download cache, or pass download=True")
 
     error = None
     if download:
         try:
-            return _download(source, cache)
+            return _record(name, "download", _download(source, cache))
         except Exception as exc:  # noqa: BLE001 - reported below with the search list
             error = f"{type(exc).__name__}: {exc}"
     files = ", ".join(source.files.values())
@@ -206,7 +275,10 @@ def find_files(name: str, root=None, *, download: bool = False) -> dict:
 
 
 def _download(source: Source, cache: pathlib.Path) -> dict:
-    import pooch
+    try:
+        import pooch
+    except ImportError:
+        raise ImportError("downloading datasets needs pooch, which is in the optional extra: pip install 'blojax[data]'") from None
 
     cache.mkdir(parents=True, exist_ok=True)
     found = {}

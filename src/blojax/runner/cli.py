@@ -1,13 +1,16 @@
 """The ``blojax`` command: ``list``, ``run``, ``sweep``, ``reproduce``, ``report`` (see docs/cli.md).
 
-Exit codes: 0 done; 1 a run failed or diverged (its folder keeps what was written); 2 bad input (one
-line on stderr naming the valid choices, no traceback); 130 interrupted.
+Exit codes: 0 done; 1 a run failed, diverged, gave non-finite results or its figures failed (its folder
+keeps what was written); 2 bad input, including an --out folder that holds another run or cannot be
+written (one line on stderr naming the valid choices, no traceback); 130 interrupted by SIGINT (Ctrl-C),
+143 by SIGTERM. ``--debug`` anywhere on the line shows the traceback of an unexpected error.
 """
 
 from __future__ import annotations
 
 import argparse
 import pathlib
+import signal
 import sys
 
 from .errors import UsageError
@@ -56,6 +59,10 @@ def _add_config_args(p, *, seed=True):
         p.add_argument("--seed", type=int, default=None, help="random seed (sets the config's seed field)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (they are also off when stderr is not a terminal)")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="N", help="outer steps per compiled chunk and checkpoint (default: 1/20 of each loop)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="S",
+                   help="seconds one loop may take: one compiled step is timed first and a longer loop is refused")
+    p.add_argument("--force", action="store_true",
+                   help="clear an --out folder holding another run, and run past the memory/time guard")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="(re)write report.html and report.md of a folder of runs")
     p.add_argument("folder")
+
+    # internal: the shared process of `reproduce` (runs OUT/NAME for each NAME in turn)
+    p = sub.add_parser("run-group")
+    p.add_argument("names", nargs="+")
+    p.add_argument("--out", required=True)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--resume", action="store_true")
     return parser
 
 
@@ -125,12 +139,12 @@ def _run_module(mod, name, args, argv, default_out=None) -> int:
 
     config = _build_config(mod, name, quick=args.quick, config_file=args.config, sets=args.set, seed=args.seed)
     rundir.validate(config, f"{name}.Config")
-    if args.checkpoint_every is not None and args.checkpoint_every < 1:
-        raise UsageError(f"--checkpoint-every expects a positive integer, got {args.checkpoint_every}")
+    _check_common(args)
     out = pathlib.Path(args.out or default_out or f"runs/{name}-{configs.fingerprint(name, config)[:8]}")
     payload = rundir.execute(
-        mod, name, config, out, resume=args.resume, progress=_progress(args),
+        mod, name, config, out, resume=args.resume, force=args.force, progress=_progress(args),
         checkpoint_every=args.checkpoint_every, plots=not getattr(args, "no_plots", False), argv=argv,
+        time_budget=args.time_budget,
     )
     n_fig = len(payload["figures"])
     print(f"{name}: {payload['seconds']:.1f} s (+{payload['plot_seconds']:.1f} s plots); wrote {out}/results.json"
@@ -138,10 +152,23 @@ def _run_module(mod, name, args, argv, default_out=None) -> int:
     return 0
 
 
+def _check_common(args) -> None:
+    import math
+
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise UsageError(f"--checkpoint-every expects a positive integer, got {args.checkpoint_every}")
+    tb = getattr(args, "time_budget", None)
+    if tb is not None and not (math.isfinite(tb) and tb > 0):
+        raise UsageError(f"--time-budget expects a positive number of seconds, got {tb}")
+
+
 def cmd_sweep(args, argv) -> int:
     from . import configs, sweep
 
     mod = _load(args.experiment)
+    _check_common(args)
+    if args.ray_cpus is not None and args.ray_cpus < 1:
+        raise UsageError(f"--ray-cpus expects a positive integer, got {args.ray_cpus}")
     if not args.grid and args.seeds is None:
         raise UsageError("sweep: give at least one --grid KEY=V1,V2,... or --seeds")
     if args.backend not in ("local", "ray"):
@@ -152,7 +179,7 @@ def cmd_sweep(args, argv) -> int:
         if args.address:
             sweep._check_address(args.address)
         try:
-            import ray  # noqa: F401
+            import ray  # noqa: F401  # pyright: ignore[reportMissingImports]
         except ImportError:
             raise UsageError("the ray backend needs the optional extra: pip install 'blojax[ray]'") from None
     label = f"{args.experiment}.Config"
@@ -172,8 +199,12 @@ def cmd_sweep(args, argv) -> int:
 
 
 def cmd_reproduce(args, argv) -> int:
+    import math
+
     from . import reproduce
 
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UsageError(f"--timeout expects a positive number of seconds, got {args.timeout:g}")
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     ok = reproduce.reproduce(pathlib.Path(args.out), quick=not args.full, only=only, resume=args.resume,
                              demo=not args.no_demo, timeout=args.timeout, argv=argv, jobs=args.jobs)
@@ -186,17 +217,73 @@ def cmd_report(args) -> int:
     folder = pathlib.Path(args.folder)
     if not folder.is_dir():
         raise UsageError(f"report: no such folder {folder}")
+    if not report.has_runs(folder):
+        raise UsageError(f"report: {folder} holds no runs (no run.json, sweep.json or reproduce.json in it or its sub-folders)")
     html, md = report.write_report(folder)
     print(f"wrote {html} and {md}")
     return 0
 
 
+def _on_sigterm(signum, frame):
+    from .rundir import Terminated
+
+    raise Terminated()
+
+
+def _guarded(fn, argv, prefix: str) -> int:
+    """Run ``fn()`` mapping every outcome to an exit code and at most one line on stderr: bad input 2,
+    failed run 1, SIGINT 130, SIGTERM 143, a file-system error 1 (naming the path), any other error 1
+    (``--debug`` in ``argv`` re-raises it with its traceback)."""
+    from .rundir import RunFailed, os_error
+
+    debug = "--debug" in argv
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        return fn()
+    except UsageError as exc:
+        print(f"{prefix}error: {exc}", file=sys.stderr)
+        return 2
+    except RunFailed as exc:
+        print(f"{prefix}{exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt as exc:
+        from .rundir import Terminated
+
+        print(f"{prefix}interrupted", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    except OSError as exc:
+        if debug:
+            raise
+        print(f"{prefix}error: {os_error(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001
+        if debug:
+            raise
+        print(f"{prefix}error: {type(exc).__name__}: {exc}".splitlines()[0] + " (run again with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from .rundir import RunFailed
 
-    try:
-        args = _parser().parse_args(argv)
+    def go() -> int:
+        args = _parser().parse_args([a for a in argv if a != "--debug"])
+        if args.command in ("run", "sweep", "reproduce", "run-group"):
+            from .jaxcache import enable
+
+            enable()
+        if args.command == "run-group":
+            from .reproduce import run_group
+
+            return run_group(pathlib.Path(args.out), args.names, quick=args.quick, resume=args.resume)
         if args.command == "list":
             return cmd_list(args)
         if args.command == "run":
@@ -207,22 +294,13 @@ def main(argv=None) -> int:
             return cmd_reproduce(args, argv)
         if args.command == "report":
             return cmd_report(args)
-    except UsageError as exc:
-        print(f"blojax: error: {exc}", file=sys.stderr)
         return 2
-    except RunFailed as exc:
-        print(f"blojax: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("blojax: interrupted", file=sys.stderr)
-        return 130
-    return 2
+
+    return _guarded(go, argv, "blojax: ")
 
 
 def module_main(mod, name: str, argv=None) -> int:
     """``python -m blojax.experiments.<name> --out DIR [--quick] [--seed N] [--set k=v] [--resume]``."""
-    from .rundir import RunFailed
-
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _Parser(prog=f"python -m {getattr(getattr(mod, '__spec__', None), 'name', name)}",
                      description=getattr(mod, "DESCRIPTION", ""))
@@ -230,15 +308,15 @@ def module_main(mod, name: str, argv=None) -> int:
     parser.add_argument("--out", required=True, metavar="DIR", help="run folder (results.json, figures, metrics)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     parser.add_argument("--no-plots", action="store_true", help="skip the figures")
-    try:
-        args = parser.parse_args(argv)
+
+    def go() -> int:
+        args = parser.parse_args([a for a in argv if a != "--debug"])
+        from .jaxcache import enable
+
+        enable()
         return _run_module(mod, name, args, [name, *argv])
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except RunFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+
+    return _guarded(go, argv, "")
 
 
 if __name__ == "__main__":

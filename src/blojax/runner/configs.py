@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import pathlib
 import types
 import typing
@@ -50,7 +51,7 @@ def _type_name(tp) -> str:
     if origin in (tuple, list):
         args = [a for a in typing.get_args(tp) if a is not Ellipsis]
         return f"a comma-separated list of {_type_name(args[0]) if args else 'values'}"
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return f"a table of {tp.__name__} fields"
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     return names.get(tp, getattr(tp, "__name__", str(tp)))
@@ -88,9 +89,11 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
     return parts
 
 
-def coerce(value, tp, where: str):
+def coerce(value, tp, where: str, finite: bool = True):
     """``value`` (a command-line string, or a TOML/JSON value) as type ``tp``; :class:`UsageError`
-    ``"<where> expects <type>, got <value>"`` otherwise."""
+    ``"<where> expects <type>, got <value>"`` otherwise. With ``finite`` (the default) a float that is
+    NaN or infinite is refused; a Config field that means to take them says so with
+    ``dataclasses.field(metadata={"nonfinite": True})``."""
 
     def bad():
         return UsageError(f"{where} expects {_type_name(tp)}, got {value!r}")
@@ -106,7 +109,7 @@ def coerce(value, tp, where: str):
     if origin is typing.Literal:
         for choice in typing.get_args(tp):
             try:
-                v = coerce(value, type(choice), where)
+                v = coerce(value, type(choice), where, finite)
             except UsageError:
                 continue
             if v == choice:
@@ -120,8 +123,10 @@ def coerce(value, tp, where: str):
             if a is type(None):
                 continue
             try:
-                return coerce(value, a, where)
-            except UsageError:
+                return coerce(value, a, where, finite)
+            except UsageError as exc:
+                if "finite" in str(exc):
+                    raise
                 continue
         raise bad()
     if tp is type(None):
@@ -141,9 +146,9 @@ def coerce(value, tp, where: str):
             elem_types = list(args)
         else:
             elem_types = [Any] * len(items)
-        out = [coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(items, elem_types))]
+        out = [coerce(v, t, f"{where}[{i}]", finite) for i, (v, t) in enumerate(zip(items, elem_types))]
         return list(out) if (origin is list or tp is list) else tuple(out)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if isinstance(value, dict):
@@ -177,13 +182,17 @@ def coerce(value, tp, where: str):
         if isinstance(value, bool):
             raise bad()
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            out = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value.strip())
+                out = float(value.strip())
             except ValueError:
                 raise bad() from None
-        raise bad()
+        else:
+            raise bad()
+        if finite and not math.isfinite(out):
+            raise UsageError(f"{where} expects a finite number, got {value!r}")
+        return out
     if tp is str:
         if isinstance(value, str):
             return value
@@ -196,6 +205,12 @@ def coerce(value, tp, where: str):
         except ValueError:
             return value
     return value
+
+
+def accepts_nonfinite(cls, name: str) -> bool:
+    """Whether Config field ``name`` takes NaN/inf (``dataclasses.field(metadata={"nonfinite": True})``)."""
+    f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    return bool(f is not None and f.metadata.get("nonfinite", False))
 
 
 def field_names(config) -> list[str]:
@@ -221,7 +236,7 @@ def apply_overrides(config, overrides: dict, label: str):
         elif isinstance(value, dict) and dataclasses.is_dataclass(getattr(config, head)):
             nested.setdefault(head, {}).update(value)
         else:
-            changes[head] = coerce(value, hints.get(head, Any), f"{label}.{head}")
+            changes[head] = coerce(value, hints.get(head, Any), f"{label}.{head}", not accepts_nonfinite(cls, head))
     for head, sub in nested.items():
         inner = changes.get(head, getattr(config, head))
         changes[head] = apply_overrides(inner, sub, f"{label}.{head}")
@@ -235,6 +250,8 @@ def parse_set(items: list[str] | None) -> dict[str, str]:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise UsageError(f"--set expects key=value, got {item!r}")
+        if key.strip() in out:
+            raise UsageError(f"--set {key.strip()} given twice ({out[key.strip()]!r} and {value.strip()!r}); give each key once")
         out[key.strip()] = value.strip()
     return out
 
@@ -279,8 +296,20 @@ def from_dict(cls, data: dict, label: str):
     return apply_overrides(cls(), data, label)
 
 
+def version() -> str:
+    """The installed blojax version (part of every run's identity)."""
+    try:
+        import blojax
+
+        return str(blojax.__version__)
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
 def fingerprint(experiment: str, config) -> str:
-    blob = json.dumps({"experiment": experiment, "config": to_dict(config)}, sort_keys=True)
+    """Identity of a run: sha256 of the experiment name, the resolved config and the blojax version
+    (the data files read are checked separately, in every checkpoint and in results.json)."""
+    blob = json.dumps({"experiment": experiment, "config": to_dict(config), "blojax": version()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -323,6 +352,8 @@ def parse_grid(items: list[str] | None, config, label: str) -> dict[str, list]:
         key = key.strip()
         if not eq or not key:
             raise UsageError(f"--grid expects key=v1,v2,..., got {item!r}")
+        if key in grid:
+            raise UsageError(f"--grid {key} given twice; list all its values in one --grid {key}=v1,v2,...")
         raw = [v.strip() for v in split_top_level(values) if v.strip() != ""]
         if not raw:
             raise UsageError(f"--grid {key}: no values given")
