@@ -38,15 +38,13 @@ def p1(task, data):
     inner = blo.InnerLoop(optax.sgd(alpha), steps=T_INNER)
     method = METHODS[task](alpha)
 
+    pre = method.presolver(inner)  # the T - K plain steps before the strategy (Unroll(T): none)
+
     @jax.jit
     def run(u, w0, ib, ob):
-        if isinstance(method, blo.Unroll):
-            g, _ = blo.hypergradient(problem, u, w0, method, inner, inner_batch=ib, outer_batch=ob,
-                                     diagnostics=False)
-        else:
-            w_t, _ = inner.run(problem, u, w0, ib)
-            g, _ = blo.hypergradient(problem, u, w_t, method, inner_batch=ib, outer_batch=ob,
-                                     diagnostics=False)
+        w_s = pre.solve(problem, u, w0, pre.init(w0), ib)[0]
+        g, _ = blo.hypergradient(problem, u, w_s, method, inner, inner_batch=ib, outer_batch=ob,
+                                 diagnostics=False)
         return g
 
     args = (jnp.asarray(data["u0"]), jnp.asarray(data["w0"]), (jnp.asarray(data["X"]), jnp.asarray(data["y"])),
@@ -95,8 +93,8 @@ def p2(data, steps=None):
     Xo, yo, ys = jnp.asarray(data["Xo"]), jnp.asarray(data["yo"]), jnp.asarray(data["ys"])
     problem = blo.Problem(lambda u, w: ce(mlp(w, u), ys), lambda u, w: ce(mlp(w, Xo), yo))
     # diagnostics=False: like the peers (and problem 1), no f / ||grad_w f|| at w_T each step.
-    algo = blo.WarmStart(problem, blo.InnerLoop(optax.sgd(data["inner_lr"]), steps=1), blo.Unroll(steps=1),
-                         optax.adam(data["outer_lr"]), diagnostics=False)
+    algo = blo.WarmStart(problem, blo.InnerLoop(optax.sgd(data["inner_lr"]), steps=1), blo.Unroll(steps=1, remat=True),
+                         optax.adam(data["outer_lr"]), diagnostics=False)  # remat pinned: p2_floor counts it
     w0 = [(jnp.asarray(W), jnp.asarray(b)) for W, b in data["w0"]]
     state0 = algo.init(jnp.asarray(data["u0"]), w0)
     jax.block_until_ready(algo.run(state0, steps))  # compile

@@ -128,6 +128,10 @@ class PullbackInfo(NamedTuple):
     grad_norm: Any
 
 
+#: ``Unroll(remat=None)`` rematerializes on CPU when ``K * size(w)`` reaches this (benchmarks/unroll_remat.py).
+REMAT_MIN_WORK = 10_000
+
+
 def _nan_like(tree):
     return jnp.asarray(jnp.nan, linalg.res_dtype(tree))
 
@@ -234,8 +238,10 @@ class Unroll(Method):
         length; steps ``k >= K`` are masked out.
       remat: rematerialize each step in the backward pass (``jax.checkpoint``): memory O(1) in K at
         the price of one more forward sweep. ``None`` (default): on when the default backend is the
-        CPU, where XLA's reverse scan over stored per-step residuals measured slower than recomputing
-        them (2x for a small MLP, equal for ridge regression; docs/benchmarks.md), off elsewhere.
+        CPU and ``K * size(w) >= REMAT_MIN_WORK`` (10_000), off otherwise. Chosen from
+        ``benchmarks/unroll_remat.py`` (docs/benchmarks.md): on XLA:CPU the reverse scan over stored
+        per-step residuals is up to 6x slower than recomputing them once K and w are large (MLP
+        1377 parameters, K = 100), while below about 10^4 stored scalars storing is up to 1.35x faster.
     """
 
     steps: Any
@@ -255,8 +261,15 @@ class Unroll(Method):
 
     @property
     def rematerialize(self) -> bool:
-        """Whether the backward pass recomputes each step (``remat``, or its backend default)."""
+        """Whether the backward pass recomputes each step for a large ``w`` (``remat``, or its
+        backend default); :meth:`uses_remat` decides for a given ``w``."""
         return jax.default_backend() == "cpu" if self.remat is None else bool(self.remat)
+
+    def uses_remat(self, w) -> bool:
+        """Whether the backward pass recomputes each step when unrolling from ``w``."""
+        if self.remat is not None:
+            return bool(self.remat)
+        return jax.default_backend() == "cpu" and self.length * tree_size(w) >= REMAT_MIN_WORK
 
     @property
     def length(self) -> int:
@@ -329,7 +342,7 @@ class Unroll(Method):
             gn = _nan_like(w_k)
         nan = _nan_like(w_k)
         stats = linalg.SolveStats(nan, nan, k, k, jnp.asarray(False), _i32(0))
-        info = PullbackInfo(stats, k, k * (2 if self.rematerialize else 1) + int(diagnostics), gn)
+        info = PullbackInfo(stats, k, k * (2 if self.uses_remat(w) else 1) + int(diagnostics), gn)
         pullback = jax.tree_util.Partial(functools.partial(_unroll_pullback, wrt_data=wrt_data), vjp, info)
         return w_k, s_k, pullback
 
@@ -534,7 +547,7 @@ def unrolled_steps(problem, inner, u, w, state, method: Unroll, batch=None):
             s_new = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), s_new, s_)
         return (w_new, s_new), None
 
-    if method.rematerialize:
+    if method.uses_remat(w):
         one = jax.checkpoint(one)
     (w, state), _ = jax.lax.scan(one, (w, state), jnp.arange(length))
     return w, state

@@ -30,7 +30,7 @@ import numpy as np
 from ._tree import tree_all_finite
 from .hypergrad import Method, _check_method, check_strategy_at_run_time
 from .problem import Problem
-from .status import Status, raise_if
+from .status import raise_if
 
 __all__ = ["solve", "implicit_diff"]
 
@@ -70,12 +70,9 @@ def solve(problem: Problem, u, w0, *, inner, method: Method, batch=None, throw: 
 
 def _forward(inner, throw, problem, method, u, w0, batch, wrt_data):
     pre = method.presolver(inner)
-    w_s, s_s, iinfo = pre.solve(problem, u, w0, inner.init(w0), batch)
+    w_s, s_s, _ = pre.solve(problem, u, w0, inner.init(w0), batch)
     w, _, pullback = method.linearize(problem, inner, u, w_s, s_s, batch, diagnostics=False, wrt_data=wrt_data)
-    bad = ~tree_all_finite(w)
-    if hasattr(iinfo, "status"):
-        bad = bad | (iinfo.status == int(Status.NONFINITE))
-    w = raise_if(w, bad, "blojax.solve: non-finite inner solution (NaN/inf); lower the inner step size", throw)
+    w = raise_if(w, ~tree_all_finite(w), "blojax.solve: non-finite inner solution (NaN/inf); lower the inner step size", throw)
     w = check_strategy_at_run_time(w, method, throw)
     return w, pullback
 
