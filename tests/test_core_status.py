@@ -199,3 +199,21 @@ def test_problem_data_argument_is_explicit(x64):
     value(Pb)
     value(blo.Problem(Pb.inner, Pb.outer, data=3 * jnp.ones(2)))
     assert len(traces) == 1 and len(jax.tree_util.tree_leaves(Pb)) == 1
+
+
+def test_unroll_remat_default_follows_problem_size(x64):
+    """remat=None: on CPU rematerialize when K * size(w) >= REMAT_MIN_WORK (docs/benchmarks.md §5);
+    the reported gradient count follows the choice, and the hypergradient does not depend on it."""
+    from blojax.hypergrad import REMAT_MIN_WORK
+
+    small, large = jnp.zeros(10), jnp.zeros(REMAT_MIN_WORK // 10)
+    cpu = jax.default_backend() == "cpu"
+    assert blo.Unroll(9).uses_remat(small) is False
+    assert blo.Unroll(10).uses_remat(large) is cpu
+    assert blo.Unroll(1, remat=True).uses_remat(small) and not blo.Unroll(50, remat=False).uses_remat(large)
+    P, u, w = ridge_problem(d=6)
+    inner = blo.InnerLoop(optax.sgd(0.1), steps=5)
+    g0, i0 = blo.hypergradient(P, u, w, blo.Unroll(4), inner)
+    g1, i1 = blo.hypergradient(P, u, w, blo.Unroll(4, remat=True), inner)
+    assert int(i0.grads) == 4 + 2 and int(i1.grads) == 8 + 2
+    np.testing.assert_allclose(g0, g1, rtol=1e-12)
