@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 import numpy as np
 
 from ._tree import tree_all_finite
@@ -82,21 +83,46 @@ def _solve(inner, throw, problem, method, u, w0, batch):
     return _forward(inner, throw, problem, method, u, w0, batch, False)[0]
 
 
+def _is_primal(x):
+    return isinstance(x, CustomVJPPrimal)
+
+
+def _values(tree):
+    return jax.tree_util.tree_map(lambda x: x.value, tree, is_leaf=_is_primal)
+
+
+def _perturbed(tree) -> bool:
+    return any(x.perturbed for x in jax.tree_util.tree_leaves(tree, is_leaf=_is_primal))
+
+
+def _instantiate(tree):
+    """Symbolic zero cotangents (an output nobody differentiates) as arrays of zeros."""
+    return jax.tree_util.tree_map(lambda z: jnp.zeros(z.shape, z.dtype) if isinstance(z, SymbolicZero) else z,
+                                  tree, is_leaf=lambda z: isinstance(z, SymbolicZero))
+
+
 def _solve_fwd(inner, throw, problem, method, u, w0, batch):
-    w, pullback = _forward(inner, throw, problem, method, u, w0, batch, True)
-    return w, (pullback, method, w0)
+    # Cotangents for the data only when the data is differentiated: otherwise Unroll's reverse scan
+    # would carry (and XLA could not drop) a cotangent of every array the inner objective reads.
+    wrt_data = _perturbed(problem) or _perturbed(batch)
+    problem, method, u, w0, batch = (_values(t) for t in (problem, method, u, w0, batch))
+    w, pullback = _forward(inner, throw, problem, method, u, w0, batch, wrt_data)
+    return w, (pullback, problem, method, w0, batch)
 
 
 def _solve_bwd(inner, throw, res, w_bar):
-    pullback, method, w0 = res
+    pullback, problem, method, w0, batch = res
+    w_bar = _instantiate(w_bar)
     (u_bar, problem_bar, batch_bar), _ = pullback(w_bar)
     u_bar = raise_if(u_bar, ~tree_all_finite(u_bar),
                      "blojax.solve: non-finite cotangent (NaN/inf) from the strategy's pullback; add "
                      "damping (CG(damping=eps), Damped(eps)) or lower the step sizes", throw)
+    problem_bar = _zero_cotangent(problem) if problem_bar is None else problem_bar
+    batch_bar = _zero_cotangent(batch) if batch_bar is None else batch_bar
     return problem_bar, _zero_cotangent(method), u_bar, _zero_cotangent(w0), batch_bar
 
 
-_solve.defvjp(_solve_fwd, _solve_bwd)
+_solve.defvjp(_solve_fwd, _solve_bwd, symbolic_zeros=True)
 
 
 def _zero_cotangent(tree):
@@ -166,16 +192,20 @@ def _implicit(solver, inner, throw, problem, method, u, w0, args):
 
 
 def _implicit_fwd(solver, inner, throw, problem, method, u, w0, args):
-    w, pullback = _implicit_forward(solver, inner, throw, problem, method, u, w0, args, True)
-    return w, (pullback, problem, method, w0)
+    wrt_data = _perturbed(args)
+    problem, method, u, w0, args = (_values(t) for t in (problem, method, u, w0, args))
+    w, pullback = _implicit_forward(solver, inner, throw, problem, method, u, w0, args, wrt_data)
+    return w, (pullback, problem, method, w0, args)
 
 
 def _implicit_bwd(solver, inner, throw, res, w_bar):
-    pullback, problem, method, w0 = res
+    pullback, problem, method, w0, args = res
+    w_bar = _instantiate(w_bar)
     (u_bar, problem_bar, args_bar), _ = pullback(w_bar)
     u_bar = raise_if(u_bar, ~tree_all_finite(u_bar), "implicit_diff: non-finite cotangent (NaN/inf) from the "
                      "strategy's pullback; add damping or lower the step sizes", throw)
+    args_bar = _zero_cotangent(args) if args_bar is None else args_bar
     return _zero_cotangent(problem), _zero_cotangent(method), u_bar, _zero_cotangent(w0), args_bar
 
 
-_implicit.defvjp(_implicit_fwd, _implicit_bwd)
+_implicit.defvjp(_implicit_fwd, _implicit_bwd, symbolic_zeros=True)
