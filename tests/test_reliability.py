@@ -244,6 +244,7 @@ BAD_ARGS = [
     (["sweep", "toy", "--grid", "nope=1"], "unknown config key 'nope'"),
     (["sweep", "toy", "--seeds", "a-b"], "--seeds expects a range"),
     (["sweep", "toy", "--seeds", "0-2", "--ray-cpus", "0"], "--ray-cpus expects a positive integer"),
+    (["sweep", "toy", "--seeds", "0-2", "--force"], "--force and --time-budget apply to blojax run only"),
     (["reproduce", "--timeout", "-1"], "--timeout expects a positive number of seconds, got -1"),
     (["reproduce", "--timeout", "0"], "--timeout expects a positive number"),
     (["reproduce", "--timeout", "nan"], "--timeout expects a positive number"),
