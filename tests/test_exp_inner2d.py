@@ -154,7 +154,7 @@ def test_rings_numbers_match_a_recomputation(rings_result):
     cfg = TINY_RINGS
     test = v["test"]
     for s in range(cfg.seeds):
-        w = jax.tree_util.tree_map(lambda a: a[s], v["w_warm"])
+        w = jax.tree_util.tree_map(lambda a: a[s], v["w_warm"])  # noqa: B023 - used in this iteration
         acc = float(rings.accuracy(w, test.x, test.y))
         assert acc == pytest.approx(float(v["snap_acc"][s, -1]))
         np.testing.assert_allclose(v["snap_x"][s, -1], v["u_warm"]["x"][s])
@@ -203,7 +203,7 @@ def test_solution_concepts_sampling_picks_the_extremes():
     table = np.full((cfg.pairs, cfg.models), np.nan)
     for p in range(cfg.pairs):
         for m in range(cfg.models):
-            w0 = jax.tree_util.tree_map(lambda a: a[p, m], inits)
+            w0 = jax.tree_util.tree_map(lambda a: a[p, m], inits)  # noqa: B023 - used in this iteration
             w = rings.train_fresh(w0, pairs[p], eye, cfg.fit_lr, cfg.fit_steps)
             lg = mlp_apply(w, pairs[p])
             if float(rings.cross_entropy(lg, eye)) < cfg.fit_tol and np.all(np.asarray(jnp.argmax(lg, -1)) == [0, 1]):

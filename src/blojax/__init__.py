@@ -7,13 +7,17 @@
     g, info = blo.hypergradient(problem, u, w, method, inner=inner)
     algo    = blo.WarmStart(problem, inner, method, outer=optax.adam(1e-2))
     state, history = algo.run(algo.init(u0, w0), steps=1000)
+    w = blo.solve(problem, u, w0, inner=inner, method=method)   # differentiable: jax.grad uses method
 """
 
 from . import analysis, linalg
 from .algorithms import BilevelState, ColdStart, NonFiniteError, WarmStart
-from .hypergrad import CG, Damped, Exact, Identity, Method, Neumann, Unroll, hypergradient
+from .hypergrad import CG, Damped, Exact, HypergradInfo, Identity, Method, Neumann, Unroll, hypergradient
 from .inner import ClosedForm, InnerInfo, InnerLoop
 from .problem import Problem
+from .status import Status
+from .stochastic import F2SA, SABA, SOBA, AmIGO, StocBiO  # noqa: F401  (blojax.stochastic: minibatch solvers)
+from .transform import implicit_diff, solve
 
 __version__ = "0.1.0"
 
@@ -30,6 +34,10 @@ __all__ = [
     "Exact",
     "Identity",
     "hypergradient",
+    "HypergradInfo",
+    "Status",
+    "solve",
+    "implicit_diff",
     "ColdStart",
     "WarmStart",
     "BilevelState",

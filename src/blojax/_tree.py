@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+from typing import Callable, TypeVar, dataclass_transform, overload
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -71,21 +73,47 @@ def is_traced_or_array(x) -> bool:
     return isinstance(x, (jax.Array, np.ndarray)) or isinstance(x, jax.core.Tracer)
 
 
+def is_traced(x) -> bool:
+    """A value only known at run time (inside ``jit``/``vmap``/``grad``)."""
+    return isinstance(x, jax.core.Tracer)
+
+
 def check_int(owner: str, name: str, value, *, minimum: int = 1):
-    """Validate a step/term count given as a Python integer (arrays and tracers pass through, so
-    that the field can be ``vmap``-ped)."""
+    """Validate a step/term count: a Python integer or a concrete integer array is checked now
+    (every element), a traced value passes through (``vmap``-ped sweeps) and is checked at run time
+    by :func:`runtime_violations`."""
+    word = "positive" if minimum == 1 else f">= {minimum}"
+    if is_traced(value):
+        return
     if is_traced_or_array(value):
+        arr = np.asarray(value)
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"{owner}.{name} must be a {word} integer (or integer array), got dtype {arr.dtype}")
+        if arr.size and arr.min() < minimum:
+            raise ValueError(f"{owner}.{name} must be a {word} integer, got {arr if arr.ndim else arr.item()}")
         return
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise TypeError(f"{owner}.{name} must be a positive integer, got {value!r}")
+        raise TypeError(f"{owner}.{name} must be a {word} integer, got {value!r}")
     if value < minimum:
-        word = "positive" if minimum == 1 else f">= {minimum}"
         raise ValueError(f"{owner}.{name} must be a {word} integer, got {value}")
 
 
 def check_float(owner: str, name: str, value, *, positive: bool = False, nonneg: bool = False):
-    """Validate a real hyperparameter given as a Python number (arrays/tracers pass through)."""
+    """Validate a real hyperparameter: a Python number or concrete array is checked now (every
+    element), a traced value passes through and is checked at run time (:func:`runtime_violations`)."""
+    if is_traced(value):
+        return
     if is_traced_or_array(value):
+        arr = np.asarray(value)
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) or arr.dtype == bool:
+            raise TypeError(f"{owner}.{name} must be real (a number or real array), got dtype {arr.dtype}")
+        shown = arr if arr.ndim else arr.item()
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{owner}.{name} must be finite, got {shown}")
+        if positive and not np.all(arr > 0):
+            raise ValueError(f"{owner}.{name} must be positive, got {shown}")
+        if nonneg and not np.all(arr >= 0):
+            raise ValueError(f"{owner}.{name} must be non-negative, got {shown}")
         return
     if isinstance(value, bool) or not _is_concrete_number(value):
         raise TypeError(f"{owner}.{name} must be a real number, got {value!r}")
@@ -97,6 +125,48 @@ def check_float(owner: str, name: str, value, *, positive: bool = False, nonneg:
         raise ValueError(f"{owner}.{name} must be non-negative, got {value}")
 
 
+def runtime_violations(owner: str, specs, obj):
+    """``[(pred, message)]`` for the traced fields of ``obj`` that break their spec, evaluated at run
+    time. ``specs``: ``(name, kind, rule)`` with kind ``"int"`` (rule: minimum) or ``"float"`` (rule:
+    ``"positive"``, ``"nonneg"`` or ``None``)."""
+    out = []
+    for name, kind, rule in specs:
+        value = getattr(obj, name)
+        if not is_traced(value):
+            continue
+        if kind == "int":
+            out.append((jnp.any(value < rule), f"{owner}.{name} must be an integer >= {rule} (traced value)"))
+        else:
+            bad = jnp.any(~jnp.isfinite(value))
+            if rule == "positive":
+                bad = bad | jnp.any(value <= 0)
+            elif rule == "nonneg":
+                bad = bad | jnp.any(value < 0)
+            word = {"positive": "finite and positive", "nonneg": "finite and non-negative"}.get(rule, "finite")
+            out.append((bad, f"{owner}.{name} must be {word} (traced value)"))
+    return out
+
+
+def check_fields(owner: str, specs, obj):
+    """Eager validation of ``obj``'s fields by ``specs`` (see :func:`runtime_violations`)."""
+    for name, kind, rule in specs:
+        value = getattr(obj, name)
+        if kind == "int":
+            check_int(owner, name, value, minimum=rule)
+        else:
+            check_float(owner, name, value, positive=rule == "positive", nonneg=rule == "nonneg")
+
+
+_C = TypeVar("_C", bound=type)
+
+
+# The overloads and dataclass_transform (PEP 681) tell static type checkers that the decorated class
+# is a frozen dataclass, so its generated __init__ is checked at every call site.
+@overload
+def pytree_dataclass(cls: _C, *, data_fields=(), meta_fields=None) -> _C: ...
+@overload
+def pytree_dataclass(cls: None = None, *, data_fields=(), meta_fields=None) -> Callable[[_C], _C]: ...
+@dataclass_transform(frozen_default=True)
 def pytree_dataclass(cls=None, *, data_fields=(), meta_fields=None):
     """Make ``cls`` a frozen dataclass registered as a pytree.
 

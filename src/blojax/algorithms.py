@@ -24,11 +24,12 @@ import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import optax
 
 from ._tree import tree_all_finite, tree_norm, tree_sub
-from .hypergrad import Method, Unroll, _check_method, hypergradient
+from .hypergrad import Method, _check_method, check_strategy_at_run_time, hypergradient
 from .problem import Problem
 
 __all__ = ["BilevelState", "ColdStart", "WarmStart", "NonFiniteError"]
@@ -43,6 +44,8 @@ HISTORY_KEYS = (
     "hypergrad_norm",
     "residual",
     "inner_steps",
+    "inner_status",
+    "solve_status",
 )
 
 
@@ -88,6 +91,9 @@ class _Bilevel:
     diagnostics: bool = True
 
     cold: bool = dataclasses.field(default=False, init=False)
+    _jit_step: Callable = dataclasses.field(init=False, repr=False)
+    _jit_scan: Callable = dataclasses.field(init=False, repr=False)
+    _outer: Any = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):
         name = type(self).__name__
@@ -102,12 +108,8 @@ class _Bilevel:
             raise TypeError(f"{name}.diagnostics must be True or False, got {self.diagnostics!r}")
         if self.record is not None and not callable(self.record):
             raise TypeError(f"{name}.record must be a callable record(u, w) -> dict, got {self.record!r}")
-        if isinstance(self.method, Unroll) and getattr(self.inner, "steps", None) is not None:
-            if self.method.length > self.inner.steps:
-                raise ValueError(
-                    f"Unroll.steps ({self.method.length}) must be <= InnerLoop.steps ({self.inner.steps}): "
-                    "the unrolled steps are the last K of the T inner steps"
-                )
+        self.method.presolver(self.inner)  # raises when the strategy cannot split this inner solver
+        object.__setattr__(self, "_outer", optax.with_extra_args_support(self.outer))
         object.__setattr__(self, "_jit_step", jax.jit(self._step))
         object.__setattr__(self, "_jit_scan", jax.jit(self._scan, static_argnums=(1,)))
 
@@ -127,9 +129,7 @@ class _Bilevel:
 
     # ------------------------------------------------------------------ one step
     def _presolver(self):
-        if isinstance(self.method, Unroll) and getattr(self.inner, "steps", None) is not None:
-            return dataclasses.replace(self.inner, steps=self.inner.steps - self.method.length)
-        return self.inner
+        return self.method.presolver(self.inner)
 
     def _step(self, state: BilevelState, inner_batch=None, outer_batch=None):
         problem, u = self.problem, state.u
@@ -141,28 +141,39 @@ class _Bilevel:
         g, hinfo = hypergradient(
             problem, u, w_t, self.method, self.inner,
             inner_batch=inner_batch, outer_batch=outer_batch, inner_state=s_t, diagnostics=self.diagnostics,
+            throw=False,  # a non-finite step freezes the state and is reported by run() (on_nonfinite)
         )
-        if isinstance(self.method, Unroll):
-            w_t, s_t = hinfo["w"], hinfo["inner_state"]
-            f_val = problem.f(u, w_t, inner_batch) if self.diagnostics else jnp.full_like(hinfo["F"], jnp.nan)
-            n_inner = iinfo.steps + jnp.asarray(self.method.steps, iinfo.steps.dtype)
-        else:
-            f_val, n_inner = iinfo.f, iinfo.steps
-            if not self.diagnostics:  # the inner solve's f(w_T) is an extra evaluation: left out (XLA drops it)
-                f_val = jnp.full_like(hinfo["F"], jnp.nan)
-        updates, outer_state = self.outer.update(g, state.outer_state, u)
+        # the point where F and g were taken (after the strategy's own steps, e.g. Unroll's last K)
+        takes_steps = not self.method.implicit
+        w_t, s_t = hinfo.w, hinfo.inner_state if takes_steps else s_t
+        nan = jnp.full_like(hinfo.F, jnp.nan)
+        if takes_steps:
+            f_val = problem.f(u, w_t, inner_batch) if self.diagnostics else nan
+        else:  # the inner solve's f(w_T) is an extra evaluation: left out without diagnostics (XLA drops it)
+            f_val = iinfo.f if self.diagnostics else nan
+        n_inner = iinfo.steps + jnp.asarray(self.method.tail_steps, iinfo.steps.dtype)
+        g = check_strategy_at_run_time(g, self.method)
+
+        def value_fn(u_):  # the bilevel objective u -> F(u, w(u)) from this step's start, for line searches
+            w_, _, _ = self.inner.solve(problem, u_, w_start, s_start, inner_batch)
+            return problem.F(u_, w_, outer_batch)
+
+        updates, outer_state = self._outer.update(g, state.outer_state, u, value=hinfo.F, grad=g,
+                                                  value_fn=value_fn)
         u_new = optax.apply_updates(u, updates)
 
         metrics = dict(
-            F=hinfo["F"],
+            F=hinfo.F,
             f=f_val,
-            inner_grad_norm=hinfo["inner_grad_norm"] if self.diagnostics else jnp.full_like(hinfo["F"], jnp.nan),
+            inner_grad_norm=hinfo.inner_grad_norm if self.diagnostics else nan,
             u_norm=tree_norm(u),
             w_norm=tree_norm(w_t),
             w_dist=tree_norm(tree_sub(w_t, state.w0)),
             hypergrad_norm=tree_norm(g),
-            residual=hinfo["residual"],
+            residual=hinfo.residual,
             inner_steps=n_inner,
+            inner_status=jnp.asarray(iinfo.status, jnp.int32) if hasattr(iinfo, "status") else jnp.asarray(0, jnp.int32),
+            solve_status=hinfo.status,
         )
         if self.record is not None:
             extra = self.record(u, w_t)
@@ -171,7 +182,7 @@ class _Bilevel:
                 raise ValueError(f"record() returned reserved metric names {sorted(clash)}")
             metrics.update(extra)
 
-        finite = tree_all_finite((u_new, w_t, g, hinfo["F"]))
+        finite = tree_all_finite((u_new, w_t, g, hinfo.F))
         ok = jnp.logical_and(finite, state.diverged_step < 0)
         proposed = BilevelState(u_new, w_t, state.w0, s_t, outer_state, state.step + 1, state.diverged_step)
         frozen = state._replace(
@@ -218,7 +229,8 @@ class _Bilevel:
         Returns:
           ``(state, history)`` with ``history`` a dict of per-step arrays (keys ``F``, ``f``,
           ``inner_grad_norm``, ``u_norm``, ``w_norm``, ``w_dist``, ``hypergrad_norm``, ``residual``,
-          ``inner_steps`` and whatever ``record`` adds).
+          ``inner_steps``, ``inner_status`` and ``solve_status`` (:class:`blojax.Status` codes of the
+          inner solve and of the hypergradient's linear solve) and whatever ``record`` adds).
 
         Works under ``jax.vmap`` over a batch of states (e.g. seeds).
         """
@@ -259,7 +271,7 @@ class _Bilevel:
             start = 0
             while start < steps:
                 n = min(size, steps - start)
-                sl = lambda t: jax.tree_util.tree_map(lambda x: x[start : start + n], t)  # noqa: E731
+                sl = lambda t: jax.tree_util.tree_map(lambda x: x[start : start + n], t)  # noqa: E731, B023 - used in this iteration
                 state, h = self._jit_scan(state, n, sl(inner_batches), sl(outer_batches))
                 jax.block_until_ready(h)
                 parts.append(h)

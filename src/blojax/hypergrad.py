@@ -24,6 +24,12 @@ step ``a`` it equals ``Neumann(K, a)`` exactly (PAPER.md §4.6).
 Spectrally, for an eigenvalue ``lambda`` of ``H``: ``H^+`` applies ``1/lambda`` (0 on the null space),
 ``Damped`` ``1/(lambda + eps)``, ``Neumann`` ``(1 - (1 - a lambda)^K) / lambda`` (``a K`` at 0).
 
+All six implement one protocol (:class:`Method`): ``linearize(problem, inner, u, w, state, batch)``
+returns the point where ``F`` is taken (``w`` itself for the IFT strategies, ``Xi^K(u, w)`` for
+``Unroll``) and a *pullback* ``w_bar -> (J^T w_bar, stats)``; :func:`hypergradient` and
+:func:`blojax.solve` are both written on it. The IFT strategies are also linear solvers with one
+signature, ``solve(matvec, b, x0=None) -> (v, SolveStats)``.
+
 Every strategy is a frozen dataclass and a pytree: instances with Python-number fields are hashable
 (valid ``jit`` static arguments) and numeric fields may be arrays/tracers, so a sweep over K or eps can
 run as one ``vmap``.
@@ -31,7 +37,8 @@ run as one ``vmap``.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,14 +46,16 @@ from jax.flatten_util import ravel_pytree
 
 from . import linalg
 from ._tree import (
-    check_float,
-    check_int,
+    check_fields,
     is_traced_or_array,
     pytree_dataclass,
+    runtime_violations,
+    tree_all_finite,
     tree_norm,
     tree_size,
     tree_sub,
 )
+from .status import Status, combine, raise_if
 
 __all__ = [
     "Method",
@@ -56,19 +65,163 @@ __all__ = [
     "Damped",
     "Exact",
     "Identity",
+    "HypergradInfo",
+    "PullbackInfo",
     "hypergradient",
 ]
 
 
+class HypergradInfo(NamedTuple):
+    """Diagnostics of one hypergradient; the same fields for every strategy (NaN where one does not apply).
+
+    F: ``F(u, w_out)``; inner_grad_norm: ``||grad_w f(u, w_out)||`` (NaN for ``Unroll`` with
+    ``diagnostics=False``); residual: ``||H v - dF/dw||`` (NaN for ``Unroll`` and where not computed);
+    residual_min, residual_growth (``residual / residual_min``, >> 1 flags a diverging solve);
+    hvps: Hessian-vector products (the mixed product ``M^T v`` counts as one; an ``Unroll`` step's
+    reverse pass as one); grads: gradient evaluations; solve_iters: iterations (``K`` for ``Unroll``);
+    solve_breakdown: CG met a direction of ~zero curvature; status: a :class:`blojax.Status` code
+    (int32); w, inner_state: the point ``w_out`` where ``F`` and the gradients are taken (``Xi^K(u, w)``
+    and its optimizer state for ``Unroll``; the given ``w`` and ``inner_state`` otherwise).
+
+    Indexing by name (``info["F"]``) works as for the dict this used to be.
+    """
+
+    F: jax.Array
+    inner_grad_norm: jax.Array
+    residual: jax.Array
+    residual_min: jax.Array
+    residual_growth: jax.Array
+    hvps: jax.Array
+    grads: jax.Array
+    solve_iters: jax.Array
+    solve_breakdown: jax.Array
+    status: jax.Array
+    w: Any = None
+    inner_state: Any = None
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            try:
+                return getattr(self, key)
+            except AttributeError:
+                raise KeyError(key) from None
+        return tuple.__getitem__(self, key)
+
+    def keys(self):
+        return self._fields
+
+    def items(self):
+        return zip(self._fields, self)
+
+    def get(self, key, default=None):
+        return getattr(self, key, default)
+
+
+class PullbackInfo(NamedTuple):
+    """What a strategy's pullback reports: the linear solve's :class:`blojax.linalg.SolveStats`, its
+    cost (``hvps``, ``grads``: products and gradient evaluations beyond ``F``'s gradient) and
+    ``grad_norm`` = ``||grad_w f(u, w_out)||`` (NaN where not computed)."""
+
+    stats: linalg.SolveStats
+    hvps: Any
+    grads: Any
+    grad_norm: Any
+
+
+def _nan_like(tree):
+    return jnp.asarray(jnp.nan, linalg.res_dtype(tree))
+
+
+def _i32(x):
+    return jnp.asarray(x, jnp.int32)
+
+
 class Method:
-    """Base class of hypergradient strategies."""
+    """The strategy protocol.
+
+    A strategy maps a cotangent ``w_bar`` at the inner solution to ``J^T w_bar``, ``J = dw/du`` (and to
+    the cotangents of the data the inner objective reads). Everything in blojax that differentiates
+    an inner solve (:func:`hypergradient`, :func:`blojax.solve`, :func:`blojax.implicit_diff`, the
+    bilevel algorithms, the spectral analysis) goes through ``linearize``:
+
+    * ``presolver(inner)``: the inner solver to run *before* the strategy (``Unroll(K)`` takes the
+      last K of T steps itself, so it returns the solver for ``T - K`` steps; the others ``inner``);
+    * ``linearize(problem, inner, u, w, state, batch, *, diagnostics, wrt_data)`` ->
+      ``(w_out, state_out, pullback)``, ``pullback(w_bar) -> ((u_bar, problem_bar, batch_bar),
+      PullbackInfo)``; ``problem_bar``/``batch_bar`` are ``None`` unless ``wrt_data``;
+    * ``solve(matvec, b, x0=None) -> (v, SolveStats)``: the linear solver ``v ~ H^{-1} b`` of the IFT
+      strategies (``Unroll`` has none);
+    * ``tail_steps``: inner steps the strategy takes itself (``K`` for ``Unroll``, else 0);
+    * ``violations()``: ``[(pred, message)]`` for traced fields out of range (checked at run time);
+    * ``response(lam, ...)``: the spectral map ``h(lambda)`` (:mod:`blojax.analysis.spectral`).
+    """
 
     #: True for strategies that use the implicit function theorem at the given ``w``.
     implicit: bool = True
+    #: (field, "int" | "float", rule): validation of the numeric fields (see ``_tree.check_fields``).
+    _specs: tuple = ()
 
-    def solve(self, matvec, b, w):
-        """Approximate ``H^{-1} b``; returns ``(v, SolveStats)``."""
+    def _validate(self):
+        check_fields(type(self).__name__, self._specs, self)
+
+    def violations(self):
+        """``[(pred, message)]``: traced fields out of range, as run-time predicates."""
+        return runtime_violations(type(self).__name__, self._specs, self)
+
+    @property
+    def tail_steps(self):
+        return 0
+
+    def check_inner(self, inner):
+        """Raise if this strategy cannot work with ``inner``."""
+
+    def presolver(self, inner):
+        return inner
+
+    def solve(self, matvec, b, x0=None, *, residual=True):
+        """Approximate ``H^{-1} b`` from ``x0``; returns ``(v, SolveStats)``."""
         raise NotImplementedError
+
+    def response(self, lam, *, lr=None, H=None, b=None):
+        raise TypeError(f"response() does not know {self!r}")
+
+    # -- the IFT pullback shared by Neumann, CG, Damped, Exact, Identity
+    def linearize(self, problem, inner, u, w, state, batch=None, *, diagnostics=True, wrt_data=False):
+        """IFT: ``w_out = w``; the pullback solves ``H v = w_bar`` and returns ``-M^T v`` (and, with
+        ``wrt_data``, the cotangents of the problem's arrays and of ``batch``). The pullback is a
+        ``jax.tree_util.Partial`` (a pytree), so it can be carried out of ``jit`` or stored."""
+        fn = functools.partial(_ift_pullback, diagnostics=diagnostics, wrt_data=wrt_data)
+        return w, state, jax.tree_util.Partial(fn, self, problem, u, w, batch)
+
+
+def _ift_pullback(method, problem, u, w, batch, w_bar, *, diagnostics, wrt_data):
+    def grad_w(w_):
+        return jax.grad(problem.f, argnums=1)(u, w_, batch)
+
+    gw, hvp = linalg.hvp_at(grad_w, w)
+    v, stats = method.solve(hvp, w_bar, residual=diagnostics)
+    neg_v = jax.tree_util.tree_map(jnp.negative, v)
+    if wrt_data:
+        _, vjp = jax.vjp(lambda u_, P, b_: jax.grad(P.f, argnums=1)(u_, w, b_), u, problem, batch)
+        cots = tuple(vjp(neg_v))
+    else:
+        _, vjp = jax.vjp(lambda u_: jax.grad(problem.f, argnums=1)(u_, w, batch), u)
+        cots = (vjp(neg_v)[0], None, None)
+    return cots, PullbackInfo(stats, stats.hvps + 1, _i32(1), tree_norm(gw))
+
+
+def _unroll_pullback(vjp, info, w_bar, *, wrt_data):
+    cots = vjp(w_bar)
+    return (tuple(cots) if wrt_data else (cots[0], None, None)), info
+
+
+def _with_x0(solver, matvec, b, x0, residual):
+    """``v = x0 + S (b - H x0)`` for a linear approximation ``S ~ H^{-1}`` (one more product)."""
+    if x0 is None:
+        return solver(b)
+    r0 = tree_sub(b, matvec(x0))
+    v, stats = solver(r0)
+    return jax.tree_util.tree_map(jnp.add, x0, v), stats._replace(hvps=stats.hvps + 1)
 
 
 @pytree_dataclass(data_fields=("steps",))
@@ -89,13 +242,16 @@ class Unroll(Method):
     max_steps: int | None = None
     remat: bool | None = None
     implicit = False
+    _specs = (("steps", "int", 1),)
 
     def __post_init__(self):
-        check_int("Unroll", "steps", self.steps)
+        self._validate()
         if self.max_steps is not None:
-            check_int("Unroll", "max_steps", self.max_steps)
+            check_fields("Unroll", (("max_steps", "int", 1),), self)
             if not is_traced_or_array(self.steps) and self.steps > self.max_steps:
                 raise ValueError(f"Unroll.steps ({self.steps}) must be <= Unroll.max_steps ({self.max_steps})")
+        if self.remat is not None and not isinstance(self.remat, bool):
+            raise TypeError(f"Unroll.remat must be True, False or None, got {self.remat!r}")
 
     @property
     def rematerialize(self) -> bool:
@@ -113,6 +269,70 @@ class Unroll(Method):
             )
         return int(self.steps)
 
+    @property
+    def tail_steps(self):
+        return self.steps
+
+    def check_inner(self, inner):
+        if inner is None:
+            raise ValueError(
+                "Unroll differentiates through the inner optimizer's steps: pass inner=InnerLoop(...)"
+            )
+        if not hasattr(inner, "step"):
+            raise TypeError(f"inner must provide step() to be unrolled, got {inner!r}")
+
+    def presolver(self, inner):
+        """The solver for the first ``T - K`` steps (all of a tolerance loop's steps)."""
+        T = getattr(inner, "steps", None)
+        if T is None:
+            return inner
+        if self.length > T:
+            raise ValueError(
+                f"Unroll.steps ({self.length}) must be <= InnerLoop.steps ({T}): "
+                "the unrolled steps are the last K of the T inner steps"
+            )
+        return inner.with_steps(T - self.length)
+
+    def solve(self, matvec, b, x0=None, *, residual=True):
+        raise TypeError(
+            "Unroll differentiates through inner steps and has no linear solve; its equivalent at a "
+            "stationary point with SGD step alpha is Neumann(K, alpha)"
+        )
+
+    def response(self, lam, *, lr=None, H=None, b=None):
+        from .analysis import spectral
+
+        if lr is None:
+            raise TypeError(
+                "response(Unroll(K)) needs lr, the SGD step of the unrolled steps "
+                "(equivalently spectral.unroll(lam, K, alpha))"
+            )
+        return spectral.unroll(lam, self.steps, lr)
+
+    def linearize(self, problem, inner, u, w, state, batch=None, *, diagnostics=True, wrt_data=False):
+        self.check_inner(inner)
+        state = inner.init(w) if state is None else state
+        if wrt_data:
+            def run(u_, P, b_):
+                return unrolled_steps(P, inner, u_, w, state, self, b_)
+
+            w_k, vjp, s_k = jax.vjp(run, u, problem, batch, has_aux=True)
+        else:
+            def run_u(u_):
+                return unrolled_steps(problem, inner, u_, w, state, self, batch)
+
+            w_k, vjp, s_k = jax.vjp(run_u, u, has_aux=True)
+        k = _i32(self.steps)
+        if diagnostics:
+            gn = tree_norm(problem.grad_w_f(u, w_k, batch))
+        else:
+            gn = _nan_like(w_k)
+        nan = _nan_like(w_k)
+        stats = linalg.SolveStats(nan, nan, k, k, jnp.asarray(False), _i32(0))
+        info = PullbackInfo(stats, k, k * (2 if self.rematerialize else 1) + int(diagnostics), gn)
+        pullback = jax.tree_util.Partial(functools.partial(_unroll_pullback, wrt_data=wrt_data), vjp, info)
+        return w_k, s_k, pullback
+
 
 @pytree_dataclass(data_fields=("terms", "lr"))
 class Neumann(Method):
@@ -125,13 +345,19 @@ class Neumann(Method):
 
     terms: Any
     lr: Any
+    _specs = (("terms", "int", 1), ("lr", "float", "positive"))
 
     def __post_init__(self):
-        check_int("Neumann", "terms", self.terms)
-        check_float("Neumann", "lr", self.lr, positive=True)
+        self._validate()
 
-    def solve(self, matvec, b, w, residual=True):
-        return linalg.neumann(matvec, b, self.terms, self.lr, residual=residual)
+    def solve(self, matvec, b, x0=None, *, residual=True):
+        return _with_x0(lambda r: linalg.neumann(matvec, r, self.terms, self.lr, residual=residual),
+                        matvec, b, x0, residual)
+
+    def response(self, lam, *, lr=None, H=None, b=None):
+        from .analysis import spectral
+
+        return spectral.neumann(lam, self.terms, self.lr)
 
 
 @pytree_dataclass(data_fields=("iters", "damping"))
@@ -143,22 +369,38 @@ class CG(Method):
       damping: added to the diagonal (non-negative).
       normal: solve the normal equations instead (CGLS: two products per iteration). On a singular,
         inconsistent system (``dF/dw`` not in range(H), the usual overparameterized case) plain CG
-        does not converge — ``info['residual_growth']`` shows it — while CGLS converges to the
-        pseudoinverse answer ``H^+ dF/dw``.
+        does not converge — ``info.status`` is ``INCONSISTENT`` and ``info.residual_growth`` shows
+        it — while CGLS converges to the pseudoinverse answer ``H^+ dF/dw``.
+      stop_at_breakdown: stop at the first direction of negative or zero curvature and return the
+        iterate before it (the last descent iterate) instead of going on (default False: the
+        textbook iteration). The status is reported either way (``BREAKDOWN``/``INCONSISTENT``).
     """
 
     iters: Any
     damping: Any = 0.0
     normal: bool = False
+    stop_at_breakdown: bool = False
+    _specs = (("iters", "int", 1), ("damping", "float", "nonneg"))
 
     def __post_init__(self):
-        check_int("CG", "iters", self.iters)
-        check_float("CG", "damping", self.damping, nonneg=True)
+        self._validate()
+        for name in ("normal", "stop_at_breakdown"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"CG.{name} must be True or False, got {getattr(self, name)!r}")
 
-    def solve(self, matvec, b, w, residual=True):
+    def solve(self, matvec, b, x0=None, *, residual=True):
         if self.normal:
-            return linalg.cgls(matvec, b, self.iters, self.damping)
-        return linalg.cg(matvec, b, self.iters, self.damping)
+            return linalg.cgls(matvec, b, self.iters, self.damping, x0=x0)
+        return linalg.cg(matvec, b, self.iters, self.damping, x0=x0, stop_at_breakdown=self.stop_at_breakdown)
+
+    def response(self, lam, *, lr=None, H=None, b=None):
+        from .analysis import spectral
+
+        if H is None or b is None:
+            raise ValueError("response(CG(...)) depends on the right-hand side: pass H and b")
+        if self.normal or self.damping:
+            raise ValueError("response() covers plain CG without damping")
+        return spectral.cg(lam, spectral.ritz_values(H, b, int(self.iters)))
 
 
 @pytree_dataclass(data_fields=("eps",))
@@ -166,29 +408,33 @@ class Damped(Method):
     """IFT with the damped Hessian ``(H + eps I)^{-1}``, solved by CG to tolerance.
 
     This is exactly the response of the proximal inner problem ``f(u, w) + eps/2 ||w - w'||^2`` with
-    ``w'`` held constant (PAPER.md §4.7).
+    ``w'`` held constant (PAPER.md §4.7). With ``eps > |lambda_min(H)|`` the damped system is positive
+    definite even where ``H`` is indefinite (a non-convex inner problem away from a minimum).
 
     Args:
       eps: damping (non-negative; with ``eps = 0`` and a singular ``H`` the solve may not converge).
       rtol, atol: CG stops when ``||r|| <= max(rtol ||dF/dw||, atol)``.
-      max_iters: bound on CG iterations.
+      max_iters: bound on CG iterations (status ``MAX_STEPS`` when reached first).
     """
 
     eps: Any
     rtol: float = 1e-6
     atol: float = 0.0
     max_iters: int = 1000
+    _specs = (("eps", "float", "nonneg"),)
 
     def __post_init__(self):
-        check_float("Damped", "eps", self.eps, nonneg=True)
-        check_float("Damped", "rtol", self.rtol, nonneg=True)
-        check_float("Damped", "atol", self.atol, nonneg=True)
-        check_int("Damped", "max_iters", self.max_iters)
+        self._validate()
+        check_fields("Damped", (("rtol", "float", "nonneg"), ("atol", "float", "nonneg"),
+                                ("max_iters", "int", 1)), self)
 
-    def solve(self, matvec, b, w, residual=True):
-        return linalg.cg_to_tol(
-            matvec, b, self.eps, rtol=self.rtol, atol=self.atol, max_iters=self.max_iters
-        )
+    def solve(self, matvec, b, x0=None, *, residual=True):
+        return linalg.cg(matvec, b, self.max_iters, self.eps, x0=x0, rtol=self.rtol, atol=self.atol)
+
+    def response(self, lam, *, lr=None, H=None, b=None):
+        from .analysis import spectral
+
+        return spectral.damped(lam, self.eps)
 
 
 @pytree_dataclass
@@ -205,24 +451,31 @@ class Exact(Method):
     rtol: float | None = None
 
     def __post_init__(self):
-        check_int("Exact", "max_size", self.max_size)
+        check_fields("Exact", (("max_size", "int", 1),), self)
         if self.rtol is not None:
-            check_float("Exact", "rtol", self.rtol, nonneg=True)
+            check_fields("Exact", (("rtol", "float", "nonneg"),), self)
 
-    def solve(self, matvec, b, w, residual=True):
-        n = tree_size(w)
+    def solve(self, matvec, b, x0=None, *, residual=True):
+        """``H^+ b`` (``x0`` is not needed and ignored)."""
+        n = tree_size(b)
         if n > self.max_size:
             raise ValueError(
                 f"Exact() materializes the {n}x{n} Hessian: w has {n} parameters, above "
                 f"Exact.max_size={self.max_size}. Raise max_size deliberately, or use CG(normal=True), "
                 "Damped or Neumann"
             )
-        H, unravel = linalg.dense_hessian(matvec, w)
+        H, unravel = linalg.dense_hessian(matvec, b)
         b_flat = ravel_pytree(b)[0]
         v_flat = linalg.pinv_solve(H, b_flat, rtol=self.rtol)
         res = jnp.linalg.norm(H @ v_flat - b_flat)
-        nn = jnp.asarray(n, jnp.int32)
-        return unravel(v_flat), linalg.SolveStats(res, res, nn, jnp.asarray(1, jnp.int32))
+        nn = _i32(n)
+        status = jnp.where(jnp.all(jnp.isfinite(v_flat)), 0, int(Status.NONFINITE)).astype(jnp.int32)
+        return unravel(v_flat), linalg.SolveStats(res, res, nn, _i32(1), jnp.asarray(False), status)
+
+    def response(self, lam, *, lr=None, H=None, b=None):
+        from .analysis import spectral
+
+        return spectral.inverse(lam)
 
 
 @pytree_dataclass(data_fields=("lr",))
@@ -234,17 +487,27 @@ class Identity(Method):
     """
 
     lr: Any
+    _specs = (("lr", "float", "positive"),)
 
     def __post_init__(self):
-        check_float("Identity", "lr", self.lr, positive=True)
+        self._validate()
 
-    def solve(self, matvec, b, w, residual=True):
-        v = jax.tree_util.tree_map(lambda x: self.lr * x, b)
-        if residual:
-            res = tree_norm(tree_sub(matvec(v), b))
-            return v, linalg.SolveStats(res, res, jnp.asarray(1, jnp.int32), jnp.asarray(0, jnp.int32))
-        nan = jnp.asarray(jnp.nan, linalg.res_dtype(b))
-        return v, linalg.SolveStats(nan, nan, jnp.asarray(0, jnp.int32), jnp.asarray(0, jnp.int32))
+    def solve(self, matvec, b, x0=None, *, residual=True):
+        def apply(r):
+            v = jax.tree_util.tree_map(lambda x: self.lr * x, r)
+            status = jnp.where(tree_all_finite(v), 0, int(Status.NONFINITE)).astype(jnp.int32)
+            if residual:
+                res = tree_norm(tree_sub(matvec(v), r))
+                return v, linalg.SolveStats(res, res, _i32(1), _i32(0), jnp.asarray(False), status)
+            nan = _nan_like(r)
+            return v, linalg.SolveStats(nan, nan, _i32(0), _i32(0), jnp.asarray(False), status)
+
+        return _with_x0(apply, matvec, b, x0, residual)
+
+    def response(self, lam, *, lr=None, H=None, b=None):
+        from .analysis import spectral
+
+        return spectral.identity(lam, self.lr)
 
 
 def _check_method(method, inner):
@@ -253,13 +516,7 @@ def _check_method(method, inner):
             "method must be one of blojax.Unroll, Neumann, CG, Damped, Exact, Identity; "
             f"got {method!r}"
         )
-    if isinstance(method, Unroll):
-        if inner is None:
-            raise ValueError(
-                "Unroll differentiates through the inner optimizer's steps: pass inner=InnerLoop(...)"
-            )
-        if not hasattr(inner, "step"):
-            raise TypeError(f"inner must provide step() to be unrolled, got {inner!r}")
+    method.check_inner(inner)
 
 
 def unrolled_steps(problem, inner, u, w, state, method: Unroll, batch=None):
@@ -283,6 +540,13 @@ def unrolled_steps(problem, inner, u, w, state, method: Unroll, batch=None):
     return w, state
 
 
+def check_strategy_at_run_time(x, method, throw: bool = True):
+    """Attach the run-time range checks of ``method``'s traced fields to ``x`` (see ``throw``)."""
+    for pred, msg in method.violations():
+        x = raise_if(x, pred, msg, throw)
+    return x
+
+
 def hypergradient(
     problem,
     u,
@@ -294,13 +558,14 @@ def hypergradient(
     outer_batch=None,
     inner_state=None,
     diagnostics: bool = True,
+    throw: bool = True,
 ):
     """Approximate hypergradient ``dF/du + J^T dF/dw`` at ``(u, w)``.
 
     IFT strategies evaluate everything at the given ``w`` (they do not re-solve the inner problem):
     ``g = dF/du(u, w) - M^T v`` with ``v ~ H^{-1} dF/dw(u, w)``. ``Unroll(K)`` runs K steps of
     ``inner`` from ``w`` and differentiates through them; its ``F`` and gradients are taken at the
-    end point ``w_K``, which ``info['w']`` returns (with ``info['inner_state']``).
+    end point ``w_K``, which ``info.w`` returns (with ``info.inner_state``).
 
     Args:
       problem: a :class:`blojax.Problem`.
@@ -311,71 +576,43 @@ def hypergradient(
       inner_state: inner optimizer state to unroll from (``Unroll`` only; default fresh).
       diagnostics: spend the extra products needed to report the residual (Neumann, Identity) and
         the inner stationarity after unrolling.
+      throw: raise (also under ``jit``/``vmap``) when the result is non-finite (status ``NONFINITE``)
+        or a traced strategy field is out of range; other statuses are only reported.
 
     Returns:
-      ``(grad_u, info)``; ``info`` is a dict with ``F`` (outer value), ``inner_grad_norm``
-      (``||grad_w f||`` at the point where ``F`` is taken), ``residual`` (``||H v - dF/dw||``, NaN for
-      Unroll), ``residual_min``, ``residual_growth`` (``residual / residual_min``, >> 1 flags a diverging
-      solve), ``hvps`` (Hessian-vector products, counting the mixed product ``M^T v`` as one),
-      ``grads`` (gradient evaluations), ``solve_iters`` and ``solve_breakdown`` (CG met a direction of
-      ~zero curvature: ``H`` is singular along the Krylov space, the hallmark of an inconsistent system).
+      ``(grad_u, info)`` with ``info`` a :class:`HypergradInfo` (same fields for every strategy;
+      ``info.status`` a :class:`blojax.Status` code).
     """
     _check_method(method, inner)
+    if not isinstance(throw, bool):
+        raise TypeError(f"throw must be True or False, got {throw!r}")
     problem.check(u, w, inner_batch, outer_batch)
 
-    if isinstance(method, Unroll):
-        state = inner.init(w) if inner_state is None else inner_state
-
-        def objective(u_):
-            w_k, s_k = unrolled_steps(problem, inner, u_, w, state, method, inner_batch)
-            return problem.F(u_, w_k, outer_batch), (w_k, s_k)
-
-        (Fval, (w_k, s_k)), g = jax.value_and_grad(objective, has_aux=True)(u)
-        k = jnp.asarray(method.steps, jnp.int32)
-        if diagnostics:
-            gn = tree_norm(problem.grad_w_f(u, w_k, inner_batch))
-        else:
-            gn = jnp.asarray(jnp.nan, Fval.dtype)
-        nan = jnp.asarray(jnp.nan, Fval.dtype)
-        info = dict(
-            F=Fval,
-            inner_grad_norm=gn,
-            residual=nan,
-            residual_min=nan,
-            residual_growth=nan,
-            hvps=k,
-            grads=k * (2 if method.rematerialize else 1) + 1 + int(diagnostics),
-            solve_iters=k,
-            solve_breakdown=jnp.asarray(False),
-            w=w_k,
-            inner_state=s_k,
-        )
-        return g, info
-
-    Fval, (dF_du, dF_dw) = jax.value_and_grad(problem.F, argnums=(0, 1))(u, w, outer_batch)
-
-    def grad_w(w_):
-        return jax.grad(problem.f, argnums=1)(u, w_, inner_batch)
-
-    gw, hvp = linalg.hvp_at(grad_w, w)
-    v, stats = method.solve(hvp, dF_dw, w, residual=diagnostics)
-
-    def grad_w_of_u(u_):
-        return jax.grad(problem.f, argnums=1)(u_, w, inner_batch)
-
-    _, vjp_u = jax.vjp(grad_w_of_u, u)
-    (Mt_v,) = vjp_u(v)
-    g = jax.tree_util.tree_map(jnp.subtract, dF_du, Mt_v)
+    w_out, s_out, pullback = method.linearize(problem, inner, u, w, inner_state, inner_batch,
+                                              diagnostics=diagnostics)
+    Fval, (dF_du, dF_dw) = jax.value_and_grad(problem.F, argnums=(0, 1))(u, w_out, outer_batch)
+    (u_bar, _, _), pb = pullback(dF_dw)
+    g = jax.tree_util.tree_map(jnp.add, dF_du, u_bar)
+    stats = pb.stats
+    finite = tree_all_finite(g) & jnp.isfinite(Fval)
+    status = combine(stats.status, jnp.where(finite, 0, int(Status.NONFINITE)))
+    g = raise_if(g, status == int(Status.NONFINITE),
+                 f"hypergradient ({type(method).__name__}): non-finite result (NaN/inf); lower the step "
+                 "sizes or add damping, or pass throw=False to get status NONFINITE", throw)
+    g = check_strategy_at_run_time(g, method, throw)
     tiny = jnp.finfo(Fval.dtype).tiny
-    info = dict(
+    info = HypergradInfo(
         F=Fval,
-        inner_grad_norm=tree_norm(gw),
-        residual=stats.residual,
-        residual_min=stats.residual_min,
-        residual_growth=stats.residual / jnp.maximum(stats.residual_min, tiny),
-        hvps=stats.hvps + 1,
-        grads=jnp.asarray(2, jnp.int32),
-        solve_iters=stats.iters,
+        inner_grad_norm=jnp.asarray(pb.grad_norm, Fval.dtype),
+        residual=jnp.asarray(stats.residual, Fval.dtype),
+        residual_min=jnp.asarray(stats.residual_min, Fval.dtype),
+        residual_growth=jnp.asarray(stats.residual / jnp.maximum(stats.residual_min, tiny), Fval.dtype),
+        hvps=_i32(pb.hvps),
+        grads=_i32(pb.grads + 1),
+        solve_iters=_i32(stats.iters),
         solve_breakdown=jnp.asarray(stats.breakdown),
+        status=status,
+        w=w_out,
+        inner_state=s_out,
     )
     return g, info

@@ -6,7 +6,9 @@ With plain SGD at step ``alpha`` one step is the paper's update operator
 
 ``InnerLoop`` runs a fixed number of steps with ``lax.scan`` (``steps=T``), or until
 ``||grad_w f(u, w)|| <= tol`` with ``lax.while_loop`` (bounded by ``max_steps``). Both are pure and
-``jit``/``vmap``-able. Any object with the same ``init`` / ``solve`` methods (see :class:`InnerSolver`)
+``jit``/``vmap``-able. Every step passes ``value``, ``grad`` and ``value_fn`` (``w -> f(u, w)``) to
+the optimizer, so optax's line-search optimizers (``optax.lbfgs()``,
+``optax.scale_by_backtracking_linesearch``) work as inner solvers. Any object with the same ``init`` / ``solve`` methods (see :class:`InnerSolver`)
 is accepted wherever an ``InnerLoop`` is, e.g. :class:`ClosedForm` for a closed-form inner solution.
 """
 
@@ -19,17 +21,39 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._tree import check_float, check_int, tree_norm
+from ._tree import check_float, check_int, tree_all_finite, tree_norm
+from .status import Status, raise_if
 
 __all__ = ["InnerLoop", "ClosedForm", "InnerSolver", "InnerInfo"]
 
 
 class InnerInfo(NamedTuple):
-    """Diagnostics of one inner solve: steps taken, ``f(u, w_T)`` and ``||grad_w f(u, w_T)||``."""
+    """Diagnostics of one inner solve: steps taken, ``f(u, w_T)``, ``||grad_w f(u, w_T)||`` and
+    ``status`` (a :class:`blojax.Status` code: CONVERGED, MAX_STEPS when a tolerance loop stopped at
+    ``max_steps``, BREAKDOWN when it diverged, NONFINITE). Indexing by name (``info["f"]``) works."""
 
     steps: jax.Array
     f: jax.Array
     grad_norm: jax.Array
+    status: jax.Array | int = 0
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            try:
+                return getattr(self, key)
+            except AttributeError:
+                raise KeyError(key) from None
+        return tuple.__getitem__(self, key)
+
+
+def _final_status(w, gn):
+    """NONFINITE (4) if ``w`` or ``gn`` is not finite, else CONVERGED (0)."""
+    return jnp.where(tree_all_finite(w) & jnp.isfinite(gn), 0, int(Status.NONFINITE)).astype(jnp.int32)
+
+
+def _nonfinite_message(owner):
+    return (f"{owner}: non-finite inner iterate (NaN/inf); lower the inner step size, or pass "
+            "throw=False to get status NONFINITE")
 
 
 class InnerSolver(Protocol):
@@ -53,8 +77,13 @@ class InnerLoop:
       optimizer: an ``optax.GradientTransformation`` (e.g. ``optax.sgd(alpha)``).
       steps: fixed number of inner steps T (``lax.scan``). Give either ``steps`` or ``tol``.
       tol: stop when ``||grad_w f(u, w)|| <= tol`` (``lax.while_loop``).
-      max_steps: upper bound on the number of steps in ``tol`` mode (default 10_000).
+      max_steps: upper bound on the number of steps in ``tol`` mode (default 10_000); reaching it
+        before the tolerance gives status ``MAX_STEPS``.
+      diverge: ``tol`` mode stops with status ``BREAKDOWN`` once ``||grad_w f||`` exceeds ``diverge``
+        times ``max(||grad_w f(u, w_0)||, tol)`` (a run diverging without NaN yet; default 1e6).
 
+    The optimizer may be any optax transformation, line searches included: each update receives
+    ``value``, ``grad`` and ``value_fn`` as extra arguments (ignored by optimizers that take none).
     Steps, tolerances and the optimizer are static: changing them recompiles.
     """
 
@@ -62,6 +91,8 @@ class InnerLoop:
     steps: int | None = None
     tol: float | None = None
     max_steps: int | None = None
+    diverge: float = 1e6
+    _opt: Any = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):
         opt = self.optimizer
@@ -82,21 +113,25 @@ class InnerLoop:
             if self.max_steps is None:
                 object.__setattr__(self, "max_steps", 10_000)
             check_int("InnerLoop", "max_steps", self.max_steps)
+        check_float("InnerLoop", "diverge", self.diverge, positive=True)
+        object.__setattr__(self, "_opt", optax.with_extra_args_support(opt))
 
     @property
     def bound(self) -> int:
         """The most steps one solve may take."""
-        return self.steps if self.steps is not None else self.max_steps
+        return self.steps if self.steps is not None else self.max_steps  # pyright: ignore[reportReturnType]
 
     def init(self, w):
         """Fresh optimizer state for inner parameters ``w``."""
         return self.optimizer.init(w)
 
+    def with_steps(self, steps: int) -> "InnerLoop":
+        """The same loop with a fixed number of steps (e.g. the ``T - K`` steps before ``Unroll(K)``)."""
+        return InnerLoop(self.optimizer, steps=steps)
+
     def step(self, problem, u, w, state, batch=None):
         """One update ``w <- Xi(u, w)``; differentiable in ``u`` and ``w``."""
-        g = jax.grad(problem.f, argnums=1)(u, w, batch)
-        updates, state = self.optimizer.update(g, state, w)
-        return optax.apply_updates(w, updates), state
+        return _opt_step(self._opt, problem, u, w, state, batch)
 
     def solve(self, problem, u, w, state, batch=None):
         """Run the inner loop from ``(w, state)``; returns ``(w_T, state_T, InnerInfo)``."""
@@ -108,27 +143,48 @@ class InnerLoop:
             (w, state), _ = jax.lax.scan(body, (w, state), None, length=self.steps)
             n = jnp.asarray(self.steps)
             fval, g = jax.value_and_grad(problem.f, argnums=1)(u, w, batch)
-            return w, state, InnerInfo(n, fval, tree_norm(g))
+            gn = tree_norm(g)
+            return w, state, InnerInfo(n, fval, gn, _final_status(w, gn))
 
         def grad_norm(w_):
             return tree_norm(jax.grad(problem.f, argnums=1)(u, w_, batch))
 
+        assert self.tol is not None  # tol mode
+        gn0 = grad_norm(w)
+        limit = self.diverge * jnp.maximum(gn0, self.tol)
+
         def cond(carry):
             _, _, k, gn = carry
-            return jnp.logical_and(k < self.max_steps, gn > self.tol)
+            return (k < self.max_steps) & (gn > self.tol) & (gn <= limit)  # NaN stops too
 
         def body(carry):
             w_, s_, k, _ = carry
             w_, s_ = self.step(problem, u, w_, s_, batch)
             return w_, s_, k + 1, grad_norm(w_)
 
-        w, state, k, gn = jax.lax.while_loop(cond, body, (w, state, jnp.asarray(0), grad_norm(w)))
-        return w, state, InnerInfo(k, problem.f(u, w, batch), gn)
+        w, state, k, gn = jax.lax.while_loop(cond, body, (w, state, jnp.asarray(0), gn0))
+        fval = problem.f(u, w, batch)
+        status = jnp.where(gn <= self.tol, int(Status.CONVERGED),
+                           jnp.where(gn > limit, int(Status.BREAKDOWN), int(Status.MAX_STEPS)))
+        status = jnp.where(tree_all_finite(w) & jnp.isfinite(gn) & jnp.isfinite(fval), status,
+                           int(Status.NONFINITE)).astype(jnp.int32)
+        return w, state, InnerInfo(k, fval, gn, status)
 
-    def run(self, problem, u, w, batch=None):
-        """The inner solve on its own from a fresh optimizer state: ``(w_T, info)``; jit-able."""
+    def run(self, problem, u, w, batch=None, *, throw: bool = True):
+        """The inner solve on its own from a fresh optimizer state: ``(w_T, info)``; jit-able.
+
+        ``throw``: raise (also under ``jit``/``vmap``) when the result is non-finite; the other
+        statuses (``MAX_STEPS``, ``BREAKDOWN``) are reported in ``info.status``."""
         w, _, info = self.solve(problem, u, w, self.init(w), batch)
+        w = raise_if(w, info.status == int(Status.NONFINITE), _nonfinite_message("InnerLoop"), throw)
         return w, info
+
+
+def _opt_step(opt, problem, u, w, state, batch):
+    """One optax update on ``w -> f(u, w, batch)`` passing ``value``, ``grad`` and ``value_fn``."""
+    value, g = jax.value_and_grad(problem.f, argnums=1)(u, w, batch)
+    updates, state = opt.update(g, state, w, value=value, grad=g, value_fn=lambda w_: problem.f(u, w_, batch))
+    return optax.apply_updates(w, updates), state
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -142,8 +198,11 @@ class ClosedForm:
 
     solution: Callable[..., Any]
     step_optimizer: optax.GradientTransformation | None = None
+    _opt: Any = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):
+        if self.step_optimizer is not None:
+            object.__setattr__(self, "_opt", optax.with_extra_args_support(self.step_optimizer))
         if not callable(self.solution):
             raise TypeError(f"ClosedForm.solution must be callable solution(u, w0), got {self.solution!r}")
 
@@ -157,15 +216,16 @@ class ClosedForm:
     def step(self, problem, u, w, state, batch=None):
         if self.step_optimizer is None:
             raise ValueError("ClosedForm has no differentiable step: pass step_optimizer=optax.sgd(alpha) to Unroll through it")
-        g = jax.grad(problem.f, argnums=1)(u, w, batch)
-        updates, state = self.step_optimizer.update(g, state, w)
-        return optax.apply_updates(w, updates), state
+        return _opt_step(self._opt, problem, u, w, state, batch)
 
     def solve(self, problem, u, w, state, batch=None):
         w = self.solution(u, w) if batch is None else self.solution(u, w, batch)
         fval, g = jax.value_and_grad(problem.f, argnums=1)(u, w, batch)
-        return w, state, InnerInfo(jnp.asarray(1), fval, tree_norm(g))
+        gn = tree_norm(g)
+        return w, state, InnerInfo(jnp.asarray(1), fval, gn, _final_status(w, gn))
 
-    def run(self, problem, u, w, batch=None):
+    def run(self, problem, u, w, batch=None, *, throw: bool = True):
+        """``(w, info)`` from the formula; ``throw`` as :meth:`InnerLoop.run`."""
         w, _, info = self.solve(problem, u, w, self.init(w), batch)
+        w = raise_if(w, info.status == int(Status.NONFINITE), _nonfinite_message("ClosedForm"), throw)
         return w, info

@@ -139,27 +139,12 @@ def cg(lam, ritz):
 def response(method, lam, *, H=None, b=None):
     """``h(lambda)`` of a :mod:`blojax` strategy object (``Exact``, ``Damped``, ``Neumann``,
     ``Identity``, ``CG`` — which also needs ``H`` and ``b`` — or ``Unroll`` given as
-    ``Neumann``-equivalent: pass ``Unroll`` together with an SGD step via :func:`unroll`)."""
-    from .. import hypergrad as hg
-
-    if isinstance(method, hg.Exact):
-        return inverse(lam)
-    if isinstance(method, hg.Damped):
-        return damped(lam, method.eps)
-    if isinstance(method, hg.Neumann):
-        return neumann(lam, method.terms, method.lr)
-    if isinstance(method, hg.Identity):
-        return identity(lam, method.lr)
-    if isinstance(method, hg.CG):
-        if H is None or b is None:
-            raise ValueError("response(CG(...)) depends on the right-hand side: pass H and b")
-        if method.normal or method.damping:
-            raise ValueError("response() covers plain CG without damping")
-        return cg(lam, ritz_values(H, b, int(method.iters)))
-    raise TypeError(
-        f"response() knows Exact, Damped, Neumann, Identity and CG; got {method!r} "
-        "(for Unroll(K) with SGD step alpha use spectral.unroll(lam, K, alpha))"
-    )
+    ``Neumann``-equivalent: pass ``Unroll`` together with an SGD step via :func:`unroll`).
+    Each strategy knows its own map (``method.response``)."""
+    respond = getattr(method, "response", None)
+    if respond is None:
+        raise TypeError(f"response() knows the blojax strategies; got {method!r}")
+    return respond(lam, H=H, b=b)
 
 
 def operator_matrix(method, H, *, lr=None):
@@ -168,29 +153,26 @@ def operator_matrix(method, H, *, lr=None):
 
     For ``Unroll(K)`` (``lr``: the SGD step) it is the response Jacobian of K SGD steps on
     ``f(u, w) = 1/2 w^T H w - u^T w`` (so ``M = -I`` and ``J = S``), differentiated by the library's
-    :func:`blojax.hypergrad.unrolled_steps`. CG is not a fixed matrix (it depends on ``b``)."""
+    strategy's own pullback (the protocol of :class:`blojax.Method`). CG is not a fixed matrix (it depends on ``b``)."""
     import optax
 
     from .. import hypergrad as hg
     from ..inner import InnerLoop
     from ..problem import Problem
 
+    if isinstance(method, hg.CG):
+        raise TypeError("CG applies a polynomial that depends on b, not a fixed matrix: use response(CG, H=, b=)")
     H = jnp.asarray(H)
     n = H.shape[0]
     eye = jnp.eye(n, dtype=H.dtype)
-    if isinstance(method, hg.Unroll):
+    inner = None
+    if not method.implicit:
         if lr is None:
-            raise ValueError("operator_matrix(Unroll(...)) needs lr, the SGD step of the unrolled steps")
-        problem = Problem(inner=lambda u, w: 0.5 * w @ H @ w - u @ w, outer=lambda u, w: 0.0 * jnp.sum(w))
-        inner = InnerLoop(optax.sgd(lr), steps=method.length)
-
-        def wK(u):
-            w, _ = hg.unrolled_steps(problem, inner, u, jnp.zeros(n, H.dtype), inner.init(jnp.zeros(n, H.dtype)), method)
-            return w
-
-        return jax.jacfwd(wK)(jnp.zeros(n, H.dtype))
-    if isinstance(method, hg.CG):
-        raise TypeError("CG applies a polynomial that depends on b, not a fixed matrix: use response(CG, H=, b=)")
-    matvec = lambda v: H @ v  # noqa: E731
-    cols = jax.vmap(lambda e: method.solve(matvec, e, e)[0])(eye)
-    return cols.T
+            raise ValueError(f"operator_matrix({type(method).__name__}(...)) needs lr, the SGD step of the unrolled steps")
+        inner = InnerLoop(optax.sgd(lr), steps=1)
+    # f(u, w) = 1/2 w^T H w - u^T w: M = -I, so the strategy's pullback maps e_i to S e_i (S = J).
+    problem = Problem(inner=lambda u, w: 0.5 * w @ H @ w - u @ w, outer=lambda u, w: 0.0 * jnp.sum(w))
+    zero = jnp.zeros(n, H.dtype)
+    _, _, pullback = method.linearize(problem, inner, zero, zero, None, None, diagnostics=False)
+    rows = jax.vmap(lambda e: pullback(e)[0][0])(eye)
+    return rows.T

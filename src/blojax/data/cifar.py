@@ -109,7 +109,8 @@ def load_cifar10(location: pathlib.Path):
                 for n in names:
                     if n not in members:
                         raise DataError(f"{location}: archive lacks {FOLDER}/{n}")
-                    blobs[n] = (tar.extractfile(members[n]).read(), f"{location}:{members[n].name}")
+                    data = tar.extractfile(members[n]).read()  # pyright: ignore[reportOptionalMemberAccess]
+                    blobs[n] = (data, f"{location}:{members[n].name}")
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise DataError(f"{location}: cannot read the archive ({type(exc).__name__}: {exc}); "
                             "it is corrupt or truncated") from exc

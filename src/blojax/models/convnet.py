@@ -10,6 +10,8 @@ hypergradients (Hessian-vector products through the inner loss) prefer.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
@@ -22,7 +24,7 @@ def init_convnet(key, image_shape, num_classes: int, channels=(16, 32), dtype=jn
         raise ValueError(f"init_convnet(image_shape) must be (H, W, C), got {image_shape!r}")
     h, w, c = (int(s) for s in image_shape)
     keys = jax.random.split(key, len(channels) + 1)
-    params = {"conv": []}
+    params: dict[str, Any] = {"conv": []}
     for k, c_out in zip(keys[:-1], channels):
         std = jnp.sqrt(2.0 / (9 * c))
         params["conv"].append({"w": std * jax.random.normal(k, (3, 3, c, c_out), dtype), "b": jnp.zeros((c_out,), dtype)})

@@ -41,7 +41,7 @@ def init_mlp(key, sizes, *, scale: float = 1.0, bias_scale: float = 0.0, dtype=j
             raise ValueError(f"init_mlp({name}) must be a non-negative number, got {v!r}")
     params = []
     if isinstance(key, (numbers.Integral, np.random.Generator)) and not isinstance(key, bool):
-        rng = np.random.default_rng(key) if isinstance(key, numbers.Integral) else key
+        rng = np.random.default_rng(int(key)) if isinstance(key, numbers.Integral) else key
         for d_in, d_out in zip(sizes[:-1], sizes[1:]):
             std = scale * np.sqrt(2.0 / d_in)
             w = std * rng.standard_normal((d_in, d_out))

@@ -71,7 +71,7 @@ def check_report(path, *, chromium: str | None = None, timeout: float = 120, scr
 def main(argv=None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m blojax.runner.browser", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m blojax.runner.browser", description=(__doc__ or "\n").splitlines()[0])
     p.add_argument("report")
     p.add_argument("--screenshot", default=None)
     p.add_argument("--min-images", type=int, default=1)

@@ -182,7 +182,7 @@ def cmd_sweep(args, argv) -> int:
         if args.address:
             sweep._check_address(args.address)
         try:
-            import ray  # noqa: F401
+            import ray  # noqa: F401  # pyright: ignore[reportMissingImports]
         except ImportError:
             raise UsageError("the ray backend needs the optional extra: pip install 'blojax[ray]'") from None
     label = f"{args.experiment}.Config"

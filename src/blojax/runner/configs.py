@@ -51,7 +51,7 @@ def _type_name(tp) -> str:
     if origin in (tuple, list):
         args = [a for a in typing.get_args(tp) if a is not Ellipsis]
         return f"a comma-separated list of {_type_name(args[0]) if args else 'values'}"
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return f"a table of {tp.__name__} fields"
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     return names.get(tp, getattr(tp, "__name__", str(tp)))
@@ -148,7 +148,7 @@ def coerce(value, tp, where: str, finite: bool = True):
             elem_types = [Any] * len(items)
         out = [coerce(v, t, f"{where}[{i}]", finite) for i, (v, t) in enumerate(zip(items, elem_types))]
         return list(out) if (origin is list or tp is list) else tuple(out)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if isinstance(value, dict):

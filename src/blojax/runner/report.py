@@ -14,6 +14,7 @@ import pathlib
 
 from blojax.experiments import common
 
+from . import claims as claims_mod
 from .rundir import now, read_json
 
 # What PAPER.md §5 says each experiment shows, so a reader sees the paper's claim beside our numbers.
@@ -120,6 +121,7 @@ def collect(folder: pathlib.Path) -> dict:
     demo = folder / "demo" / "output.txt"
     return {
         "folder": folder,
+        "claims": _ledger(folder),
         "entries": entries,
         "reproduce": read_json(folder / "reproduce.json"),
         "sweep": read_json(folder / "sweep.json"),
@@ -129,6 +131,118 @@ def collect(folder: pathlib.Path) -> dict:
         "environment": next((read_json(e["folder"] / "environment.json") for e in entries if (e["folder"] / "environment.json").exists()), None)
         or common.environment(),
     }
+
+
+def _ledger(folder: pathlib.Path) -> list[dict]:
+    try:
+        return claims_mod.evaluate(folder)
+    except Exception as err:  # noqa: BLE001 - a broken claim must not cost the report
+        return [{"id": "ledger", "experiment": "-", "statement": "the claims ledger could not be evaluated",
+                 "paper": "-", "margin": "-", "ours": None, "shown": "-", "status": "not run", "run": None,
+                 "mode": None, "explanation": f"{type(err).__name__}: {err}", "full_run": None}]
+
+
+# ------------------------------------------------------------------------------------ ledger
+LEDGER_INTRO = ("Each row is one checkable finding of the paper, evaluated on this folder's runs with the margin "
+                "shown. <b>full run only</b>: the quick settings are too short for the effect; the stored full-run "
+                "numbers (commit and command below the table) are shown beside the quick ones. <b>not run</b>: no "
+                "finished run measures it here. Written to <code>claims.json</code>.")
+
+
+def _full_cell(e: dict) -> str:
+    fr = e.get("full_run")
+    return f"{fr['shown']} ({fr['status']})" if fr else "-"
+
+
+def _ledger_rows(entries: list[dict]) -> list[list[str]]:
+    rows = []
+    for e in entries:
+        ours = e["shown"] if e["status"] != "full run only" else f"quick run: {e['shown']}"
+        note = e.get("explanation", "") if e["status"] in ("fails", "not run") else ""
+        rows.append([e["id"], e["statement"], e["paper"], ours, _full_cell(e), e["status"], note])
+    return rows
+
+
+_LEDGER_HEADER = ["claim", "statement (margin)", "paper", "ours (this run)", "full run (stored)", "status", "why"]
+
+
+def _ledger_sources(entries: list[dict]) -> list[tuple[str, str, str]]:
+    """``(experiment, commit, command)`` of the stored full runs the ledger shows."""
+    seen = {}
+    for e in entries:
+        fr = e.get("full_run")
+        if fr and e["experiment"] not in seen:
+            seen[e["experiment"]] = (e["experiment"], fr.get("commit", "?"), fr.get("command", "?"))
+    return list(seen.values())
+
+
+def _ledger_counts(entries: list[dict]) -> str:
+    return ", ".join(f"{sum(e['status'] == s for e in entries)} {s}" for s in claims_mod.STATUSES)
+
+
+def render_ledger_html(entries: list[dict]) -> str:
+    if not entries:
+        return ""
+    cls = {"holds": "ok", "fails": "bad"}
+    head = "".join(f"<th>{_h(c)}</th>" for c in _LEDGER_HEADER)
+    body = []
+    for row, e in zip(_ledger_rows(entries), entries):
+        cells = [f"<td>{_h(c)}</td>" for c in row]
+        cells[5] = f"<td class='{cls.get(e['status'], '')}'>{_h(e['status'])}</td>"
+        cells[1] = f"<td>{_h(e['statement'])}<br><small>margin: {_h(e['margin'])}</small></td>"
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    src = _ledger_sources(entries)
+    src_html = ("<p>Stored full runs: " + "; ".join(f"<code>{_h(n)}</code> at commit {_h(c)}: <code>{_h(cmd)}</code>"
+                                                    for n, c, cmd in src) + "</p>") if src else ""
+    return (f"<h2 id='claims'>Claims ledger</h2><p>{LEDGER_INTRO}</p><p><b>{_h(_ledger_counts(entries))}</b>.</p>"
+            f"<table class='ledger'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{src_html}")
+
+
+def _own_claims(e: dict, entries: list[dict]) -> list[dict]:
+    return [c for c in entries if c.get("run") and pathlib.Path(c["run"]) == pathlib.Path(e["folder"])]
+
+
+def entry_claims_html(e: dict, entries: list[dict]) -> str:
+    """This experiment's claims; in a quick run the stored full-run numbers beside the quick ones."""
+    own = _own_claims(e, entries)
+    if not own:
+        return ""
+    quick = any(c["mode"] == "quick" for c in own)
+    rows = [[c["id"], c["margin"], c["shown"], _full_cell(c), c["status"]] for c in own]
+    label = "this run (quick settings)" if quick else "this run"
+    note = ("<p><b>Quick settings.</b> Claims marked <i>full run only</i> need the full settings: judge them by the "
+            "stored full-run numbers, not by this section's quick numbers.</p>") if any(c["status"] == "full run only" for c in own) else ""
+    src = _ledger_sources(own)
+    src_html = "".join(f"<p><small>Stored full run: commit {_h(c)}, <code>{_h(cmd)}</code></small></p>" for _, c, cmd in src)
+    return ("<h3>Claims of this experiment</h3>" + note
+            + _table(["claim", "margin", label, "full run (stored)", "status"], rows, "claims") + src_html)
+
+
+def entry_claims_md(e: dict, entries: list[dict]) -> list[str]:
+    own = _own_claims(e, entries)
+    if not own:
+        return []
+    quick = any(c["mode"] == "quick" for c in own)
+    out = ["Claims of this experiment:", ""]
+    if any(c["status"] == "full run only" for c in own):
+        out += ["**Quick settings.** Claims marked *full run only* need the full settings: judge them by the stored "
+                "full-run numbers, not by this section's quick numbers.", ""]
+    out += [_md_table(["claim", "margin", "this run (quick settings)" if quick else "this run", "full run (stored)", "status"],
+                      [[c["id"], c["margin"], c["shown"], _full_cell(c), c["status"]] for c in own]), ""]
+    out += [f"Stored full run: commit {c}, `{cmd}`" for _, c, cmd in _ledger_sources(own)]
+    return out + ([""] if _ledger_sources(own) else [])
+
+
+def render_ledger_md(entries: list[dict]) -> list[str]:
+    if not entries:
+        return []
+    intro = LEDGER_INTRO.replace("<b>", "**").replace("</b>", "**").replace("<code>", "`").replace("</code>", "`")
+    rows = [[r[0], f"{r[1]} (margin: {e['margin']})", *r[2:]] for r, e in zip(_ledger_rows(entries), entries)]
+    out = ["## Claims ledger", "", intro, "", f"**{_ledger_counts(entries)}**.", "", _md_table(_LEDGER_HEADER, rows), ""]
+    src = _ledger_sources(entries)
+    if src:
+        out += ["Stored full runs: " + "; ".join(f"`{n}` at commit {c}: `{cmd}`" for n, c, cmd in src), ""]
+    return out
 
 
 # ------------------------------------------------------------------------------------ numbers
@@ -281,6 +395,7 @@ def render_html(info: dict) -> str:
                      f"{_h(cpu)} (started {_h(rep.get('started', '?'))}).</p>")
         if rep.get("unusable"):
             parts.append("<p class='bad'>Modules that could not be run: " + _h("; ".join(f"{k}: {v}" for k, v in rep["unusable"].items())) + "</p>")
+    parts.append(render_ledger_html(info.get("claims") or []))
     entries = info["entries"]
     if entries:
         rows = []
@@ -299,7 +414,7 @@ def render_html(info: dict) -> str:
                      "(start-up, imports, compilation, figures).</p>"
                      + _table(["experiment", "paper", "status", "run time", "wall", "figures"], rows, "summary"))
     for e in entries:
-        parts.append(_render_entry(e))
+        parts.append(_render_entry(e, info.get("claims") or []))
     if info.get("sweep_table"):
         rows = info["sweep_table"].get("rows", [])
         cols: list[str] = []
@@ -321,7 +436,7 @@ def render_html(info: dict) -> str:
     return "\n".join(parts)
 
 
-def _render_entry(e: dict) -> str:
+def _render_entry(e: dict, ledger: list[dict] | tuple = ()) -> str:
     r, res = e["run"], e["results"]
     out = [f"<h2 id='{_h(e['id'])}'>{_h(e['title'])}</h2>"]
     desc = res.get("description") or e["paper"]["description"]
@@ -335,6 +450,7 @@ def _render_entry(e: dict) -> str:
         out.append(f"<p class='bad'>{_h(r['error'])}</p>")
     if e["paper"]["text"]:
         out.append(f"<div class='paper'><b>Paper ({_h(e['paper']['ref'])}):</b> {_h(e['paper']['text'])}</div>")
+    out.append(entry_claims_html(e, list(ledger)))
     comp = res.get("paper_comparison") or auto_comparison(res.get("results"))
     if comp:
         out.append("<h3>Ours beside the paper</h3>" + _table(
@@ -364,6 +480,7 @@ def render_md(info: dict) -> str:
     if rep:
         cpu = f", CPU time {_fmt(rep['cpu_seconds'])} s on {rep.get('cpu_count', '?')} core(s)" if rep.get("cpu_seconds") is not None else ""
         out += [f"Mode: **{rep.get('mode', '?')}**. Total wall time: **{_fmt(rep.get('total_seconds') or 0.0)} s**{cpu}.", ""]
+    out += render_ledger_md(info.get("claims") or [])
     if info["entries"]:
         walls = (rep or {}).get("runs") or {}
 
@@ -387,6 +504,7 @@ def render_md(info: dict) -> str:
             out += [f"**Error:** {r['error']}", ""]
         if e["paper"]["text"]:
             out += [f"> **Paper ({e['paper']['ref']}):** {e['paper']['text']}", ""]
+        out += entry_claims_md(e, info.get("claims") or [])
         comp = res.get("paper_comparison") or auto_comparison(res.get("results"))
         if comp:
             out += [_md_table(["quantity", "ours", "paper"], [[c.get("quantity", ""), _summarize(c.get("ours")), _summarize(c.get("paper"))]
@@ -414,6 +532,7 @@ def render_md(info: dict) -> str:
 
 def write_report(folder) -> tuple[pathlib.Path, pathlib.Path]:
     info = collect(pathlib.Path(folder))
+    claims_mod.write(folder, info["claims"])
     h = common.atomic_write_text(pathlib.Path(folder) / "report.html", render_html(info))
     m = common.atomic_write_text(pathlib.Path(folder) / "report.md", render_md(info))
     return h, m

@@ -2,13 +2,15 @@
 
 Layout of ``blojax run EXP --out DIR``::
 
-    DIR/run.json          experiment, resolved config, fingerprint, status, start/end, seconds, argv
+    DIR/run.json          experiment, resolved config, fingerprint, status, start/end, seconds, argv,
+                          measurements (wall times and memory the experiment reported)
     DIR/config.json       the resolved config (what --set/--config/--quick/--seed gave)
     DIR/environment.json  package versions and platform
     DIR/metrics/<key>.csv per-step metrics of every ctx.scan/ctx.run (step column, one per metric)
     DIR/metrics/<key>.npz the same histories in full (multi-dimensional metrics too)
     DIR/checkpoints/      (carry, history) after every chunk; what --resume continues from
-    DIR/results.json      config, environment, seconds and every reported number
+    DIR/results.json      config, environment and every reported number; no times: the same command
+                          and seeds give a bit-identical file on the same machine
     DIR/*.png, *.gif      figures and animations
 
 A folder belongs to one run: its fingerprint (experiment + resolved config + blojax version) is in
@@ -240,7 +242,7 @@ def write_metrics(histories: dict, folder: pathlib.Path) -> list[pathlib.Path]:
         arrays = {_path_name(p): np.asarray(leaf) for p, leaf in jax.tree_util.tree_flatten_with_path(hist)[0]}
         if arrays:
             buf = io.BytesIO()
-            np.savez(buf, **{k.replace("/", "_"): v for k, v in arrays.items()})
+            np.savez(buf, **{k.replace("/", "_"): v for k, v in arrays.items()})  # pyright: ignore[reportArgumentType]
             common.atomic_write_bytes(folder / "metrics" / f"{safe}.npz", buf.getvalue())
     return written
 
@@ -353,6 +355,7 @@ def execute(
         except OSError:
             where = ""
         raise fail("failed", f"{type(exc).__name__}: {exc}".splitlines()[0] + where) from exc
+    measurements = {k: results.pop(k) for k in MEASUREMENT_KEYS if isinstance(results, dict) and k in results}
     payload = {
         "experiment": name,
         "description": getattr(mod, "DESCRIPTION", ""),
@@ -360,8 +363,6 @@ def execute(
         "config": config_dict,
         "environment": env,
         "data": download.files_used(full=True),
-        "seconds": seconds,
-        "plot_seconds": 0.0,
         "results": results,
         "figures": [],
         "metrics": [_rel(m, out) for m in metrics],
@@ -374,10 +375,12 @@ def execute(
     try:
         common.atomic_write_json(out / "results.json", payload)
         status = "done" if not bad else f"done (non-finite results: {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''})"
-        marker.update(status=status, finished=now(), seconds=seconds, data=payload["data"])
+        marker.update(status=status, finished=now(), seconds=seconds, data=payload["data"],
+                      measurements=measurements)
         common.atomic_write_json(out / "run.json", marker)
     except OSError as exc:
         raise fail("failed", f"file-system error while writing results: {os_error(exc)}") from None
+    plot_seconds = 0.0
     if plots:
         t1 = time.perf_counter()
         try:
@@ -399,14 +402,22 @@ def execute(
             except OSError:
                 pass
             raise RunFailed(f"{name}: figures failed ({why}); results.json is written in {out}") from None
-        payload.update(plot_seconds=time.perf_counter() - t1, figures=[_rel(f, out) for f in figures])
-        marker.update(plot_seconds=payload["plot_seconds"])
+        plot_seconds = time.perf_counter() - t1
+        payload.update(figures=[_rel(f, out) for f in figures])
+        marker.update(plot_seconds=plot_seconds)
         common.atomic_write_json(out / "results.json", payload)
         common.atomic_write_json(out / "run.json", marker)
     if bad:
         raise RunFailed(f"{name}: non-finite numbers in the results ({', '.join(bad[:5])}"
                         f"{' ...' if len(bad) > 5 else ''}); results.json is written in {out}, status says so")
-    return payload
+    return {**payload, "seconds": seconds, "plot_seconds": plot_seconds, "measurements": measurements}
+
+
+#: Top-level keys of an experiment's results that measure this run on this machine (wall time, memory)
+#: rather than what the computation gave. They go to run.json (``measurements``, next to ``seconds`` and
+#: ``plot_seconds``) and never into results.json, so that the same command with the same seeds writes a
+#: bit-identical results.json on the same machine.
+MEASUREMENT_KEYS = ("seconds", "run_seconds", "peak_rss_mb")
 
 
 def nonfinite_keys(results, allowed=()) -> list[str]:

@@ -30,6 +30,7 @@ import socket
 import sys
 import tempfile
 import time
+from typing import Any
 
 from blojax.experiments import common
 
@@ -42,7 +43,7 @@ from .rundir import claim_folder, clean_temporaries, now, paper_comparison, read
 class Point:
     index: int
     assign: dict
-    config: object
+    config: Any
 
     @property
     def label(self) -> str:
@@ -230,7 +231,7 @@ def _check_address(address: str) -> None:
 
 def _run_ray(mod, name, out, pending: list[Point], plots, address, log, num_cpus=None):
     try:
-        import ray
+        import ray  # pyright: ignore[reportMissingImports]
     except ImportError:
         raise UsageError("the ray backend needs the optional extra: pip install 'blojax[ray]'") from None
     if address:

@@ -1,0 +1,274 @@
+r"""What the stochastic solvers share: the state, the oracles, one compiled step and the scan.
+
+Conventions (every solver):
+
+* ``v`` approximates the solution of the linear system ``H v = -grad_w F`` (``H = d^2 f / dw dw``),
+  so the hypergradient estimate is ``d = grad_u F + M^T v`` with ``M^T v = d^2 f / du dw . v``; a
+  solver that carries ``v`` is *warm* in ``v`` (the paper's warm start, extended to the linear
+  system).
+* Step sizes are optax schedules of the outer step count ``k`` (from 0); a float is a constant.
+* Each outer step draws its batches from two independent streams, one per data set; the draw order
+  within a step is part of each solver's definition (``draws_per_step``).
+* ``run`` is one compiled ``lax.scan``; ``init`` takes a PRNG key, so ``jax.vmap`` over keys runs
+  several seeds at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .._tree import tree_all_finite, tree_norm, tree_zeros_like
+from ..algorithms import NonFiniteError, _is_traced
+from .oracles import MinibatchProblem
+from .samplers import Replay
+from .schedules import as_schedule
+
+__all__ = ["StochasticState", "StochasticSolver"]
+
+
+class StochasticState(NamedTuple):
+    """State of a stochastic bilevel run.
+
+    u, w, v: outer variable, inner variable, linear-system variable (``None`` for F2SA);
+    memory: variance-reduction memory (SABA) or ``None``; aux: solver-specific variables (F2SA's
+    ``z`` and ``lam``); inner_sampler / outer_sampler: the two sampler states; step: outer steps
+    taken; diverged_step: first step with a non-finite update (-1: none; the state is then frozen at
+    the last finite one).
+    """
+
+    u: Any
+    w: Any
+    v: Any
+    memory: Any
+    aux: Any
+    inner_sampler: Any
+    outer_sampler: Any
+    step: jax.Array
+    diverged_step: jax.Array
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StochasticSolver:
+    """Base class. Subclasses set ``_LR_FIELDS`` and implement ``_update`` (one outer step)."""
+
+    problem: MinibatchProblem
+    inner_sampler: Any
+    outer_sampler: Any
+
+    _LR_FIELDS = ()
+
+    # ------------------------------------------------------------------ construction
+    def __post_init__(self):
+        name = type(self).__name__
+        if not isinstance(self.problem, MinibatchProblem):
+            raise TypeError(
+                f"{name}.problem must be a blojax.stochastic.MinibatchProblem (objectives with their data), "
+                f"got {type(self.problem).__name__}"
+            )
+        for which, sampler, n in (
+            ("inner_sampler", self.inner_sampler, self.problem.n_inner),
+            ("outer_sampler", self.outer_sampler, self.problem.n_outer),
+        ):
+            if not all(hasattr(sampler, a) for a in ("init", "next", "n", "batch_size")):
+                raise TypeError(f"{name}.{which} must be a sampler (Shuffle, WithReplacement, Replay), got {sampler!r}")
+            data = "inner_data" if which == "inner_sampler" else "outer_data"
+            if sampler.n != n:
+                raise ValueError(
+                    f"{name}.{which} draws from n={sampler.n} samples but problem.{data} has {n}: "
+                    f"build it with n={n}"
+                )
+        if getattr(self, "record", None) is not None and not callable(self.record):
+            raise TypeError(f"{name}.record must be a callable record(u, w, v) -> dict, got {self.record!r}")
+        self._check_fields()
+        lrs = {f: as_schedule(getattr(self, f), name, f) for f in self._LR_FIELDS if getattr(self, f) is not None}
+        object.__setattr__(self, "_schedules", lrs)
+        object.__setattr__(self, "_jit_step", jax.jit(self._step))
+        object.__setattr__(self, "_jit_scan", jax.jit(self._scan, static_argnums=(1,)))
+
+    def _check_fields(self):
+        pass
+
+    def _check_int(self, field: str, lo: int = 1):
+        val = getattr(self, field)
+        if not isinstance(val, int) or isinstance(val, bool) or val < lo:
+            raise ValueError(f"{type(self).__name__}.{field} must be an integer >= {lo}, got {val!r}")
+
+    # ------------------------------------------------------------------ what a step costs
+    @property
+    def draws_per_step(self) -> tuple[int, int]:
+        """Batches drawn per outer step: ``(inner, outer)``."""
+        raise NotImplementedError
+
+    @property
+    def oracle_calls(self) -> dict:
+        """Minibatch oracle calls per outer step: ``grad_f`` (grad_w f), ``hvp`` (H v), ``cross``
+        (M^T v), ``grad_F`` (grad_w F and grad_u F from one backward pass), ``grad_f_u`` (grad_u f)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ oracles on one batch
+    def _draw_inner(self, s):
+        block, s = self.inner_sampler.next(s)
+        return block, self.problem.inner_batch(block, self.inner_sampler.batch_size), s
+
+    def _draw_outer(self, s):
+        block, s = self.outer_sampler.next(s)
+        return block, self.problem.outer_batch(block, self.outer_sampler.batch_size), s
+
+    def _grad_f_w(self, u, w, batch):
+        return jax.grad(self.problem.f, argnums=1)(u, w, batch)
+
+    def _grad_F(self, u, w, batch):
+        """``(grad_w F_B, grad_u F_B)`` from one backward pass."""
+        gu, gw = jax.grad(self.problem.F, argnums=(0, 1))(u, w, batch)
+        return gw, gu
+
+    def _grad_f_vjp(self, u, w, batch, v):
+        """``(grad_w f_B, H_B v, M_B^T v)`` from one linearization of ``grad_w f_B`` at ``(w, u)``."""
+        gw, vjp = jax.vjp(lambda w_, u_: self._grad_f_w(u_, w_, batch), w, u)
+        hv, cross = vjp(v)
+        return gw, hv, cross
+
+    def _hvp(self, u, w, batch, v):
+        """``H_B v``."""
+        return jax.vjp(lambda w_: self._grad_f_w(u, w_, batch), w)[1](v)[0]
+
+    def _cross(self, u, w, batch, v):
+        """``M_B^T v = d/du <grad_w f_B(u, w), v>``."""
+        return jax.vjp(lambda u_: self._grad_f_w(u_, w, batch), u)[1](v)[0]
+
+    # ------------------------------------------------------------------ state
+    def init(self, u0, w0, key=None, v0=None) -> StochasticState:
+        """Initial state at ``(u0, w0)``, ``v0`` (default zeros); ``key`` (default ``PRNGKey(0)``)
+        seeds the two samplers (split in two: inner, outer)."""
+        ib = self.problem.inner_batch(0, self.inner_sampler.batch_size)
+        ob = self.problem.outer_batch(0, self.outer_sampler.batch_size)
+        self.problem.check(u0, w0, ib, ob)
+        if key is None:
+            key = jax.random.PRNGKey(0)
+        k_in, k_out = jax.random.split(key)
+        v = tree_zeros_like(w0) if v0 is None else v0
+        return StochasticState(
+            u=u0,
+            w=w0,
+            v=self._init_v(v),
+            memory=self._init_memory(u0, w0, v),
+            aux=self._init_aux(u0, w0),
+            inner_sampler=self.inner_sampler.init(k_in),
+            outer_sampler=self.outer_sampler.init(k_out),
+            step=jnp.asarray(0, jnp.int32),
+            diverged_step=jnp.asarray(-1, jnp.int32),
+        )
+
+    def _init_v(self, v):
+        return v
+
+    def _init_memory(self, u, w, v):
+        return None
+
+    def _init_aux(self, u, w):
+        return None
+
+    # ------------------------------------------------------------------ one step
+    def _update(self, state: StochasticState, lr: dict):
+        """Returns ``(u, w, v, memory, aux, inner_sampler, outer_sampler, direction)``."""
+        raise NotImplementedError
+
+    def _step(self, state: StochasticState):
+        lr = {name: sched(state.step) for name, sched in self._schedules.items()}
+        u, w, v, memory, aux, si, so, d = self._update(state, lr)
+        proposed = StochasticState(u, w, v, memory, aux, si, so, state.step + 1, state.diverged_step)
+        nan = jnp.full((), jnp.nan, jnp.result_type(*jax.tree_util.tree_leaves(u)))
+        metrics = dict(
+            u_norm=tree_norm(u),
+            w_norm=tree_norm(w),
+            v_norm=tree_norm(v) if v is not None else nan,
+            direction_norm=tree_norm(d),
+        )
+        record = getattr(self, "record", None)
+        if record is not None:
+            extra = record(u, w, v)
+            clash = set(extra) & set(metrics)
+            if clash:
+                raise ValueError(f"record() returned reserved metric names {sorted(clash)}")
+            metrics.update(extra)
+        ok = jnp.logical_and(tree_all_finite((u, w, v, d, aux)), state.diverged_step < 0)
+        frozen = state._replace(
+            diverged_step=jnp.where(state.diverged_step < 0, state.step, state.diverged_step)
+        )
+        new_state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), proposed, frozen)
+        return new_state, metrics
+
+    def step(self, state: StochasticState):
+        """One outer step (jit-compiled): ``(state, metrics)``, metrics at the new iterates."""
+        return self._jit_step(state)
+
+    # ------------------------------------------------------------------ many steps
+    def _scan(self, state, steps):
+        return jax.lax.scan(lambda s, _: self._step(s), state, None, length=steps)
+
+    def _check_replay(self, state, steps):
+        for which, sampler, s, per in (
+            ("inner_sampler", self.inner_sampler, state.inner_sampler, self.draws_per_step[0]),
+            ("outer_sampler", self.outer_sampler, state.outer_sampler, self.draws_per_step[1]),
+        ):
+            if isinstance(sampler, Replay) and not _is_traced(s):
+                pos = int(jnp.max(s.pos))
+                need = pos + steps * per
+                if need > sampler.length:
+                    raise ValueError(
+                        f"{type(self).__name__}.{which} replays {sampler.length} blocks but {steps} steps from "
+                        f"draw {pos} need {need} ({per} per step)"
+                    )
+
+    def run(self, state: StochasticState, steps: int, *, progress: bool = False, chunks: int = 20,
+            on_nonfinite: str = "raise"):
+        """Run ``steps`` outer steps as one compiled ``lax.scan``.
+
+        Args:
+          state: from :meth:`init` (or a previous run).
+          steps: number of outer steps (a Python int).
+          progress: show a progress bar; the run is then split into ``chunks`` compiled scans.
+          on_nonfinite: ``"raise"`` (default) raises :class:`blojax.NonFiniteError` carrying the last
+            finite state and the history; ``"stop"`` returns them. Checked when not traced.
+
+        Returns ``(state, history)``: per-step arrays ``u_norm``, ``w_norm``, ``v_norm``,
+        ``direction_norm`` (norm of the outer update direction ``d_k``) and whatever ``record`` adds.
+        Works under ``jax.vmap`` over states (e.g. ``init`` with a batch of keys).
+        """
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+            raise ValueError(f"run(steps=...) must be a non-negative Python int, got {steps!r}")
+        if on_nonfinite not in ("raise", "stop"):
+            raise ValueError(f"on_nonfinite must be 'raise' or 'stop', got {on_nonfinite!r}")
+        self._check_replay(state, steps)
+        traced = _is_traced(state)
+        if progress and not traced and steps > 1:
+            from tqdm.auto import tqdm
+
+            size, parts, done = max(1, -(-steps // max(1, chunks))), [], 0
+            with tqdm(total=steps, desc=type(self).__name__, unit="step") as bar:
+                while done < steps:
+                    n = min(size, steps - done)
+                    state, h = self._jit_scan(state, n)
+                    jax.block_until_ready(h)
+                    parts.append(h)
+                    done += n
+                    bar.update(n)
+            history = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
+        else:
+            state, history = self._jit_scan(state, steps)
+        if not (traced or _is_traced(state)) and on_nonfinite == "raise":
+            bad = int(jnp.max(state.diverged_step))
+            if bad >= 0:
+                raise NonFiniteError(
+                    f"{type(self).__name__}: non-finite values (NaN/inf) at outer step {bad}; the state is "
+                    "frozen at the last finite step (err.state) and err.history holds the metrics. "
+                    "Lower the step sizes or use on_nonfinite='stop'.",
+                    state,
+                    history,
+                )
+        return state, history
+

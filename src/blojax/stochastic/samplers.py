@@ -1,0 +1,168 @@
+r"""Seeded minibatch samplers over a fixed partition of the data into blocks.
+
+A data set of ``n`` samples is cut into ``n_blocks = ceil(n / b)`` contiguous blocks of ``b =
+batch_size`` samples: block ``j`` holds samples ``[s_j, s_j + b)`` with ``s_j = min(j b, n - b)``, so
+when ``b`` does not divide ``n`` the last block is the final ``b`` samples and overlaps its predecessor
+(every batch has the same static shape, and every sample is seen each epoch). A sampler draws a
+sequence of block indices ``j_1, j_2, ...``; the variance-reduced solvers (SABA) keep one memory slot
+per block.
+
+Samplers are frozen dataclasses (hashable, static under ``jit``) with a pure functional interface::
+
+    state = sampler.init(key)            # arrays only: vmappable over keys (seeds)
+    block, state = sampler.next(state)   # int32 block index, next state
+
+* :class:`Shuffle` -- without replacement per epoch: each epoch visits the blocks in a fresh random
+  permutation (drawn from the key), so every block is used exactly once per epoch.
+* :class:`WithReplacement` -- each draw is a block chosen uniformly at random, independently.
+* :class:`Replay` -- replays a given sequence of block indices (e.g. one recorded from another
+  implementation, to compare iterates draw by draw).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["Shuffle", "WithReplacement", "Replay", "block_start"]
+
+
+def _check_sizes(cls: str, n, batch_size) -> None:
+    for name, val in (("n", n), ("batch_size", batch_size)):
+        if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 1:
+            raise ValueError(f"{cls}.{name} must be a positive integer, got {val!r}")
+    if batch_size > n:
+        raise ValueError(
+            f"{cls}.batch_size ({batch_size}) is larger than the data (n={n} samples); "
+            f"use batch_size <= {n}"
+        )
+
+
+def block_start(block, n: int, batch_size: int):
+    """First sample of block ``block``: ``min(block * b, n - b)`` (the last block ends at ``n``)."""
+    return jnp.minimum(block * batch_size, n - batch_size)
+
+
+class _Base:
+    n: int
+    batch_size: int
+
+    @property
+    def n_blocks(self) -> int:
+        """``ceil(n / batch_size)``."""
+        return -(-self.n // self.batch_size)
+
+    def start(self, block):
+        """First sample index of ``block``."""
+        return block_start(block, self.n, self.batch_size)
+
+
+class ShuffleState(NamedTuple):
+    order: jax.Array  # the current epoch's permutation of the blocks
+    pos: jax.Array  # position of the next draw in ``order``
+    key: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Shuffle(_Base):
+    """Without replacement per epoch: the blocks in a fresh random order every epoch.
+
+    Args:
+      n: number of samples in the data set the sampler draws from.
+      batch_size: samples per batch (``1 <= batch_size <= n``).
+    """
+
+    n: int
+    batch_size: int
+
+    def __post_init__(self):
+        _check_sizes("Shuffle", self.n, self.batch_size)
+
+    def init(self, key) -> ShuffleState:
+        key, sub = jax.random.split(key)
+        return ShuffleState(jax.random.permutation(sub, self.n_blocks).astype(jnp.int32), jnp.int32(0), key)
+
+    def next(self, state: ShuffleState):
+        block = state.order[state.pos]
+        pos = state.pos + 1
+
+        def new_epoch(s):
+            key, sub = jax.random.split(s.key)
+            return ShuffleState(jax.random.permutation(sub, self.n_blocks).astype(jnp.int32), jnp.int32(0), key)
+
+        nxt = ShuffleState(state.order, pos, state.key)
+        nxt = jax.lax.cond(pos == self.n_blocks, new_epoch, lambda s: s, nxt)
+        return block, nxt
+
+
+class KeyState(NamedTuple):
+    key: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class WithReplacement(_Base):
+    """With replacement: every draw is a block chosen uniformly at random, independently of the others.
+
+    Args as :class:`Shuffle`.
+    """
+
+    n: int
+    batch_size: int
+
+    def __post_init__(self):
+        _check_sizes("WithReplacement", self.n, self.batch_size)
+
+    def init(self, key) -> KeyState:
+        return KeyState(key)
+
+    def next(self, state: KeyState):
+        key, sub = jax.random.split(state.key)
+        return jax.random.randint(sub, (), 0, self.n_blocks, dtype=jnp.int32), KeyState(key)
+
+
+class ReplayState(NamedTuple):
+    pos: jax.Array
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Replay(_Base):
+    """Replays ``blocks`` (a 1-D sequence of block indices) in order; the key is ignored.
+
+    A solver run with a ``Replay`` sampler checks that enough draws remain (see each solver's
+    ``draws_per_step``). Instances hash by identity.
+
+    Args:
+      blocks: block indices, each in ``[0, ceil(n / batch_size))``.
+      n, batch_size: as :class:`Shuffle`.
+    """
+
+    blocks: np.ndarray
+    n: int
+    batch_size: int
+
+    def __post_init__(self):
+        _check_sizes("Replay", self.n, self.batch_size)
+        blocks = np.asarray(self.blocks)
+        if blocks.ndim != 1 or not np.issubdtype(blocks.dtype, np.integer):
+            raise ValueError(f"Replay.blocks must be a 1-D sequence of integers, got shape {blocks.shape} "
+                             f"and dtype {blocks.dtype}")
+        if blocks.size and (blocks.min() < 0 or blocks.max() >= self.n_blocks):
+            raise ValueError(
+                f"Replay.blocks must lie in [0, {self.n_blocks}) for n={self.n}, batch_size={self.batch_size}; "
+                f"got values in [{blocks.min()}, {blocks.max()}]"
+            )
+        object.__setattr__(self, "blocks", blocks.astype(np.int32))
+
+    def init(self, key=None) -> ReplayState:
+        return ReplayState(jnp.int32(0))
+
+    def next(self, state: ReplayState):
+        return jnp.asarray(self.blocks)[state.pos], ReplayState(state.pos + 1)
+
+    @property
+    def length(self) -> int:
+        return int(self.blocks.size)
