@@ -59,7 +59,7 @@ def test_unroll_without_inner_loop_is_refused():
 def test_non_scalar_objective_is_refused():
     problem, u, w = ls_problem()
     bad = blo.Problem(lambda u, w: w * 2.0, problem.outer)
-    with pytest.raises(TypeError, match=r"Problem.inner must return a real scalar, got float32\[3\]"):
+    with pytest.raises(TypeError, match=rf"Problem.inner must return a real scalar, got {w.dtype}\[3\]"):  # float64 under JAX_ENABLE_X64=1
         blo.hypergradient(bad, u, w, blo.Neumann(3, 0.1))
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import blojax as blo
 from blojax.stochastic import MinibatchProblem, Replay, Shuffle, WithReplacement, inverse_power
 from blojax.stochastic.samplers import block_start
+from conftest import assert_close
 
 SOLVERS = [blo.SOBA, blo.SABA, blo.AmIGO, blo.StocBiO, blo.F2SA]
 
@@ -173,12 +174,12 @@ def test_vmap_over_seeds_equals_separate_runs(cls):
     sv, hv = jax.vmap(lambda k: algo.run(algo.init(u0, w0, k), 20))(keys)
     for i in (0, 2):
         s, h = algo.run(algo.init(u0, w0, keys[i]), 20)
-        np.testing.assert_allclose(np.asarray(hv["u"][i]), np.asarray(h["u"]), rtol=1e-5, atol=1e-6 * float(jnp.abs(h["u"]).max()))
+        assert_close(hv["u"][i], h["u"], ulps=256)  # 20 float32 steps, batched vs unbatched kernels
     assert not np.allclose(np.asarray(hv["u"][0]), np.asarray(hv["u"][1]))  # seeds differ
     # step() and run() agree
     s1, _ = algo.step(algo.init(u0, w0, keys[0]))
     s2, _ = algo.run(algo.init(u0, w0, keys[0]), 1)
-    np.testing.assert_allclose(np.asarray(s1.u), np.asarray(s2.u), rtol=1e-6)
+    assert_close(s2.u, s1.u, ulps=16)
 
 
 def test_divergence_stops_with_state():

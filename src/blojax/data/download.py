@@ -245,7 +245,7 @@ def find_files(name: str, root=None, *, download: bool = False) -> dict:
                 break  # asked for: download (and checksum) into the cache instead
             why = "does not exist" if not base.exists() else "lacks some of the files"
             raise DatasetNotFoundError(
-                f"dataset {name!r}: {label} {base} {why} ({', '.join(source.files.values())}; searched it and its "
+                f"dataset {name!r}: files not found: {label} {base} {why} ({', '.join(source.files.values())}; searched it and its "
                 f"sub-folders {', '.join(source.folders)}); "
                 f"point root= or BLOJAX_DATA at a folder holding the files, leave both unset to use the system copy "
                 f"or the download cache, or pass download=True")

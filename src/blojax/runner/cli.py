@@ -167,6 +167,9 @@ def cmd_sweep(args, argv) -> int:
 
     mod = _load(args.experiment)
     _check_common(args)
+    if args.force or args.time_budget is not None:
+        raise UsageError("--force and --time-budget apply to blojax run only; a sweep folder keeps finished points "
+                         "(choose another --out to start afresh)")
     if args.ray_cpus is not None and args.ray_cpus < 1:
         raise UsageError(f"--ray-cpus expects a positive integer, got {args.ray_cpus}")
     if not args.grid and args.seeds is None:

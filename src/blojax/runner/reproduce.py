@@ -1,5 +1,7 @@
 """``blojax reproduce``: every implemented experiment of PAPER.md §5 (each in its own process, so one
-failure or one global JAX setting cannot touch the others), the core demo, then the report.
+failure or one global JAX setting cannot touch the others; with ``--quick`` the float64 experiments of
+:data:`SHARED_PROCESS` share one), the core demo, then the report. Children use JAX's persistent
+compilation cache (:mod:`blojax.runner.jaxcache`); SIGINT/SIGTERM end them and are recorded.
 
 Layout of ``OUT``: ``reproduce.json`` (mode, experiments, per-experiment status and seconds, total),
 one run folder per experiment ``OUT/<name>/`` (with ``log.txt``: what the run printed),
