@@ -30,8 +30,9 @@ import numpy as np
 
 from blojax.experiments import augment_net, common
 
-#: Shared settings (MNIST-10k; 200 outer steps, chosen to fit the CPU budget of the search).
-BASE = dict(dataset="mnist", select_size=1000, seeds=2, seed=0, outer_steps=200, eval_every=100,
+#: Shared settings (MNIST-10k; 100 outer steps, chosen to fit the CPU budget of the search on a shared
+#: 2-core machine).
+BASE = dict(dataset="mnist", select_size=1000, seeds=2, seed=0, outer_steps=100, eval_every=50,
             train_subset=100, hidden=(128,), cold_steps=100, warm_steps=1, outer_lr=0.001,
             outer_schedule="constant", aug_rank=32, curve_test_size=200)
 
@@ -40,13 +41,13 @@ CONFIGS = {
     "base": {},
     "cold20": {"cold_steps": 20},
     "cold300": {"cold_steps": 300},
-    "cold1000": {"cold_steps": 1000, "outer_steps": 100, "eval_every": 50},
+    "cold1000": {"cold_steps": 1000, "outer_steps": 50, "eval_every": 25},
     "warm5": {"warm_steps": 5},
     "warm20": {"warm_steps": 20},
     "lr3e-3": {"outer_lr": 0.003},
     "lr3e-3cos": {"outer_lr": 0.003, "outer_schedule": "cosine"},
     "lr1e-2cos": {"outer_lr": 0.01, "outer_schedule": "cosine"},
-    "steps600": {"outer_steps": 600},
+    "steps300": {"outer_steps": 300},
     "subset300": {"train_subset": 300},
     "hidden512": {"hidden": (512,)},
     "rank8": {"aug_rank": 8},
@@ -89,14 +90,18 @@ def choose(rows: list[dict]) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| configuration | change of the base | cold | warm | warm + retrain | no aug. | warm - cold | pattern | s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| configuration | change of the base | cold | warm | warm + retrain | no aug. | warm - cold | pattern "
+             "| ‖u-u0‖ cold / warm | f cold / warm | F cold / warm | s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s = r["select_accuracy_percent"]
+        dyn = r["dynamics"]
         cells = [f"{s[k]['mean']:.1f} ± {s[k]['std']:.1f}" for k in METHODS]
         ch = ", ".join(f"{k}={v}" for k, v in r["changes"].items()) or "—"
+        last = {q: " / ".join(f"{dyn[f'{q}_{k}'][-1]:.3g}" for k in ("cold", "warm")) for q in ("u_dist", "f", "F")}
         lines.append(f"| {r['name']} | {ch} | " + " | ".join(cells)
-                     + f" | {s['warm']['mean'] - s['cold']['mean']:+.1f} | {'yes' if pattern(s) else 'no'} | {r['seconds']:.0f} |")
+                     + f" | {s['warm']['mean'] - s['cold']['mean']:+.1f} | {'yes' if pattern(s) else 'no'} | "
+                     + f"{last['u_dist']} | {last['f']} | {last['F']} | {r['seconds']:.0f} |")
     return "\n".join(lines)
 
 
