@@ -40,8 +40,10 @@ def main(argv=None) -> int:
         cfg = dataclasses.replace(rings.Config(), label_lr=lr)
         t0 = time.perf_counter()
         acc = 100 * train_accuracy(cfg, args.classes)
-        print(f"| {lr:g} | {' / '.join(f'{a:.1f}' for a in acc)} | {acc.mean():.1f} | {time.perf_counter() - t0:.0f} |",
-              flush=True)
+        print(
+            f"| {lr:g} | {' / '.join(f'{a:.1f}' for a in acc)} | {acc.mean():.1f} | {time.perf_counter() - t0:.0f} |",
+            flush=True,
+        )
     return 0
 
 
