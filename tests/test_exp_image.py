@@ -139,7 +139,7 @@ def test_table3_skips_absent_datasets_and_prints_paper(tmp_path, monkeypatch):
     monkeypatch.setattr(augment_net, "run", lambda cfg, ctx=None: (calls.append(("augment", cfg.dataset, cfg.seeds)), FakeAug(cfg))[1])
     res = table3.run(table3.Config(datasets=("mnist", "kmnist"), root=str(tmp_path), seeds=2))
     assert calls == [("distill", "mnist", 2), ("augment", "mnist", 2)]
-    assert set(res.rows) == {"mnist"} and "kmnist" in res.skipped and "files not found" in res.skipped["kmnist"]
+    assert set(res.rows) == {"mnist"} and "kmnist" in res.skipped and "train-images-idx3-ubyte.gz" in res.skipped["kmnist"]
     t = res.table()["mnist"]
     assert t["distill_1"]["warm"]["mean"] == pytest.approx(60.0) and t["distill_10"]["cold"]["std"] == pytest.approx(10.0)
     md = res.markdown()
@@ -203,7 +203,7 @@ def test_cli_quick_writes_results(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------ determinism
-#: A short single-canvas run on digits (TINY_D, seeds 0 and 1), its numbers as computed on x86-64 CPU with
+#: A short single-canvas run on digits (inner step 0.1, TINY_D, seeds 0 and 1), its numbers as computed on x86-64 CPU with
 #: jax 0.10.2, float32. Update these DELIBERATELY when the numerics change (print them with
 #: `python tests/test_exp_image.py`), and say why in the commit message.
 PINNED = {
@@ -225,7 +225,8 @@ PINNED = {
 def _pinned_run(out):
     from blojax.runner import rundir
 
-    cfg = dataclasses.replace(canvas_distill.Config.quick(), **TINY_D)
+    # spelled out (not from Config.quick(), whose settings serve the claims ledger and may change)
+    cfg = canvas_distill.Config(dataset="digits", inner_lr=0.1, **TINY_D)
     return rundir.execute(canvas_distill, "canvas_distill", cfg, out, progress=False, plots=False)
 
 

