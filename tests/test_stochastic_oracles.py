@@ -114,6 +114,8 @@ def test_problem_data_are_checked():
         MinibatchProblem(f, f, inner_data=(jnp.zeros(3), jnp.zeros(4)), outer_data=jnp.zeros(2))
     with pytest.raises(ValueError, match="outer_data must be a pytree with at least one array"):
         MinibatchProblem(f, f, inner_data=jnp.zeros(3), outer_data=())
+    with pytest.raises(TypeError, match=r"MinibatchProblem.outer must take a batch: define it as outer\(u, w, batch\)"):
+        MinibatchProblem(f, lambda u, w: jnp.sum(w), inner_data=jnp.zeros(3), outer_data=jnp.zeros(2))
 
 
 # ------------------------------------------------------------------------------------ schedules / errors

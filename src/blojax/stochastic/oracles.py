@@ -17,13 +17,12 @@ The stochastic oracles every solver draws from one batch ``B`` are (with ``f_B``
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
-from ..problem import Problem
+from ..problem import Problem, takes_data
 from .samplers import block_start
 
 __all__ = ["MinibatchProblem", "data_size"]
@@ -41,7 +40,6 @@ def data_size(data, name: str = "data") -> int:
     return sizes.pop()
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
 class MinibatchProblem(Problem):
     """A :class:`blojax.Problem` with its inner and outer data sets.
 
@@ -52,16 +50,22 @@ class MinibatchProblem(Problem):
       outer_data: same with ``m`` samples (the outer / validation set).
 
     ``problem.f(u, w, batch)`` and ``problem.F(u, w, batch)`` are the objectives on a batch,
-    ``problem.f_full(u, w)`` / ``problem.F_full(u, w)`` on the whole data.
+    ``problem.f_full(u, w)`` / ``problem.F_full(u, w)`` on the whole data. Instances are static
+    (closed over by the solvers' compiled steps), not pytrees.
     """
 
-    inner_data: Any = None
-    outer_data: Any = None
+    def __init__(self, inner: Callable[..., Any], outer: Callable[..., Any], inner_data: Any = None, outer_data: Any = None):
+        super().__init__(inner, outer)
+        for name, fn in (("inner", inner), ("outer", outer)):
+            if not takes_data(fn):
+                raise TypeError(f"MinibatchProblem.{name} must take a batch: define it as {name}(u, w, batch)")
+        object.__setattr__(self, "inner_data", inner_data)
+        object.__setattr__(self, "outer_data", outer_data)
+        object.__setattr__(self, "n_inner", data_size(inner_data, "MinibatchProblem.inner_data"))
+        object.__setattr__(self, "n_outer", data_size(outer_data, "MinibatchProblem.outer_data"))
 
-    def __post_init__(self):
-        super().__post_init__()
-        object.__setattr__(self, "n_inner", data_size(self.inner_data, "MinibatchProblem.inner_data"))
-        object.__setattr__(self, "n_outer", data_size(self.outer_data, "MinibatchProblem.outer_data"))
+    def __repr__(self):
+        return f"MinibatchProblem(inner={self.inner!r}, outer={self.outer!r}, n_inner={self.n_inner}, n_outer={self.n_outer})"
 
     @staticmethod
     def slice(data, block, batch_size: int):
