@@ -26,8 +26,6 @@ import pathlib
 import sys
 import time
 
-import numpy as np
-
 from blojax.experiments import augment_net, common
 
 #: Shared settings (MNIST-10k; 200 outer steps, chosen to fit the CPU budget of the search).

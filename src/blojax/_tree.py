@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+from typing import Callable, TypeVar, dataclass_transform, overload
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -155,6 +157,16 @@ def check_fields(owner: str, specs, obj):
             check_float(owner, name, value, positive=rule == "positive", nonneg=rule == "nonneg")
 
 
+_C = TypeVar("_C", bound=type)
+
+
+# The overloads and dataclass_transform (PEP 681) tell static type checkers that the decorated class
+# is a frozen dataclass, so its generated __init__ is checked at every call site.
+@overload
+def pytree_dataclass(cls: _C, *, data_fields=(), meta_fields=None) -> _C: ...
+@overload
+def pytree_dataclass(cls: None = None, *, data_fields=(), meta_fields=None) -> Callable[[_C], _C]: ...
+@dataclass_transform(frozen_default=True)
 def pytree_dataclass(cls=None, *, data_fields=(), meta_fields=None):
     """Make ``cls`` a frozen dataclass registered as a pytree.
 

@@ -93,6 +93,7 @@ class _Bilevel:
     cold: bool = dataclasses.field(default=False, init=False)
     _jit_step: Callable = dataclasses.field(init=False, repr=False)
     _jit_scan: Callable = dataclasses.field(init=False, repr=False)
+    _outer: Any = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):
         name = type(self).__name__

@@ -92,6 +92,7 @@ class InnerLoop:
     tol: float | None = None
     max_steps: int | None = None
     diverge: float = 1e6
+    _opt: Any = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):
         opt = self.optimizer
@@ -148,6 +149,7 @@ class InnerLoop:
         def grad_norm(w_):
             return tree_norm(jax.grad(problem.f, argnums=1)(u, w_, batch))
 
+        assert self.tol is not None  # tol mode
         gn0 = grad_norm(w)
         limit = self.diverge * jnp.maximum(gn0, self.tol)
 
@@ -196,6 +198,7 @@ class ClosedForm:
 
     solution: Callable[..., Any]
     step_optimizer: optax.GradientTransformation | None = None
+    _opt: Any = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):
         if self.step_optimizer is not None:

@@ -36,16 +36,17 @@ Matvec = Callable[[object], object]
 class SolveStats(NamedTuple):
     """Diagnostics of one linear solve.
 
-    residual: ``||A v - b||`` at the returned ``v`` (NaN where not computed);
-    residual_min: the smallest residual norm seen along the iterations;
-    hvps: Hessian-vector products taken (an int32 scalar);
-    iters: iterations run;
-    breakdown: (CG) a search direction with curvature ``p^T A p <= 1e-10 max_k p_k^T A p_k / ||p_k||^2``
-      times ``||p||^2`` was met, i.e. the iteration reached the (numerical) null space of ``A``: the
-      system is singular and, if the residual then grows, inconsistent;
-    status: a :class:`blojax.Status` code (int32): CONVERGED, MAX_STEPS (a tolerance solve stopped at
-      its bound), BREAKDOWN (negative curvature), INCONSISTENT (zero curvature with a residual left,
-      or the residual grew more than ``GROWTH_LIMIT`` times its minimum), NONFINITE.
+    Attributes:
+      residual: ``||A v - b||`` at the returned ``v`` (NaN where not computed);
+      residual_min: the smallest residual norm seen along the iterations;
+      hvps: Hessian-vector products taken (an int32 scalar);
+      iters: iterations run;
+      breakdown: (CG) a search direction with curvature ``p^T A p <= 1e-10 max_k p_k^T A p_k / ||p_k||^2``
+        times ``||p||^2`` was met, i.e. the iteration reached the (numerical) null space of ``A``: the
+        system is singular and, if the residual then grows, inconsistent;
+      status: a :class:`blojax.Status` code (int32): CONVERGED, MAX_STEPS (a tolerance solve stopped at
+        its bound), BREAKDOWN (negative curvature), INCONSISTENT (zero curvature with a residual left,
+        or the residual grew more than ``GROWTH_LIMIT`` times its minimum), NONFINITE.
     """
 
     residual: jax.Array

@@ -19,15 +19,16 @@ __all__ = ["Status", "combine", "raise_if", "status_name"]
 class Status(enum.IntEnum):
     """Outcome of a solve, from harmless to fatal.
 
-    CONVERGED: finished as asked (a tolerance met, or a fixed count of steps/iterations done).
-    MAX_STEPS: a tolerance loop stopped at its bound (``max_steps`` / ``max_iters``) before the tolerance.
-    BREAKDOWN: the iteration could not go on: CG met negative curvature (``H`` indefinite; the last
-      descent iterate is returned), or an inner loop diverged (``||grad_w f||`` grew by more than
-      ``InnerLoop.diverge`` times its start) without producing NaN yet.
-    INCONSISTENT: CG met zero curvature with a residual left (``H`` singular and the right-hand side
-      not in its range), or its residual grew far above its minimum; the iterate before is returned.
-      Use damping (``CG(damping=eps)``, ``Damped(eps)``) or ``CG(normal=True)``.
-    NONFINITE: NaN or inf appeared. Raised by default (``throw=True``).
+    Attributes:
+      CONVERGED: finished as asked (a tolerance met, or a fixed count of steps/iterations done).
+      MAX_STEPS: a tolerance loop stopped at its bound (``max_steps`` / ``max_iters``) before the tolerance.
+      BREAKDOWN: the iteration could not go on: CG met negative curvature (``H`` indefinite; the last
+        descent iterate is returned), or an inner loop diverged (``||grad_w f||`` grew by more than
+        ``InnerLoop.diverge`` times its start) without producing NaN yet.
+      INCONSISTENT: CG met zero curvature with a residual left (``H`` singular and the right-hand side
+        not in its range), or its residual grew far above its minimum; the iterate before is returned.
+        Use damping (``CG(damping=eps)``, ``Damped(eps)``) or ``CG(normal=True)``.
+      NONFINITE: NaN or inf appeared. Raised by default (``throw=True``).
     """
 
     CONVERGED = 0

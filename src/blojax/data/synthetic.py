@@ -33,7 +33,8 @@ def _check_int(name, value, minimum):
 
 
 def _check_real(name, value, *, positive=False, nonneg=False):
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating)) or not np.isfinite(value):  # pyright: ignore[reportCallIssue, reportArgumentType]
+    real = isinstance(value, (numbers.Real, np.floating)) and not isinstance(value, bool)
+    if not real or not np.isfinite(value):  # pyright: ignore[reportCallIssue, reportArgumentType]
         raise ValueError(f"{name} must be a finite real number, got {value!r}")
     if positive and not value > 0:  # pyright: ignore[reportOperatorIssue]
         raise ValueError(f"{name} must be positive, got {value!r}")

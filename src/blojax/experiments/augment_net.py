@@ -153,14 +153,14 @@ def run_augment(cfg, ctx=None):
     n_sub, m = len(Ys), cfg.noise_dim
 
     def make_problem(Xs, Ys, Xv, Yv):
-        def f(u, w, eps=None):
-            eps = jnp.zeros((Xs.shape[0], m), Xs.dtype) if eps is None else eps
+        def f(u, w, batch=None):  # batch: the noise eps of this outer step (None: no noise)
+            eps = jnp.zeros((Xs.shape[0], m), Xs.dtype) if batch is None else batch
             return cross_entropy(clf.apply(w, augment_apply(u, Xs, eps)), Ys)
 
-        def F(u, w, idx=None):
-            if idx is None:
+        def F(u, w, batch=None):  # batch: validation minibatch indices (None: the whole split)
+            if batch is None:
                 return cross_entropy(clf.apply(w, Xv), Yv)
-            return cross_entropy(clf.apply(w, Xv[idx]), Yv[idx])
+            return cross_entropy(clf.apply(w, Xv[batch]), Yv[batch])
 
         return blo.Problem(f, F)
 

@@ -175,10 +175,10 @@ def build(cfg, ds):
         def f(u, w):
             return soft_cross_entropy(clf.apply(w, images_of(cfg, ds, u)), u["logits"])
 
-        def F(u, w, idx=None):  # idx: minibatch indices (None: the whole training set)
-            if idx is None:
+        def F(u, w, batch=None):  # batch: minibatch indices (None: the whole training set)
+            if batch is None:
                 return cross_entropy(clf.apply(w, X), Y)
-            return cross_entropy(clf.apply(w, X[idx]), Y[idx])
+            return cross_entropy(clf.apply(w, X[batch]), Y[batch])
 
         return blo.Problem(f, F)
 

@@ -392,7 +392,7 @@ def _main(argv=None) -> int:
     import argparse
     import subprocess
 
-    p = argparse.ArgumentParser(prog="python -m blojax.runner.claims", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m blojax.runner.claims", description=(__doc__ or "").split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser(
         "store", help="store the claims' numbers of finished full runs (with commit and command)"

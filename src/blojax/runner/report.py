@@ -436,7 +436,7 @@ def render_html(info: dict) -> str:
     return "\n".join(parts)
 
 
-def _render_entry(e: dict, ledger: list[dict] = ()) -> str:
+def _render_entry(e: dict, ledger: list[dict] | tuple = ()) -> str:
     r, res = e["run"], e["results"]
     out = [f"<h2 id='{_h(e['id'])}'>{_h(e['title'])}</h2>"]
     desc = res.get("description") or e["paper"]["description"]

@@ -161,10 +161,10 @@ class SABA(SOBA):
         for k in g:
             block, n = (bi, self.inner_sampler.n_blocks) if k in _INNER_KEYS else (bo, self.outer_sampler.n_blocks)
             table, avg = state.memory[k]
-            diff = jax.tree_util.tree_map(lambda q, t: q - t[block], g[k], table)
+            diff = jax.tree_util.tree_map(lambda q, t: q - t[block], g[k], table)  # noqa: B023 - used now
             direction[k] = _add(diff, avg)
-            avg = jax.tree_util.tree_map(lambda a, d: a + d / n, avg, diff)
-            table = jax.tree_util.tree_map(lambda t, q: t.at[block].set(q), table, g[k])
+            avg = jax.tree_util.tree_map(lambda a, d: a + d / n, avg, diff)  # noqa: B023 - used now
+            table = jax.tree_util.tree_map(lambda t, q: t.at[block].set(q), table, g[k])  # noqa: B023 - used now
             memory[k] = (table, avg)
         return self._apply(state, lr, direction, si, so, memory)
 
