@@ -221,6 +221,8 @@ def test_evaluate_quick_full_and_not_run(tmp_path):
                 and q["full_run"]["commit"]
                 and q["full_run"]["command"]
             )
+            if c.not_reproduced:  # the quick ledger says the full run does not reproduce it, and why
+                assert c.not_reproduced in q["explanation"]
         else:
             assert q["status"] == f["status"] and q["mode"] == "quick"
         assert set(q) >= {"id", "statement", "paper", "ours", "status", "run"}

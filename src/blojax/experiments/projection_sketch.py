@@ -252,7 +252,8 @@ CLAIMS = (
           lambda r: {c: max(r[c]["warm_full_vs_projections"], r[c]["cold_vs_projections"]) for c in ("consistent", "inconsistent")},
           lambda o: all(v <= 1e-10 for v in o.values()), "max deviation <= 1e-10"),
     Claim("S4.5-partial-equals-full",
-          "§4.5: partial warm-start (2 steps) reaches the same equilibrium as full warm-start (distance <= 1e-8)",
+          "§4.5: partial warm-start (2 inner steps) reaches the same equilibrium as full warm-start where one exists "
+          "(the lines intersect): distance <= 1e-8",
           "partial and full warm-start equilibria coincide",
           lambda r: {"distance": max(abs(a - b) for a, b in zip(r["consistent"]["warm_partial"]["cycle_points"][0],
                                                                  r["consistent"]["warm_full"]["cycle_points"][0]))},

@@ -123,7 +123,6 @@ class Result:
                 "per_instance": self.warm_cold_rel_diff.tolist(),
             },
             "instances": self.config.instances,
-            "seconds": self.seconds,
         }
 
 

@@ -306,6 +306,8 @@ def evaluate(folder, *, stored: dict | None = None, names: Iterable[str] | None 
                 "the quick settings are too short for this effect; the full-run numbers "
                 "are shown beside the quick ones"
             )
+            if claim.not_reproduced and e["full_run"] and e["full_run"]["status"] == "fails":
+                e["explanation"] = "the full run fails it: " + claim.not_reproduced
         elif ok is None:
             e["explanation"] = f"this run of {name} does not measure it (a variant or setting left out)"
         elif ok:
@@ -392,7 +394,9 @@ def _main(argv=None) -> int:
     import argparse
     import subprocess
 
-    p = argparse.ArgumentParser(prog="python -m blojax.runner.claims", description=(__doc__ or "").split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m blojax.runner.claims", description=(__doc__ or "").split("\n\n")[0]
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser(
         "store", help="store the claims' numbers of finished full runs (with commit and command)"

@@ -158,7 +158,8 @@ def _ledger_rows(entries: list[dict]) -> list[list[str]]:
     rows = []
     for e in entries:
         ours = e["shown"] if e["status"] != "full run only" else f"quick run: {e['shown']}"
-        note = e.get("explanation", "") if e["status"] in ("fails", "not run") else ""
+        stored_fails = e["status"] == "full run only" and (e.get("full_run") or {}).get("status") == "fails"
+        note = e.get("explanation", "") if e["status"] in ("fails", "not run") or stored_fails else ""
         rows.append([e["id"], e["statement"], e["paper"], ours, _full_cell(e), e["status"], note])
     return rows
 

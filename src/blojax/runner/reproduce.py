@@ -32,7 +32,7 @@ from .rundir import claim_folder, now, read_json
 # contexts and touch no other global state, so running them one after another in one process gives the
 # numbers of separate processes (tests/test_reliability_cache.py compares them) and saves a start-up,
 # the imports and the compilations they share.
-SHARED_PROCESS = ("antidistill", "hypergrad_field", "projection_sketch", "spectral")
+SHARED_PROCESS = ("antidistill", "hypergrad_field", "projection_sketch", "spectral", "theory")
 GROUP_TAG = "@@blojax-group "
 
 
