@@ -4,6 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 OUT    ?= reproduce
+# JAX's persistent compilation cache for runs and reproductions (docs/benchmarks.md: a second
+# `make reproduce` loads the compiled programs instead of compiling them); `BLOJAX_JAX_CACHE=off` disables.
+export BLOJAX_JAX_CACHE ?= $(CURDIR)/.cache/jax
 
 .PHONY: venv data reproduce test test-slow demo bench bench-peers bench-peers-gpu-wheels bench-stochastic bench-stochastic-venv bench-stochastic-reference lint format docs clean
 
@@ -95,7 +98,7 @@ $(BENCH_STOCH_VENV)/.installed: benchmarks/stochastic/requirements.txt pyproject
 	$(PYTHON) -m venv $(BENCH_STOCH_VENV)
 	$(BENCH_STOCH_VENV)/bin/pip install --quiet --upgrade pip
 	$(BENCH_STOCH_VENV)/bin/pip install --quiet -r benchmarks/stochastic/requirements.txt
-	$(BENCH_STOCH_VENV)/bin/pip install --quiet --no-deps -e .
+	$(BENCH_STOCH_VENV)/bin/pip install --quiet -e .
 	touch $@
 $(BENCHMARK_BILEVEL):
 	git clone --quiet https://github.com/benchopt/benchmark_bilevel $(BENCHMARK_BILEVEL)
@@ -112,4 +115,4 @@ bench-stochastic: bench-stochastic-venv
 	$(BENCH_STOCH_VENV)/bin/python benchmarks/stochastic/speed.py --benchmark-bilevel $(BENCHMARK_BILEVEL)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build/docs
+	rm -rf $(VENV) .pytest_cache .hypothesis .cache build/docs

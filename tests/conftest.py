@@ -7,9 +7,15 @@ its tolerance is a number of units in the last place of the *least precise* dtyp
 the quantity's scale, so the same test holds on a CPU that rounds float32 differently (another
 vector width, another reduction order, another XLA runtime) and stays tight in float64."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
+
+# The command line keeps JAX's compilation cache in the user's cache folder; tests that call it in
+# this process (or start it) leave that folder alone unless told otherwise (tests/test_reliability_cache.py).
+os.environ.setdefault("BLOJAX_JAX_CACHE", "off")
 
 
 @pytest.fixture

@@ -147,10 +147,16 @@ def test_subsets_are_seeded_balanced_and_bounded(tmp_path):
 
 
 def test_missing_files_one_clear_error(tmp_path):
+    # a folder the user names is the only place searched, and the error says so
     with pytest.raises(DatasetNotFoundError) as err:
-        load_dataset("mnist", root=tmp_path / "nowhere")
+        load_dataset("kmnist", root=tmp_path / "nowhere")
     msg = str(err.value)
-    assert "train-images-idx3-ubyte.gz" in msg and str(tmp_path / "nowhere") in msg
+    assert str(tmp_path / "nowhere") in msg and "does not exist" in msg
+    # nothing named: every place is searched, and the error lists them and how to provide the files
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_dataset("kmnist")
+    msg = str(err.value)
+    assert "train-images-idx3-ubyte.gz" in msg and str(tmp_path / "cache" / "kmnist") in msg
     assert "BLOJAX_DATA" in msg and "download=True" in msg
     # half the files present is still "not found" (no partial dataset)
     make_idx_dataset(tmp_path / "half")
@@ -167,7 +173,7 @@ def test_download_failure_is_reported(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pooch, "retrieve", boom)
     with pytest.raises(DatasetNotFoundError, match="network unreachable"):
-        load_dataset("kmnist", root=tmp_path, download=True)
+        load_dataset("kmnist", download=True)
 
 
 def test_download_goes_through_pooch_with_checksums(tmp_path, monkeypatch):

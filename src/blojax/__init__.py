@@ -7,6 +7,7 @@
     g, info = blo.hypergradient(problem, u, w, method, inner=inner)
     algo    = blo.WarmStart(problem, inner, method, outer=optax.adam(1e-2))
     state, history = algo.run(algo.init(u0, w0), steps=1000)
+    w = blo.solve(problem, u, w0, inner=inner, method=method)   # differentiable: jax.grad uses method
 """
 
 from . import analysis, linalg
@@ -16,6 +17,7 @@ from .inner import ClosedForm, InnerInfo, InnerLoop
 from .problem import Problem
 from .status import Status
 from .stochastic import F2SA, SABA, SOBA, AmIGO, StocBiO  # noqa: F401  (blojax.stochastic: minibatch solvers)
+from .transform import implicit_diff, solve
 
 __version__ = "0.1.0"
 
@@ -34,6 +36,8 @@ __all__ = [
     "hypergradient",
     "HypergradInfo",
     "Status",
+    "solve",
+    "implicit_diff",
     "ColdStart",
     "WarmStart",
     "BilevelState",

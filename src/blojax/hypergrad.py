@@ -37,6 +37,7 @@ run as one ``vmap``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -186,22 +187,32 @@ class Method:
 
     # -- the IFT pullback shared by Neumann, CG, Damped, Exact, Identity
     def linearize(self, problem, inner, u, w, state, batch=None, *, diagnostics=True, wrt_data=False):
-        def pullback(w_bar):
-            def grad_w(w_):
-                return jax.grad(problem.f, argnums=1)(u, w_, batch)
+        """IFT: ``w_out = w``; the pullback solves ``H v = w_bar`` and returns ``-M^T v`` (and, with
+        ``wrt_data``, the cotangents of the problem's arrays and of ``batch``). The pullback is a
+        ``jax.tree_util.Partial`` (a pytree), so it can be carried out of ``jit`` or stored."""
+        fn = functools.partial(_ift_pullback, diagnostics=diagnostics, wrt_data=wrt_data)
+        return w, state, jax.tree_util.Partial(fn, self, problem, u, w, batch)
 
-            gw, hvp = linalg.hvp_at(grad_w, w)
-            v, stats = self.solve(hvp, w_bar, residual=diagnostics)
-            neg_v = jax.tree_util.tree_map(jnp.negative, v)
-            if wrt_data:
-                _, vjp = jax.vjp(lambda u_, P, b_: jax.grad(P.f, argnums=1)(u_, w, b_), u, problem, batch)
-                cots = vjp(neg_v)
-            else:
-                _, vjp = jax.vjp(lambda u_: jax.grad(problem.f, argnums=1)(u_, w, batch), u)
-                cots = (vjp(neg_v)[0], None, None)
-            return cots, PullbackInfo(stats, stats.hvps + 1, _i32(1), tree_norm(gw))
 
-        return w, state, pullback
+def _ift_pullback(method, problem, u, w, batch, w_bar, *, diagnostics, wrt_data):
+    def grad_w(w_):
+        return jax.grad(problem.f, argnums=1)(u, w_, batch)
+
+    gw, hvp = linalg.hvp_at(grad_w, w)
+    v, stats = method.solve(hvp, w_bar, residual=diagnostics)
+    neg_v = jax.tree_util.tree_map(jnp.negative, v)
+    if wrt_data:
+        _, vjp = jax.vjp(lambda u_, P, b_: jax.grad(P.f, argnums=1)(u_, w, b_), u, problem, batch)
+        cots = tuple(vjp(neg_v))
+    else:
+        _, vjp = jax.vjp(lambda u_: jax.grad(problem.f, argnums=1)(u_, w, batch), u)
+        cots = (vjp(neg_v)[0], None, None)
+    return cots, PullbackInfo(stats, stats.hvps + 1, _i32(1), tree_norm(gw))
+
+
+def _unroll_pullback(vjp, info, w_bar, *, wrt_data):
+    cots = vjp(w_bar)
+    return (tuple(cots) if wrt_data else (cots[0], None, None)), info
 
 
 def _with_x0(solver, matvec, b, x0, residual):
@@ -310,8 +321,7 @@ class Unroll(Method):
             def run_u(u_):
                 return unrolled_steps(problem, inner, u_, w, state, self, batch)
 
-            w_k, vjp_u, s_k = jax.vjp(run_u, u, has_aux=True)
-            vjp = lambda c: (vjp_u(c)[0], None, None)  # noqa: E731
+            w_k, vjp, s_k = jax.vjp(run_u, u, has_aux=True)
         k = _i32(self.steps)
         if diagnostics:
             gn = tree_norm(problem.grad_w_f(u, w_k, batch))
@@ -320,10 +330,7 @@ class Unroll(Method):
         nan = _nan_like(w_k)
         stats = linalg.SolveStats(nan, nan, k, k, jnp.asarray(False), _i32(0))
         info = PullbackInfo(stats, k, k * (2 if self.rematerialize else 1) + int(diagnostics), gn)
-
-        def pullback(w_bar):
-            return tuple(vjp(w_bar)), info
-
+        pullback = jax.tree_util.Partial(functools.partial(_unroll_pullback, wrt_data=wrt_data), vjp, info)
         return w_k, s_k, pullback
 
 

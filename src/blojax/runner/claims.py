@@ -30,8 +30,18 @@ import pathlib
 import re
 from typing import Any, Callable, Iterable
 
-__all__ = ["Claim", "evaluate", "ledger", "STATUSES", "FULL_RESULTS", "gap", "monotone", "all_at_most",
-           "load_full_results", "mean_of"]
+__all__ = [
+    "Claim",
+    "evaluate",
+    "ledger",
+    "STATUSES",
+    "FULL_RESULTS",
+    "gap",
+    "monotone",
+    "all_at_most",
+    "load_full_results",
+    "mean_of",
+]
 
 STATUSES = ("holds", "fails", "full run only", "not run")
 FULL_RESULTS = pathlib.Path(__file__).with_name("full_results.json")
@@ -164,28 +174,38 @@ def _is_quick(run: dict, results: dict, mode: str | None) -> bool:
         mod = importlib.import_module(run.get("module") or common.available()[run["experiment"]])
         quick = json.loads(json.dumps(common.to_jsonable(dataclasses.asdict(mod.Config.quick()))))
         cfg = run.get("config") or results.get("config") or {}
-        return {k: v for k, v in cfg.items() if k != "seed"} == {k: v for k, v in quick.items() if k != "seed"}
+        return {k: v for k, v in cfg.items() if k != "seed"} == {
+            k: v for k, v in quick.items() if k != "seed"
+        }
     except Exception:  # noqa: BLE001
         return False
 
 
-def _runs(folder: pathlib.Path) -> tuple[dict, str | None]:
-    """``{experiment: (run folder, run.json, results)}`` of the finished runs in ``folder`` (a
-    reproduction, a single run, or a folder of runs) and the reproduction's mode if any."""
+def _runs(folder: pathlib.Path) -> tuple[dict, dict, str | None]:
+    """``({experiment: (run folder, run.json, results)}, {experiment: why}, mode)``: the finished runs
+    in ``folder`` (a reproduction, a single run, or a folder of runs), why the others did not give
+    numbers, and the reproduction's mode if any."""
     folder = pathlib.Path(folder)
     rep = _read(folder / "reproduce.json")
     mode = rep.get("mode") if isinstance(rep, dict) else None
     candidates = [folder] + (sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else [])
-    out = {}
+    out, unfinished = {}, {}
     for sub in candidates:
         run = _read(sub / "run.json")
-        if not isinstance(run, dict) or run.get("kind") != "run" or run.get("status") != "done":
+        if not isinstance(run, dict) or run.get("kind") != "run":
             continue
+        name = run.get("experiment", sub.name)
         payload = _read(sub / "results.json")
-        if not isinstance(payload, dict) or not isinstance(payload.get("results"), dict):
+        if (
+            run.get("status") != "done"
+            or not isinstance(payload, dict)
+            or not isinstance(payload.get("results"), dict)
+        ):
+            why = run.get("error") or "no results.json"
+            unfinished.setdefault(name, f"the run in {sub} did not finish ({run.get('status', '?')}: {why})")
             continue
-        out.setdefault(run.get("experiment", sub.name), (sub, run, payload["results"]))
-    return out, mode
+        out.setdefault(name, (sub, run, payload["results"]))
+    return out, unfinished, mode
 
 
 def _fmt(v) -> str:
@@ -225,27 +245,50 @@ def _stored(claim: Claim, name: str, stored: dict) -> dict | None:
         value, ok = claim.check(entry["results"])
     except KeyError:
         return None
-    return {"ours": _jsonable(value), "shown": show(value), "status": "holds" if ok else "fails",
-            "commit": entry.get("commit", "?"), "command": entry.get("command", "?"),
-            "machine": entry.get("machine", ""), "date": entry.get("date", "")}
+    return {
+        "ours": _jsonable(value),
+        "shown": show(value),
+        "status": "holds" if ok else "fails",
+        "commit": entry.get("commit", "?"),
+        "command": entry.get("command", "?"),
+        "machine": entry.get("machine", ""),
+        "date": entry.get("date", ""),
+    }
 
 
 def evaluate(folder, *, stored: dict | None = None, names: Iterable[str] | None = None) -> list[dict]:
-    """The ledger of ``folder``: one entry per declared claim, in declaration order, with ``id``,
+    """The ledger of ``folder``: one entry per declared claim with ``id``,
     ``experiment``, ``statement``, ``paper``, ``ours`` (the value read from this run, or ``None``),
     ``shown`` (``ours`` as text), ``margin``, ``status`` (one of :data:`STATUSES`), ``run`` (the run
     folder, or ``None``), ``mode`` (``quick`` / ``full``), ``explanation`` (for ``fails`` and
     ``not run``) and ``full_run`` (the stored full-run value with its commit and command, when
-    there is one)."""
-    runs, mode = _runs(pathlib.Path(folder))
+    there is one), in the paper's order.
+
+    A reproduction (``reproduce.json``) gets every claim; any other folder (one run, or a folder of
+    runs) only the claims of the experiments it holds runs of."""
+    folder = pathlib.Path(folder)
+    runs, unfinished, mode = _runs(folder)
+    if names is None and not (folder / "reproduce.json").exists():
+        names = set(runs) | set(unfinished)
     stored = load_full_results() if stored is None else stored
     entries = []
     for name, claim in ledger(names):
-        e = {"id": claim.id, "experiment": name, "statement": claim.statement, "paper": claim.paper,
-             "margin": claim.margin, "ours": None, "shown": "-", "status": "not run", "run": None, "mode": None,
-             "explanation": "", "full_run": _stored(claim, name, stored)}
+        e = {
+            "id": claim.id,
+            "experiment": name,
+            "statement": claim.statement,
+            "paper": claim.paper,
+            "margin": claim.margin,
+            "ours": None,
+            "shown": "-",
+            "status": "not run",
+            "run": None,
+            "mode": None,
+            "explanation": "",
+            "full_run": _stored(claim, name, stored),
+        }
         if name not in runs:
-            e["explanation"] = f"no finished run of {name} in this folder"
+            e["explanation"] = unfinished.get(name, f"no run of {name} in this folder")
             entries.append(e)
             continue
         sub, run, results = runs[name]
@@ -259,15 +302,19 @@ def evaluate(folder, *, stored: dict | None = None, names: Iterable[str] | None 
             e.update(ours=_jsonable(value), shown=show(value))
         if quick and not claim.quick:
             e["status"] = "full run only"
-            e["explanation"] = ("the quick settings are too short for this effect; the full-run numbers "
-                                "are shown beside the quick ones")
+            e["explanation"] = (
+                "the quick settings are too short for this effect; the full-run numbers "
+                "are shown beside the quick ones"
+            )
         elif ok is None:
             e["explanation"] = f"this run of {name} does not measure it (a variant or setting left out)"
         elif ok:
             e["status"] = "holds"
         else:
             e["status"] = "fails"
-            e["explanation"] = claim.not_reproduced or f"ours ({show(value)}) misses the margin: {claim.margin}"
+            e["explanation"] = (
+                claim.not_reproduced or f"ours ({show(value)}) misses the margin: {claim.margin}"
+            )
         entries.append(e)
     return entries
 
@@ -278,7 +325,9 @@ def write(folder, entries: list[dict] | None = None) -> pathlib.Path:
 
     entries = evaluate(folder) if entries is None else entries
     counts = {s: sum(e["status"] == s for e in entries) for s in STATUSES}
-    return common.atomic_write_json(pathlib.Path(folder) / "claims.json", {"claims": entries, "counts": counts})
+    return common.atomic_write_json(
+        pathlib.Path(folder) / "claims.json", {"claims": entries, "counts": counts}
+    )
 
 
 # ------------------------------------------------------------------------------------ storing full runs
@@ -318,17 +367,24 @@ def trim(name: str, results: dict) -> dict:
     return rec.kept()
 
 
-def store(folders, *, command: str, commit: str, machine: str = "", date: str = "", path=None) -> pathlib.Path:
+def store(
+    folders, *, command: str, commit: str, machine: str = "", date: str = "", path=None
+) -> pathlib.Path:
     """Add the finished full runs in ``folders`` to the stored full-run numbers."""
     from blojax.experiments import common
 
     path = pathlib.Path(path or FULL_RESULTS)
     data = load_full_results(path)
     for folder in folders:
-        runs, _ = _runs(pathlib.Path(folder))
+        runs, _, _ = _runs(pathlib.Path(folder))
         for name, (sub, run, results) in runs.items():
-            data[name] = {"results": trim(name, results), "commit": commit, "command": command.replace("{name}", name),
-                          "machine": machine, "date": date or run.get("finished", "")}
+            data[name] = {
+                "results": trim(name, results),
+                "commit": commit,
+                "command": command.replace("{name}", name),
+                "machine": machine,
+                "date": date or run.get("finished", ""),
+            }
     return common.atomic_write_json(path, dict(sorted(data.items())))
 
 
@@ -338,17 +394,28 @@ def _main(argv=None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m blojax.runner.claims", description=(__doc__ or "").split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("store", help="store the claims' numbers of finished full runs (with commit and command)")
+    s = sub.add_parser(
+        "store", help="store the claims' numbers of finished full runs (with commit and command)"
+    )
     s.add_argument("folders", nargs="+")
     s.add_argument("--command", required=True, help="the command that made the runs ({name}: the experiment)")
     s.add_argument("--machine", default="")
+    s.add_argument("--commit", default=None, help="the commit the runs were made at (default: HEAD)")
     e = sub.add_parser("eval", help="print the ledger of a folder")
     e.add_argument("folder")
     args = p.parse_args(argv)
+    if args.cmd == "store" and args.commit:
+        print(store(args.folders, command=args.command, commit=args.commit, machine=args.machine))
+        return 0
     if args.cmd == "store":
         try:
-            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                    cwd=pathlib.Path(__file__).parent, check=True).stdout.strip()
+            commit = subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=pathlib.Path(__file__).parent,
+                check=True,
+            ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             commit = "?"
         print(store(args.folders, command=args.command, commit=commit, machine=args.machine))

@@ -104,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="(re)write report.html and report.md of a folder of runs")
     p.add_argument("folder")
+
+    # internal: the shared process of `reproduce` (runs OUT/NAME for each NAME in turn)
+    p = sub.add_parser("run-group")
+    p.add_argument("names", nargs="+")
+    p.add_argument("--out", required=True)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--resume", action="store_true")
     return parser
 
 
@@ -269,6 +276,14 @@ def main(argv=None) -> int:
 
     def go() -> int:
         args = _parser().parse_args([a for a in argv if a != "--debug"])
+        if args.command in ("run", "sweep", "reproduce", "run-group"):
+            from .jaxcache import enable
+
+            enable()
+        if args.command == "run-group":
+            from .reproduce import run_group
+
+            return run_group(pathlib.Path(args.out), args.names, quick=args.quick, resume=args.resume)
         if args.command == "list":
             return cmd_list(args)
         if args.command == "run":
@@ -296,6 +311,9 @@ def module_main(mod, name: str, argv=None) -> int:
 
     def go() -> int:
         args = parser.parse_args([a for a in argv if a != "--debug"])
+        from .jaxcache import enable
+
+        enable()
         return _run_module(mod, name, args, [name, *argv])
 
     return _guarded(go, argv, "")

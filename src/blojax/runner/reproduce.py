@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import json
 import os
 import pathlib
 import shutil
@@ -23,6 +24,45 @@ from blojax.experiments import common
 from .errors import UsageError
 from .report import write_report
 from .rundir import claim_folder, now, read_json
+
+
+# Quick runs that share one process (``run-group``): they set float64 only inside ``jax.enable_x64``
+# contexts and touch no other global state, so running them one after another in one process gives the
+# numbers of separate processes (tests/test_reliability_cache.py compares them) and saves a start-up,
+# the imports and the compilations they share.
+SHARED_PROCESS = ("antidistill", "hypergrad_field", "projection_sketch", "spectral")
+GROUP_TAG = "@@blojax-group "
+
+
+def run_group(out: pathlib.Path, names: list[str], *, quick: bool, resume: bool) -> int:
+    """The child side of a shared process: ``blojax run NAME --out OUT/NAME --quiet`` for each name in
+    turn, each one's output in its own ``OUT/NAME/log.txt``; after each, one line ``GROUP_TAG {json}``
+    (name, exit code, wall and CPU seconds) on stdout. Stops at an interruption (exit code 130/143)."""
+    import contextlib
+    import resource
+
+    from . import cli
+
+    rc_all = 0
+    for name in names:
+        folder = out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        argv = ["run", name, "--out", str(folder), "--quiet"] + (["--quick"] if quick else []) + (["--resume"] if resume else [])
+        partial = folder / ".log.txt.running"
+        t0 = time.perf_counter()
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        with open(partial, "w") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+            rc = cli.main(argv)
+        ru2 = resource.getrusage(resource.RUSAGE_SELF)
+        os.replace(partial, folder / "log.txt")
+        lines = [line for line in (folder / "log.txt").read_text(errors="replace").splitlines() if line.strip()]
+        rec = {"name": name, "rc": rc, "wall": time.perf_counter() - t0,
+               "cpu": (ru2.ru_utime + ru2.ru_stime) - (ru.ru_utime + ru.ru_stime), "last": lines[-1] if lines else ""}
+        print(GROUP_TAG + json.dumps(rec), flush=True)
+        rc_all = rc_all or rc
+        if rc in (130, 143):
+            return rc
+    return rc_all
 
 
 def _say(msg: str) -> None:
@@ -57,7 +97,9 @@ def _run_one(cmd: list[str], log: pathlib.Path, timeout: float | None) -> tuple[
     if _STOPPING.is_set():
         return 130, 0.0, 0.0, "not started: interrupted"
     t0 = time.perf_counter()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    from .jaxcache import child_env
+
+    env = dict(child_env(), PYTHONUNBUFFERED="1")
     log.parent.mkdir(parents=True, exist_ok=True)
     partial = log.with_name(f".{log.name}.running")  # not .tmp: a run cleans those up in its folder
     timed_out = threading.Event()
@@ -119,7 +161,8 @@ def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=Tr
          + (f"; unusable: {', '.join(broken)}" if broken else ""))
     finished = [0]
 
-    def one(name: str) -> bool:
+    def prepare(name: str) -> bool:
+        """False when a finished run is kept (``--resume``), else the folder is ready for a run."""
         folder = out / name
         prev = read_json(folder / "run.json")
         if resume and prev and prev.get("status") == "done" and (folder / "results.json").exists():
@@ -127,14 +170,53 @@ def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=Tr
                 finished[0] += 1
                 marker["runs"][name] = {"status": "done", "seconds": prev.get("seconds"), "kept": True}
                 _say(f"[{finished[0]}/{len(names)}] {name}: done before ({prev.get('seconds', 0):.1f} s), kept")
-            return True
-        if not resume and prev is not None and folder.is_dir():
+            return False
+        if not resume and folder.is_dir():
             shutil.rmtree(folder)  # a previous reproduction of this experiment: start it afresh
+        folder.mkdir(parents=True, exist_ok=True)
+        return True
+
+    def one(name: str) -> bool:
+        if not prepare(name):
+            return True
+        folder = out / name
         cmd = [sys.executable, "-m", "blojax.runner.cli", "run", name, "--out", str(folder), "--quiet"]
         cmd += ["--quick"] if quick else []
         cmd += ["--resume"] if resume else []
-        folder.mkdir(parents=True, exist_ok=True)
         rc, seconds, cpu, text = _run_one(cmd, folder / "log.txt", timeout)
+        return record(name, rc, seconds, cpu, text)
+
+    def group(members: list[str]) -> bool:
+        """``members`` one after another in one process (``run-group``): one start-up and import."""
+        todo = [n for n in members if prepare(n)]
+        if not todo:
+            return True
+        cmd = [sys.executable, "-m", "blojax.runner.cli", "run-group", "--out", str(out), *todo]
+        cmd += ["--quick"] if quick else []
+        cmd += ["--resume"] if resume else []
+        rc, seconds, cpu, text = _run_one(cmd, out / f"group-{todo[0]}.log", timeout * len(todo) if timeout else None)
+        with lock:  # the whole process: its start-up and imports too, which no member's own time includes
+            marker["shared_process"] = {"experiments": todo, "wall_seconds": seconds, "cpu_seconds": cpu, "returncode": rc}
+        done = {}
+        for line in text.splitlines():
+            if line.startswith(GROUP_TAG):
+                rec = json.loads(line[len(GROUP_TAG):])
+                done[rec["name"]] = rec
+        oks = []
+        for n in todo:
+            rec = done.get(n)
+            if rec is not None:
+                oks.append(record(n, rec["rc"], rec["wall"], rec["cpu"], rec.get("last", ""), shared=True))
+            else:  # the group process ended (killed, timed out) before this one reported
+                log = out / n / ".log.txt.running"
+                if log.exists():
+                    os.replace(log, out / n / "log.txt")
+                last = (out / n / "log.txt").read_text(errors="replace") if (out / n / "log.txt").exists() else text
+                oks.append(record(n, rc if rc != 0 else 1, 0.0, 0.0, last, shared=True))
+        return all(oks)
+
+    def record(name: str, rc: int, seconds: float, cpu: float, text: str, shared: bool = False) -> bool:
+        folder = out / name
         run = read_json(folder / "run.json") or {}
         status = run.get("status", "failed") if rc == 0 else ("timed out" if rc == 124 else run.get("status", "failed"))
         if rc != 0 and status in ("done", "running"):
@@ -150,7 +232,8 @@ def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=Tr
                                                                  "error": last[0], "seconds": seconds})
         with lock:
             finished[0] += 1
-            marker["runs"][name] = {"status": status, "seconds": run.get("seconds"), "wall_seconds": seconds, "cpu_seconds": cpu}
+            marker["runs"][name] = {"status": status, "seconds": run.get("seconds"), "wall_seconds": seconds, "cpu_seconds": cpu,
+                                    "shared_process": shared}
             common.atomic_write_json(out / "reproduce.json", marker)
             _say(f"[{finished[0]}/{len(names)}] {name}: {status} in {seconds:.1f} s (CPU {cpu:.1f} s)"
                  + ("" if rc == 0 else f" (see {folder / 'log.txt'})"))
@@ -165,7 +248,10 @@ def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=Tr
             _say(f"demo: {'done' if rc == 0 else 'failed'} in {seconds:.1f} s (CPU {cpu:.1f} s)")
         return rc == 0
 
-    tasks = [functools.partial(one, n) for n in names] + ([run_demo] if demo else [])
+    shared = [n for n in SHARED_PROCESS if n in names] if quick and len(names) > 1 else []
+    tasks = ([functools.partial(group, shared)] if len(shared) > 1 else [])
+    tasks += [functools.partial(one, n) for n in names if n not in shared or len(shared) < 2]
+    tasks += [run_demo] if demo else []
     _STOPPING.clear()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
     try:
@@ -179,7 +265,8 @@ def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=Tr
     pool.shutdown(wait=True)
     ok = all(oks)
     total = time.perf_counter() - t_start
-    cpu_total = sum((r.get("cpu_seconds") or 0.0) for r in marker["runs"].values())
+    cpu_total = sum((r.get("cpu_seconds") or 0.0) for r in marker["runs"].values() if not r.get("shared_process"))
+    cpu_total += (marker.get("shared_process") or {}).get("cpu_seconds", 0.0)
     cpu_total += (read_json(out / "demo" / "demo.json") or {}).get("cpu_seconds", 0.0) if demo else 0.0
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     marker.update(status="done" if ok else "failed", finished=now(), total_seconds=total, cpu_seconds=cpu_total,
