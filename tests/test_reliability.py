@@ -420,7 +420,7 @@ def test_reproduce_parent_ends_its_children_on_sigterm(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "blojax.runner.cli", "reproduce", "--only", "slowtoy", "--no-demo",
                              "--out", str(out)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: (out / "slowtoy" / "checkpoints").is_dir() and any((out / "slowtoy" / "checkpoints").glob("*.pkl"))
+        _wait_for(lambda: ((out / "slowtoy" / "checkpoints").is_dir() and any((out / "slowtoy" / "checkpoints").glob("*.pkl")))
                   or proc.poll() is not None)
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)

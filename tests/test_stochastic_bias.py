@@ -1,6 +1,5 @@
 """The S1 experiment module (stochastic solvers vs the min-norm solution): contract and findings."""
 
-import jax
 import numpy as np
 import pytest
 

@@ -150,7 +150,7 @@ def implicit_diff(inner_objective: Callable[..., Any], method: Method, *, inner=
     ``K`` more differentiated steps taken from the solver's output.
 
     Static configuration of the solver (iteration counts, flags) belongs in its closure: ``args``
-    are traced.
+    are traced. For example::
 
         @blojax.implicit_diff(ridge_f, blojax.CG(50))
         def ridge_solver(u, w0, X, y):

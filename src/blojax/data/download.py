@@ -293,6 +293,6 @@ def _download(source: Source, cache: pathlib.Path) -> dict:
             except Exception as exc:  # noqa: BLE001 - try the next mirror
                 last = exc
         else:
-            raise last
+            raise last or DatasetNotFoundError(f"{source.name}: no download address for {fname}")
         found[role] = pathlib.Path(path)
     return found

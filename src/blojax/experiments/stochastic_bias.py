@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -197,7 +198,7 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
                     state, hist = ctx.scan(chunk, state, cfg.steps, key=f"s1-{tag}", desc=tag, history_axis=1)
                     hist = {k: np.asarray(hist[k]) for k in METRICS}
                     diverged = bool(np.any(np.asarray(state.diverged_step) >= 0))
-                    row = dict(solver=name, batch=b, step_scale=scale, diverged=diverged)
+                    row: dict[str, Any] = dict(solver=name, batch=b, step_scale=scale, diverged=diverged)
                     row.update({k: float(np.nanmedian(hist[k][:, -1])) if not np.all(np.isnan(hist[k][:, -1])) else None for k in METRICS})
                     table.append(row)
                     stride = max(1, cfg.steps // 300)

@@ -100,13 +100,13 @@ class StochasticSolver:
     # ------------------------------------------------------------------ what a step costs
     @property
     def draws_per_step(self) -> tuple[int, int]:
-        """Batches drawn per outer step: ``(inner, outer)``."""
+        """The batches drawn per outer step, ``(inner, outer)``."""
         raise NotImplementedError
 
     @property
     def oracle_calls(self) -> dict:
-        """Minibatch oracle calls per outer step: ``grad_f`` (grad_w f), ``hvp`` (H v), ``cross``
-        (M^T v), ``grad_F`` (grad_w F and grad_u F from one backward pass), ``grad_f_u`` (grad_u f)."""
+        """The minibatch oracle calls per outer step, by kind (``grad_f`` = grad_w f, ``hvp`` = H v, ``cross``
+        = M^T v, ``grad_F`` = grad_w F and grad_u F from one backward pass, ``grad_f_u`` = grad_u f)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ oracles on one batch
