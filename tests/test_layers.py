@@ -63,9 +63,8 @@ def _edges():
 
 
 # The upward edges docs/architecture.md lists, as (importing part, imported module): experiments.common's
-# entry point into runner.cli (called inside main()), and the experiments' CLAIMS declarations built
-# from runner.claims.
-KNOWN_UPWARD = {("experiments", "blojax.runner.cli"), ("experiments", "blojax.runner.claims")}
+# entry point into runner.cli (called inside main()).
+KNOWN_UPWARD = {("experiments", "blojax.runner.cli")}
 
 
 def test_parser_sees_relative_and_absolute_imports():

@@ -45,6 +45,7 @@ import numpy as np
 import optax
 
 import blojax as blo
+from .claims import Claim, all_at_most, monotone
 from blojax._tree import tree_norm
 from blojax.analysis import spectral
 from blojax.data import fourier
@@ -679,7 +680,6 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
 
 
 # ------------------------------------------------------------------------------------ claims ledger
-from blojax.runner.claims import Claim, all_at_most, monotone  # noqa: E402
 
 _B = ("exponential", "inverse")
 

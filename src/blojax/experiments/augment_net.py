@@ -35,6 +35,7 @@ import numpy as np
 import optax
 
 import blojax as blo
+from .claims import Claim, gap
 from blojax.data import load_dataset
 from blojax.models.augment import augment_apply, init_augment
 from blojax.models.classifier import Classifier, accuracy, cross_entropy
@@ -360,7 +361,6 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
 
 
 # ------------------------------------------------------------------------------------ claims ledger
-from blojax.runner.claims import Claim, gap  # noqa: E402
 
 _NOT_REPRODUCED = ("not reproduced: our cold-start (fixed w0, 100-200 inner steps, Neumann hypergradient) learns a "
                    "strong augmentation; see docs/experiments/image.md, section 'What the must-show list asked', item 3")

@@ -38,6 +38,7 @@ import numpy as np
 import optax
 
 import blojax as blo
+from .claims import Claim, gap
 from blojax.data import load_dataset
 from blojax.models.classifier import Classifier, accuracy, cross_entropy, soft_cross_entropy
 
@@ -472,7 +473,6 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
 
 
 # ------------------------------------------------------------------------------------ claims ledger
-from blojax.runner.claims import Claim, gap  # noqa: E402
 
 
 def _accs(r):

@@ -554,6 +554,10 @@ def _follows_contract(mod) -> bool:
     return all(hasattr(mod, a) for a in ("DESCRIPTION", "Config", "run", "plot"))
 
 
+#: Modules of the package that hold the contract, not an experiment.
+_CONTRACT_MODULES = ("common", "claims")
+
+
 def discover() -> tuple[dict[str, str], dict[str, str]]:
     """``({name: module path}, {name: why it is not usable})`` over :mod:`blojax.experiments` and the
     registered modules; a module that fails to import is reported, never hides the others."""
@@ -564,7 +568,7 @@ def discover() -> tuple[dict[str, str], dict[str, str]]:
     candidates = {
         info.name: f"blojax.experiments.{info.name}"
         for info in pkgutil.iter_modules(pkg.__path__)
-        if not info.name.startswith("_") and info.name != "common"
+        if not info.name.startswith("_") and info.name not in _CONTRACT_MODULES
     }
     candidates.update(_registered())
     found, broken = {}, {}

@@ -14,6 +14,7 @@ import pathlib
 
 import numpy as np
 
+from .claims import Claim, gap
 from . import common
 from . import canvas_distill as cd
 from .common import check_field
@@ -126,7 +127,6 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
 
 
 # ------------------------------------------------------------------------------------ claims ledger
-from blojax.runner.claims import Claim, gap  # noqa: E402
 
 
 def _accs(n):

@@ -29,6 +29,7 @@ import numpy as np
 
 import blojax as blo
 
+from .claims import Claim, monotone
 from . import common
 from .common import check_field
 
@@ -235,7 +236,6 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
 
 
 # ------------------------------------------------------------------------------------ claims ledger
-from blojax.runner.claims import Claim, monotone  # noqa: E402
 
 
 def _by_method(r, key):

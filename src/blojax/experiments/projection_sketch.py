@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 import blojax as blo
+from .claims import Claim
 from blojax.analysis import projections
 
 from . import common
@@ -225,7 +226,6 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
 
 
 # ------------------------------------------------------------------------------------ claims ledger
-from blojax.runner.claims import Claim  # noqa: E402
 
 CLAIMS = (
     Claim("S4.8-kaczmarz-converges",

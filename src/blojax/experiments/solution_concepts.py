@@ -32,6 +32,7 @@ import numpy as np
 import optax
 
 import blojax as blo
+from .claims import Claim, gap
 from blojax.data import synthetic
 from blojax.experiments import common
 from blojax.experiments.common import check_field, check_int_fields
@@ -324,7 +325,6 @@ def main(argv=None) -> int:
 
 
 # ------------------------------------------------------------------------------------ claims ledger
-from blojax.runner.claims import Claim, gap  # noqa: E402
 
 
 def _acc(r, c):

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import blojax as blo
+from .claims import Claim
 from blojax.analysis import spectral
 
 from . import common
@@ -229,7 +230,6 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
 
 
 # ------------------------------------------------------------------------------------ claims ledger
-from blojax.runner.claims import Claim  # noqa: E402
 
 CLAIMS = (
     Claim("E8.spectral-maps",

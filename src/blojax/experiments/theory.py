@@ -31,6 +31,7 @@ import numpy as np
 import optax
 
 import blojax as blo
+from .claims import Claim
 from blojax.analysis import quadratic
 
 from . import common
@@ -205,7 +206,6 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
 
 
 # ------------------------------------------------------------------------------------ claims ledger
-from blojax.runner.claims import Claim  # noqa: E402
 
 
 def _short_and_long(r):
