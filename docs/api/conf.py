@@ -68,6 +68,8 @@ def documented_names() -> set[str]:
     for page in HERE.glob("*.rst"):
         if page.stem != "more":
             names.update(_DIRECTIVE.findall(page.read_text(encoding="utf-8")))
+    if "stochastic" in names:  # its page renders blojax.stochastic.__all__, the solvers blojax re-exports
+        names.update(blojax.stochastic.__all__)
     return names
 
 

@@ -16,7 +16,7 @@ from .hypergrad import CG, Damped, Exact, HypergradInfo, Identity, Method, Neuma
 from .inner import ClosedForm, InnerInfo, InnerLoop
 from .problem import Problem
 from .status import Status
-from .stochastic import F2SA, SABA, SOBA, AmIGO, StocBiO  # noqa: F401  (blojax.stochastic: minibatch solvers)
+from .stochastic import F2SA, SABA, SOBA, AmIGO, StocBiO  # blojax.stochastic: minibatch solvers
 from .transform import implicit_diff, solve
 
 __version__ = "0.1.0"
@@ -42,6 +42,11 @@ __all__ = [
     "WarmStart",
     "BilevelState",
     "NonFiniteError",
+    "SOBA",
+    "SABA",
+    "AmIGO",
+    "StocBiO",
+    "F2SA",
     "analysis",
     "linalg",
 ]
