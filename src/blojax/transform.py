@@ -97,7 +97,7 @@ def _perturbed(tree) -> bool:
 
 def _instantiate(tree):
     """Symbolic zero cotangents (an output nobody differentiates) as arrays of zeros."""
-    return jax.tree_util.tree_map(lambda z: jnp.zeros(z.shape, z.dtype) if isinstance(z, SymbolicZero) else z,
+    return jax.tree_util.tree_map(lambda z: jnp.zeros(z.shape, z.dtype) if isinstance(z, SymbolicZero) else z,  # pyright: ignore[reportArgumentType]
                                   tree, is_leaf=lambda z: isinstance(z, SymbolicZero))
 
 

@@ -28,7 +28,7 @@ import json
 import math
 import pathlib
 import re
-from typing import Any, Callable, Iterable
+from typing import Iterable
 
 __all__ = [
     "Claim",

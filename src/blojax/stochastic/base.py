@@ -16,7 +16,7 @@ Conventions (every solver):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, Callable, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +55,11 @@ class StochasticState(NamedTuple):
 class StochasticSolver:
     """Base class. Subclasses set ``_LR_FIELDS`` and implement ``_update`` (one outer step)."""
 
+    # set per instance by __post_init__ (ClassVar: not dataclass fields of the subclasses)
+    _schedules: ClassVar[Any]
+    _jit_step: ClassVar[Callable[..., Any]]
+    _jit_scan: ClassVar[Callable[..., Any]]
+
     problem: MinibatchProblem
     inner_sampler: Any
     outer_sampler: Any
@@ -81,8 +86,9 @@ class StochasticSolver:
                     f"{name}.{which} draws from n={sampler.n} samples but problem.{data} has {n}: "
                     f"build it with n={n}"
                 )
-        if getattr(self, "record", None) is not None and not callable(self.record):
-            raise TypeError(f"{name}.record must be a callable record(u, w, v) -> dict, got {self.record!r}")
+        record = getattr(self, "record", None)
+        if record is not None and not callable(record):
+            raise TypeError(f"{name}.record must be a callable record(u, w, v) -> dict, got {record!r}")
         self._check_fields()
         lrs = {f: as_schedule(getattr(self, f), name, f) for f in self._LR_FIELDS if getattr(self, f) is not None}
         object.__setattr__(self, "_schedules", lrs)

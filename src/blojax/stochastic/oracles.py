@@ -37,7 +37,9 @@ def data_size(data, name: str = "data") -> int:
     if None in sizes or len(sizes) != 1:
         shapes = [tuple(jnp.shape(x)) for x in leaves]
         raise ValueError(f"{name} leaves must share a leading sample axis, got shapes {shapes}")
-    return sizes.pop()
+    (size,) = sizes
+    assert size is not None
+    return size
 
 
 class MinibatchProblem(Problem):
@@ -59,6 +61,11 @@ class MinibatchProblem(Problem):
         for name, fn in (("inner", inner), ("outer", outer)):
             if not takes_data(fn):
                 raise TypeError(f"MinibatchProblem.{name} must take a batch: define it as {name}(u, w, batch)")
+        # declarations for type checkers (the instance is frozen: values go through object.__setattr__)
+        self.inner_data: Any
+        self.outer_data: Any
+        self.n_inner: int
+        self.n_outer: int
         object.__setattr__(self, "inner_data", inner_data)
         object.__setattr__(self, "outer_data", outer_data)
         object.__setattr__(self, "n_inner", data_size(inner_data, "MinibatchProblem.inner_data"))

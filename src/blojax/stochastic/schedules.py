@@ -40,7 +40,7 @@ def as_schedule(value, owner: str, name: str):
     if isinstance(value, bool):
         raise ValueError(f"{owner}.{name} must be a positive step size or an optax schedule, got {value!r}")
     if isinstance(value, numbers.Real):
-        if not (np.isfinite(value) and value > 0):
+        if not (np.isfinite(float(value)) and float(value) > 0):
             raise ValueError(f"{owner}.{name} must be a positive step size, got {value!r}")
         const = float(value)
         return lambda count: jnp.asarray(const)
