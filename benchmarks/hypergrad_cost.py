@@ -32,11 +32,22 @@ route, the inner solve followed by ``blojax.hypergradient(..., diagnostics=False
 call, the hypergradient only), and against its floor ``t_call + T_pre * t_grad + grads * t_grad +
 hvps * t_hvp`` (``T_pre`` inner steps before the strategy: T, or T - K for ``Unroll(K)``; the counts
 ``hypergradient`` reports without diagnostics). Targets: grad(solve) / direct <= 1.05, / floor <= 1.3.
+The table also times the same gradient with ``solve(..., throw=False)`` (column ``throw=False / True``).
+
+Dispatch: by default JAX's CPU client runs a compiled call *asynchronously* on a worker thread,
+except when the program contains a host callback (``throw=True`` puts one in, the run-time check),
+which runs in the calling thread. On a loaded machine the hand-off to the worker thread and back
+costs up to about 1 ms per call, which is of the order of a whole d = 100 row and made
+``throw=False`` look 2-10x slower than ``throw=True`` with identical compiled loops. The script
+therefore sets ``jax.config.update("jax_cpu_enable_async_dispatch", False)`` before the first
+computation (every row runs in the calling thread, so the rows time the computation);
+``--async-dispatch`` keeps JAX's default.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -49,10 +60,17 @@ from bench_util import set_threads  # noqa: E402
 if __name__ == "__main__":
     _pre = argparse.ArgumentParser(add_help=False)
     _pre.add_argument("--threads", type=int, default=1)
-    set_threads(_pre.parse_known_args()[0].threads)
+    _pre.add_argument("--async-dispatch", action="store_true")
+    _known = _pre.parse_known_args()[0]
+    set_threads(_known.threads)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+
+if __name__ == "__main__" and not _known.async_dispatch:
+    # Every compiled call runs in the calling thread (module docstring, "Dispatch"); set before the
+    # CPU client is created (the JAX_CPU_ENABLE_ASYNC_DISPATCH variable is not read by jax 0.10).
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
@@ -217,19 +235,22 @@ def bench_solve(name, problem, u0, w0, ib, ob, alpha, repeats, min_time, only=No
             return blo.hypergradient(problem, u, w_s, m, inner, inner_batch=ib_, outer_batch=ob_,
                                      diagnostics=False)[0]
 
-        def through_solve(u, w, ib_, ob_, m=m):
-            return jax.grad(lambda u_: problem.F(u_, blo.solve(problem, u_, w, inner=inner, method=m, batch=ib_), ob_))(u)
+        def through_solve(u, w, ib_, ob_, m=m, throw=True):
+            return jax.grad(lambda u_: problem.F(u_, blo.solve(problem, u_, w, inner=inner, method=m, batch=ib_,
+                                                               throw=throw), ob_))(u)
 
         d, t = jax.jit(direct), jax.jit(through_solve)
+        t_nothrow = jax.jit(functools.partial(through_solve, throw=False))
         w_s = pre.run(problem, u0, w0, ib)[0]
         _, info = jax.jit(lambda u, w: blo.hypergradient(problem, u, w, m, inner, inner_batch=ib, outer_batch=ob,
                                                          diagnostics=False))(u0, w_s)
-        gd, gt = d(u0, w0, ib, ob), t(u0, w0, ib, ob)
+        gd, gt, gn = d(u0, w0, ib, ob), t(u0, w0, ib, ob), t_nothrow(u0, w0, ib, ob)
         dev = max(float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-30))
-                  for a, b in zip(jax.tree_util.tree_leaves(gd), jax.tree_util.tree_leaves(gt)))
+                  for g in (gt, gn) for a, b in zip(jax.tree_util.tree_leaves(gd), jax.tree_util.tree_leaves(g)))
         counts[label] = dict(hvps=int(info.hvps), grads=int(info.grads), T_pre=pre.steps, dev=dev)
         fns[f"direct {label}"] = (lambda d=d: d(u0, w0, ib, ob))
         fns[f"solve {label}"] = (lambda t=t: t(u0, w0, ib, ob))
+        fns[f"solve nothrow {label}"] = (lambda t=t_nothrow: t(u0, w0, ib, ob))
         fns[f"unit: call {label}"] = noop_like(direct, u0, w0, ib, ob)[0]
     units_fns = unit_functions(problem, u0, w0, ib, ob)
     for uname, (fn, _) in units_fns.items():
@@ -242,7 +263,9 @@ def bench_solve(name, problem, u0, w0, ib, ob, alpha, repeats, min_time, only=No
         c = counts[label]
         floor = (tm[f"unit: call {label}"]["median"] + (c["T_pre"] + c["grads"]) * t_grad + c["hvps"] * t_hvp)
         ts, td = tm[f"solve {label}"]["median"], tm[f"direct {label}"]["median"]
+        tn = tm[f"solve nothrow {label}"]["median"]
         rows.append(dict(problem=name, method=label, solve=ts, direct=td, floor=floor, vs_direct=ts / td,
+                         solve_nothrow=tn, nothrow_vs_throw=tn / ts, nothrow_vs_direct=tn / td,
                          vs_floor=ts / floor, rel_diff=c["dev"],
                          counts=f"{c['T_pre']} steps + {c['grads']} grads + {c['hvps']} HVPs"))
     return rows
@@ -265,6 +288,8 @@ def main(argv=None):
     ap.add_argument("--json", type=Path, default=None, help="write rows, units and machine facts here")
     ap.add_argument("--solve", action="store_true", help="also time jax.grad through blojax.solve (transform table)")
     ap.add_argument("--solve-only", action="store_true", help="only the transform table")
+    ap.add_argument("--async-dispatch", action="store_true",
+                    help="keep JAX's asynchronous CPU dispatch (default: off, every call runs in the calling thread)")
     args = ap.parse_args(argv)
 
     dims = [20] if args.quick else args.dims
@@ -273,7 +298,8 @@ def main(argv=None):
     info = machine_info()
     info["xla_flags"] = os.environ.get("XLA_FLAGS", "")
     print(format_machine(info), flush=True)
-    print(f"XLA_FLAGS={info['xla_flags']}", flush=True)
+    info["cpu_async_dispatch"] = jax.config.read("jax_cpu_enable_async_dispatch")
+    print(f"XLA_FLAGS={info['xla_flags']}; JAX CPU async dispatch: {info['cpu_async_dispatch']}", flush=True)
     all_rows, all_units, all_solve_rows = [], {}, []
     problems = [(f"ridge d={d}", lambda d=d: ridge_problem(d, n=50 if args.quick else 500)) for d in dims]
     if not args.no_mlp:
@@ -287,10 +313,13 @@ def main(argv=None):
             print(f"\n{name}: jax.grad through blojax.solve vs inner solve + hypergradient", flush=True)
             shown = [dict(r, solve=fmt_time(r["solve"]), direct=fmt_time(r["direct"]), floor=fmt_time(r["floor"]),
                           vs_direct=f"{r['vs_direct']:.3f}", vs_floor=f"{r['vs_floor']:.2f}",
+                          nothrow_vs_throw=f"{r['nothrow_vs_throw']:.3f}", nothrow_vs_direct=f"{r['nothrow_vs_direct']:.3f}",
                           rel_diff=f"{r['rel_diff']:.1e}") for r in srows]
             print(table(shown, [("method", "method"), ("solve", "grad(solve) (median)"),
                                 ("direct", "run + hypergradient"), ("vs_direct", "solve / direct"),
                                 ("counts", "counted work"), ("floor", "floor"), ("vs_floor", "solve / floor"),
+                                ("nothrow_vs_throw", "throw=False / True"),
+                                ("nothrow_vs_direct", "throw=False / direct"),
                                 ("rel_diff", "max rel. diff of g")]), flush=True)
             if args.solve_only:
                 continue
@@ -315,6 +344,9 @@ def main(argv=None):
         w1 = max(all_solve_rows, key=lambda r: r["vs_direct"])
         w2 = max(all_solve_rows, key=lambda r: r["vs_floor"])
         print(f"worst grad(solve) / direct: {w1['vs_direct']:.3f} ({w1['problem']}, {w1['method']}); target <= 1.05")
+        w3 = max(all_solve_rows, key=lambda r: r["nothrow_vs_throw"])
+        print(f"worst grad(solve, throw=False) / grad(solve, throw=True): {w3['nothrow_vs_throw']:.3f} "
+              f"({w3['problem']}, {w3['method']})")
         print(f"worst grad(solve) / floor: {w2['vs_floor']:.2f} ({w2['problem']}, {w2['method']}); target <= 1.3")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
