@@ -45,6 +45,38 @@ def test_hypergrad_cost_quick(tmp_path):
     assert "measured / floor" in res.stdout
 
 
+def test_hypergrad_cost_solve_table_quick(tmp_path):
+    """The transform table: grad through solve with throw=True and throw=False, timed with synchronous
+    CPU dispatch (the default of the script); both gradients equal the direct hypergradient."""
+    out = tmp_path / "solve.json"
+    res = subprocess.run(
+        [sys.executable, str(BENCH / "hypergrad_cost.py"), "--quick", "--no-mlp", "--solve-only", "--methods",
+         "CG(20)", "Unroll(20)", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["machine"]["cpu_async_dispatch"] is False
+    rows = {r["method"]: r for r in data["solve_rows"]}
+    assert set(rows) == {"CG(20)", "Unroll(20)"}
+    eps32 = 2.0**-23
+    for r in rows.values():
+        assert r["solve"] > 0 and r["solve_nothrow"] > 0 and r["direct"] > 0 and r["floor"] > 0
+        assert math.isclose(r["nothrow_vs_throw"], r["solve_nothrow"] / r["solve"])
+        assert r["rel_diff"] <= 64 * eps32, r
+    assert "throw=False / True" in res.stdout
+
+
+def test_solve_dispatch_quick():
+    res = subprocess.run([sys.executable, str(BENCH / "solve_dispatch.py"), "--repeats", "2", "--d", "10"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "JAX CPU async dispatch: False" in res.stdout
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("| ") and "ms" in ln]
+    assert [ln.split(" | ")[0][2:] for ln in lines] == ["Unroll(20)", "CG(20)", "Identity"]
+    assert all(float(ln.rstrip(" |").split(" | ")[-1]) > 0 for ln in lines)
+
+
 def test_peers_harness_blojax_only(tmp_path):
     """The peer runner starts without the peer libraries (they live in .bench-venv): blojax rows only."""
     out = tmp_path / "peers.json"
