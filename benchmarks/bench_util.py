@@ -29,7 +29,9 @@ def set_threads(n: int):
         return
     flags = os.environ.get("XLA_FLAGS", "")
     if "intra_op_parallelism_threads" not in flags:
-        os.environ["XLA_FLAGS"] = (flags + f" --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={n}").strip()
+        os.environ["XLA_FLAGS"] = (
+            flags + f" --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={n}"
+        ).strip()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # torch, LAPACK (eigh)
         os.environ.setdefault(var, str(n))
 
@@ -49,8 +51,9 @@ def block(x):
     return x
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, *, min_time: float = 0.0,
-                        warmup: int = 1) -> dict[str, dict]:
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], repeats: int, *, min_time: float = 0.0, warmup: int = 1
+) -> dict[str, dict]:
     """Time every callable ``repeats`` times, interleaved; return per-name ``median``, ``min``, ``all``
     (seconds per call).
 
@@ -160,8 +163,12 @@ def machine_info(packages=("jax", "jaxlib", "optax", "numpy")) -> dict:
         except metadata.PackageNotFoundError:
             versions[p] = "not installed"
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        ).stdout.strip()
     except OSError:
         rev = "?"
     return dict(
@@ -178,8 +185,10 @@ def machine_info(packages=("jax", "jaxlib", "optax", "numpy")) -> dict:
 
 def format_machine(info: dict) -> str:
     v = ", ".join(f"{k} {val}" for k, val in info["versions"].items())
-    return (f"machine: {info['cpu']}, {info['cores']} cores, load average {info['loadavg_1_5_15']}; "
-            f"Python {info['python']}; {v}; git {info['git']}; {info['date']}")
+    return (
+        f"machine: {info['cpu']}, {info['cores']} cores, load average {info['loadavg_1_5_15']}; "
+        f"Python {info['python']}; {v}; git {info['git']}; {info['date']}"
+    )
 
 
 def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:

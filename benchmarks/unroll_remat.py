@@ -59,17 +59,34 @@ def main(argv=None):
         for K in ks:
             for remat in (True, False):
                 m = blo.Unroll(K, remat=remat)
-                f = jax.jit(lambda u, w, m=m: blo.hypergradient(problem, u, w, m, inner, inner_batch=ib,
-                                                                outer_batch=ob, diagnostics=False)[0])
+                f = jax.jit(
+                    lambda u, w, m=m: blo.hypergradient(
+                        problem, u, w, m, inner, inner_batch=ib, outer_batch=ob, diagnostics=False
+                    )[0]
+                )
                 jax.block_until_ready(f(u0, w_T))
-                fns[(K, remat)] = (lambda f=f: f(u0, w_T))
+                fns[(K, remat)] = lambda f=f: f(u0, w_T)
         t = interleaved_medians({f"{k}": v for k, v in fns.items()}, repeats, min_time=0.02)
         for K in ks:
             tr, ts = t[f"{(K, True)}"]["median"], t[f"{(K, False)}"]["median"]
             rows.append(dict(problem=name, n=n, K=K, remat=tr, store=ts, ratio=tr / ts))
-    shown = [dict(r, remat=fmt_time(r["remat"]), store=fmt_time(r["store"]), ratio=f"{r['ratio']:.2f}") for r in rows]
-    print(table(shown, [("problem", "problem"), ("n", "size of w"), ("K", "K"), ("remat", "remat=True"),
-                        ("store", "remat=False"), ("ratio", "True / False")]))
+    shown = [
+        dict(r, remat=fmt_time(r["remat"]), store=fmt_time(r["store"]), ratio=f"{r['ratio']:.2f}")
+        for r in rows
+    ]
+    print(
+        table(
+            shown,
+            [
+                ("problem", "problem"),
+                ("n", "size of w"),
+                ("K", "K"),
+                ("remat", "remat=True"),
+                ("store", "remat=False"),
+                ("ratio", "True / False"),
+            ],
+        )
+    )
     faster = sum(r["ratio"] < 1 for r in rows)
     print(f"remat=True faster in {faster} of {len(rows)} rows")
     if args.json:

@@ -59,5 +59,11 @@ def assert_close(actual, desired, *, ulps=64, scale=None, err_msg=""):
         eps = float(np.finfo(dtype).eps)
         finite = np.abs(d[np.isfinite(d)])
         s = float(scale) if scale is not None else (float(finite.max()) if finite.size else 0.0)
-        np.testing.assert_allclose(a, d, rtol=ulps * eps, atol=ulps * eps * s, equal_nan=True,
-                                   err_msg=f"{err_msg} (tolerance: {ulps} ulps of {dtype}, scale {s:.3g})")
+        np.testing.assert_allclose(
+            a,
+            d,
+            rtol=ulps * eps,
+            atol=ulps * eps * s,
+            equal_nan=True,
+            err_msg=f"{err_msg} (tolerance: {ulps} ulps of {dtype}, scale {s:.3g})",
+        )

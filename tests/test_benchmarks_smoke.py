@@ -21,9 +21,21 @@ BENCH = ROOT / "benchmarks"
 def test_hypergrad_cost_quick(tmp_path):
     out = tmp_path / "hc.json"
     res = subprocess.run(
-        [sys.executable, str(BENCH / "hypergrad_cost.py"), "--quick", "--no-mlp", "--methods", "CG(20)",
-         "Unroll(20)", "Identity", "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(BENCH / "hypergrad_cost.py"),
+            "--quick",
+            "--no-mlp",
+            "--methods",
+            "CG(20)",
+            "Unroll(20)",
+            "Identity",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert res.returncode == 0, res.stderr[-2000:]
     data = json.loads(out.read_text())
@@ -81,9 +93,21 @@ def test_peers_harness_blojax_only(tmp_path):
     """The peer runner starts without the peer libraries (they live in .bench-venv): blojax rows only."""
     out = tmp_path / "peers.json"
     res = subprocess.run(
-        [sys.executable, str(BENCH / "peers" / "run.py"), "--quick", "--problems", "1", "2", "3", "--libs",
-         "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(BENCH / "peers" / "run.py"),
+            "--quick",
+            "--problems",
+            "1",
+            "2",
+            "3",
+            "--libs",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [r for r in json.loads(out.read_text())["rows"] if r["task"] != "(units)"]
@@ -100,7 +124,19 @@ def test_peers_harness_blojax_only(tmp_path):
 
 def test_peers_harness_refuses_cuda_without_a_gpu():
     res = subprocess.run(
-        [sys.executable, str(BENCH / "peers" / "run.py"), "--quick", "--problems", "1", "--libs", "--device", "cuda"],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        [
+            sys.executable,
+            str(BENCH / "peers" / "run.py"),
+            "--quick",
+            "--problems",
+            "1",
+            "--libs",
+            "--device",
+            "cuda",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
     assert res.returncode == 2 and "--device cuda: JAX sees no GPU" in res.stderr

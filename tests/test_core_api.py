@@ -28,7 +28,11 @@ def ls_problem():
         (lambda: blo.Neumann(terms=2.5, lr=0.1), TypeError, "Neumann.terms"),
         (lambda: blo.Neumann(terms=5, lr=0.0), ValueError, "Neumann.lr must be positive"),
         (lambda: blo.Unroll(steps=0), ValueError, "Unroll.steps must be a positive integer"),
-        (lambda: blo.Unroll(steps=5, max_steps=3), ValueError, "Unroll.steps (5) must be <= Unroll.max_steps"),
+        (
+            lambda: blo.Unroll(steps=5, max_steps=3),
+            ValueError,
+            "Unroll.steps (5) must be <= Unroll.max_steps",
+        ),
         (lambda: blo.CG(iters=0), ValueError, "CG.iters must be a positive integer"),
         (lambda: blo.CG(iters=3, damping=-1.0), ValueError, "CG.damping must be non-negative"),
         (lambda: blo.Damped(eps=-1e-3), ValueError, "Damped.eps must be non-negative"),
@@ -50,7 +54,9 @@ def test_constructors_reject_bad_values(make, exc, words):
 
 def test_unroll_without_inner_loop_is_refused():
     problem, u, w = ls_problem()
-    with pytest.raises(ValueError, match="Unroll differentiates through the inner optimizer's steps: pass inner="):
+    with pytest.raises(
+        ValueError, match="Unroll differentiates through the inner optimizer's steps: pass inner="
+    ):
         blo.hypergradient(problem, u, w, blo.Unroll(3))
     with pytest.raises(ValueError, match=r"Unroll.steps \(5\) must be <= InnerLoop.steps \(2\)"):
         blo.ColdStart(problem, blo.InnerLoop(optax.sgd(0.1), steps=2), blo.Unroll(5), optax.sgd(0.1))
@@ -59,7 +65,9 @@ def test_unroll_without_inner_loop_is_refused():
 def test_non_scalar_objective_is_refused():
     problem, u, w = ls_problem()
     bad = blo.Problem(lambda u, w: w * 2.0, problem.outer)
-    with pytest.raises(TypeError, match=rf"Problem.inner must return a real scalar, got {w.dtype}\[3\]"):  # float64 under JAX_ENABLE_X64=1
+    with pytest.raises(
+        TypeError, match=rf"Problem.inner must return a real scalar, got {w.dtype}\[3\]"
+    ):  # float64 under JAX_ENABLE_X64=1
         blo.hypergradient(bad, u, w, blo.Neumann(3, 0.1))
 
 
@@ -82,7 +90,9 @@ def test_exact_refuses_large_w_until_raised():
     with pytest.raises(ValueError, match=r"w has 50 parameters, above Exact.max_size=10"):
         blo.hypergradient(problem, u, w, blo.Exact(max_size=10))
     g, _ = blo.hypergradient(problem, u + 1.0, w, blo.Exact(max_size=50))
-    assert_close(g, jnp.zeros(50), scale=1.0, ulps=8)  # w = 0 makes grad_w F = 0: g is zero up to roundings of size-1 terms
+    assert_close(
+        g, jnp.zeros(50), scale=1.0, ulps=8
+    )  # w = 0 makes grad_w F = 0: g is zero up to roundings of size-1 terms
 
 
 def test_wrong_method_type_and_run_arguments():
@@ -119,8 +129,10 @@ def test_pytrees_batches_and_jit_static_method():
     algo = blo.WarmStart(problem, blo.InnerLoop(optax.sgd(0.3), steps=5), blo.CG(5), optax.sgd(0.5))
     steps = 30
     state, hist = algo.run(
-        algo.init(u, w), steps,
-        inner_batches=jnp.broadcast_to(train, (steps, 10)), outer_batches=jnp.broadcast_to(val, (steps, 10)),
+        algo.init(u, w),
+        steps,
+        inner_batches=jnp.broadcast_to(train, (steps, 10)),
+        outer_batches=jnp.broadcast_to(val, (steps, 10)),
     )
     assert hist["F"].shape == (steps,)
     assert float(hist["F"][-1]) < float(hist["F"][0])  # the penalty was tuned for validation loss

@@ -13,7 +13,9 @@ import blojax as blo
 from blojax.analysis import quadratic
 
 pytestmark = pytest.mark.usefixtures("x64")
-SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 seeds = st.integers(0, 2**31 - 1)
 
 
@@ -68,7 +70,9 @@ def test_identity_matches_formula(x64, seed, rank, a):
 def test_exact_matches_pinv(x64, seed, rank):
     q, u, w, b = setup(seed, rank)
     g, _ = blo.hypergradient(q.problem(), u, w, blo.Exact())
-    np.testing.assert_allclose(g, ift(q, np.linalg.pinv(np.asarray(q.A), hermitian=True) @ b), rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(
+        g, ift(q, np.linalg.pinv(np.asarray(q.A), hermitian=True) @ b), rtol=1e-8, atol=1e-9
+    )
     np.testing.assert_allclose(g, q.exact_hypergradient(u, w), rtol=1e-8, atol=1e-9)
 
 
@@ -82,7 +86,9 @@ def test_cg_with_rank_iterations_reaches_pinv_on_consistent_system(x64, seed, ra
     problem = blo.Problem(q.inner, lambda u_, w_: 0.5 * jnp.sum((q.A @ w_ - t) ** 2))
     b = q.A @ (q.A @ w - t)
     g, info = blo.hypergradient(problem, u, w, blo.CG(rank + extra))
-    np.testing.assert_allclose(g, ift(q, np.linalg.pinv(np.asarray(q.A), hermitian=True) @ b), rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(
+        g, ift(q, np.linalg.pinv(np.asarray(q.A), hermitian=True) @ b), rtol=1e-7, atol=1e-8
+    )
     assert not bool(info["solve_breakdown"])
     assert float(info["residual"]) <= 1e-9 * max(1.0, float(jnp.linalg.norm(b)))
 
@@ -135,8 +141,12 @@ def test_unroll_matches_finite_differences(x64):
 
     flat, unravel = jax.flatten_util.ravel_pytree(u)
     h = 1e-6
-    fd = np.array([(objective(unravel(flat + h * e)) - objective(unravel(flat - h * e))) / (2 * h)
-                   for e in np.eye(flat.size)])
+    fd = np.array(
+        [
+            (objective(unravel(flat + h * e)) - objective(unravel(flat - h * e))) / (2 * h)
+            for e in np.eye(flat.size)
+        ]
+    )
     np.testing.assert_allclose(jax.flatten_util.ravel_pytree(g)[0], fd, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(info["F"], objective(u), rtol=1e-12)
 
@@ -156,8 +166,12 @@ def test_unroll_masked_sweep_equals_separate_runs(x64):
 
     gu, gn = jax.jit(jax.vmap(sweep))(Ks)
     for i, K in enumerate([1, 3, 8, 20]):
-        np.testing.assert_allclose(gu[i], blo.hypergradient(q.problem(), u, w, blo.Unroll(K), inner)[0], rtol=1e-12, atol=1e-13)
-        np.testing.assert_allclose(gn[i], blo.hypergradient(q.problem(), u, w, blo.Neumann(K, a))[0], rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(
+            gu[i], blo.hypergradient(q.problem(), u, w, blo.Unroll(K), inner)[0], rtol=1e-12, atol=1e-13
+        )
+        np.testing.assert_allclose(
+            gn[i], blo.hypergradient(q.problem(), u, w, blo.Neumann(K, a))[0], rtol=1e-12, atol=1e-13
+        )
 
 
 def test_remat_unroll_is_identical(x64):

@@ -17,9 +17,15 @@ from blojax.analysis import quadratic
 
 pytestmark = pytest.mark.usefixtures("x64")
 
-SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 # runs of whole algorithms compile a scan per instance: fewer examples
-RUN_SETTINGS = settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])
+RUN_SETTINGS = settings(
+    max_examples=5,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much],
+)
 seeds = st.integers(0, 2**31 - 1)
 
 
@@ -131,7 +137,9 @@ def test_partial_and_full_warm_start_equilibria_coincide(x64, seed, rank):
     assert float(hist["inner_grad_norm"][-1]) <= 1e-8
     g, _ = blo.hypergradient(q.problem(), state.u, state.w, blo.Exact())
     assert float(jnp.linalg.norm(g)) <= 1e-7
-    full = blo.WarmStart(q.problem(), blo.InnerLoop(optax.sgd(a), tol=1e-12, max_steps=10_000), blo.Exact(), optax.sgd(beta))
+    full = blo.WarmStart(
+        q.problem(), blo.InnerLoop(optax.sgd(a), tol=1e-12, max_steps=10_000), blo.Exact(), optax.sgd(beta)
+    )
     s2, _ = full.step(state._replace(inner_state=full.inner.init(state.w)))
     np.testing.assert_allclose(s2.u, state.u, rtol=0, atol=1e-8)
     np.testing.assert_allclose(s2.w, state.w, rtol=0, atol=1e-8)

@@ -37,7 +37,9 @@ def make_idx_dataset(folder, n_train=60, n_test=20, seed=0, gz=True):
     for split, n in (("train", n_train), ("t10k", n_test)):
         y = (np.arange(n) % 10).astype(np.uint8)
         rng.shuffle(y)
-        x = (10 * y[:, None, None] + (np.arange(n) % 7)[:, None, None]).astype(np.uint8) * np.ones((1, 28, 28), np.uint8)
+        x = (10 * y[:, None, None] + (np.arange(n) % 7)[:, None, None]).astype(np.uint8) * np.ones(
+            (1, 28, 28), np.uint8
+        )
         sfx = ".gz" if gz else ""
         write_idx(folder / f"{split}-images-idx3-ubyte{sfx}", x)
         write_idx(folder / f"{split}-labels-idx1-ubyte{sfx}", y)
@@ -71,7 +73,7 @@ def test_idx_roundtrip(tmp_path, gz):
 
 def test_idx_corrupt_files_raise(tmp_path):
     a = np.zeros((4, 28, 28), np.uint8)
-    raw = (tmp_path / "x.idx")
+    raw = tmp_path / "x.idx"
     write_idx(raw, a)
     data = raw.read_bytes()
     (tmp_path / "trunc.idx").write_bytes(data[:-5])
@@ -193,8 +195,10 @@ def test_download_goes_through_pooch_with_checksums(tmp_path, monkeypatch):
     d = load_dataset("fashion_mnist", download=True, val_size=10)
     assert d.sizes()["test"] == 20
     assert len(calls) == 4 and all(h.startswith("md5:") and len(h) == 36 for _, h in calls)
-    assert ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/train-images-idx3-ubyte.gz",
-            "md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d") in calls
+    assert (
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/train-images-idx3-ubyte.gz",
+        "md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    ) in calls
 
 
 def test_corrupt_dataset_files(tmp_path):
@@ -266,8 +270,10 @@ def test_digits_real():
     assert sum(d.sizes().values()) == len(load_digits().target)
 
 
-@pytest.mark.skipif(not (FASHION_SYSTEM / "t10k-labels-idx1-ubyte.gz").exists(),
-                    reason="dataset-fashion-mnist (apt) not installed")
+@pytest.mark.skipif(
+    not (FASHION_SYSTEM / "t10k-labels-idx1-ubyte.gz").exists(),
+    reason="dataset-fashion-mnist (apt) not installed",
+)
 def test_fashion_mnist_real(monkeypatch):
     monkeypatch.setattr(dl, "SYSTEM_DIRS", {"fashion_mnist": (str(FASHION_SYSTEM),)})
     d = load_dataset("fashion_mnist", train_subset=500)

@@ -18,10 +18,28 @@ from conftest import assert_close
 
 from test_data_images import make_cifar, make_idx_dataset
 
-TINY_D = dict(hidden=(16,), outer_steps=20, eval_every=10, cold_steps=4, retrain_steps=4, batch_size=32,
-              curve_test_size=50, seeds=2)
-TINY_A = dict(hidden=(16,), outer_steps=10, eval_every=5, cold_steps=3, batch_size=16, curve_test_size=20,
-              seeds=2, train_subset=20, noise_dim=4, aug_rank=4)
+TINY_D = dict(
+    hidden=(16,),
+    outer_steps=20,
+    eval_every=10,
+    cold_steps=4,
+    retrain_steps=4,
+    batch_size=32,
+    curve_test_size=50,
+    seeds=2,
+)
+TINY_A = dict(
+    hidden=(16,),
+    outer_steps=10,
+    eval_every=5,
+    cold_steps=3,
+    batch_size=16,
+    curve_test_size=20,
+    seeds=2,
+    train_subset=20,
+    noise_dim=4,
+    aug_rank=4,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -109,8 +127,12 @@ def test_mnist_standin_distill_and_cifar_standin_augment(tmp_path):
     """The same experiments run unchanged on MNIST- and CIFAR-10-shaped files when they are present."""
     make_idx_dataset(tmp_path / "mnist", n_train=300, n_test=60)
     make_cifar(tmp_path / "cifar-10", n_per_batch=40)
-    cfg = distill_table.Config(**{**TINY_D, "seeds": 1, "outer_steps": 10, "curve_test_size": 20},
-                               dataset="mnist", root=str(tmp_path), sizes=(2,))
+    cfg = distill_table.Config(
+        **{**TINY_D, "seeds": 1, "outer_steps": 10, "curve_test_size": 20},
+        dataset="mnist",
+        root=str(tmp_path),
+        sizes=(2,),
+    )
     t = distill_table.run(cfg).table()
     assert set(t) == {"2"} and set(t["2"]) == {"cold", "warm", "warm_retrain"}
     a = augment_net.run(augment_net.Config(**{**TINY_A, "seeds": 1}, dataset="cifar10", root=str(tmp_path)))
@@ -133,15 +155,29 @@ def test_table3_skips_absent_datasets_and_prints_paper(tmp_path, monkeypatch):
             self.cfg = cfg
 
         def to_dict(self):
-            return {"test_accuracy_percent": {k: {"mean": 40.0, "std": 1.0} for k in ("cold", "warm", "warm_retrain", "no_aug")}}
+            return {
+                "test_accuracy_percent": {
+                    k: {"mean": 40.0, "std": 1.0} for k in ("cold", "warm", "warm_retrain", "no_aug")
+                }
+            }
 
     monkeypatch.setattr(distill_table, "run", fake_distill)
-    monkeypatch.setattr(augment_net, "run", lambda cfg, ctx=None: (calls.append(("augment", cfg.dataset, cfg.seeds)), FakeAug(cfg))[1])
+    monkeypatch.setattr(
+        augment_net,
+        "run",
+        lambda cfg, ctx=None: (calls.append(("augment", cfg.dataset, cfg.seeds)), FakeAug(cfg))[1],
+    )
     res = table3.run(table3.Config(datasets=("mnist", "kmnist"), root=str(tmp_path), seeds=2))
     assert calls == [("distill", "mnist", 2), ("augment", "mnist", 2)]
-    assert set(res.rows) == {"mnist"} and "kmnist" in res.skipped and "train-images-idx3-ubyte.gz" in res.skipped["kmnist"]
+    assert (
+        set(res.rows) == {"mnist"}
+        and "kmnist" in res.skipped
+        and "train-images-idx3-ubyte.gz" in res.skipped["kmnist"]
+    )
     t = res.table()["mnist"]
-    assert t["distill_1"]["warm"]["mean"] == pytest.approx(60.0) and t["distill_10"]["cold"]["std"] == pytest.approx(10.0)
+    assert t["distill_1"]["warm"]["mean"] == pytest.approx(60.0) and t["distill_10"]["cold"][
+        "std"
+    ] == pytest.approx(10.0)
     md = res.markdown()
     assert "| mnist | distill_1 | warm-start | 60.0 ± 10.0 | 90.8 |" in md
     assert "| mnist | augment | no augmentation | 40.0 ± 1.0 | — |" in md and "kmnist | — | skipped" in md
@@ -152,7 +188,9 @@ def test_table3_skips_absent_datasets_and_prints_paper(tmp_path, monkeypatch):
 def test_augment_selection_split_schedule_and_dynamics(tmp_path):
     """select_size holds validation images out of F and reports every method's accuracy on them (what a
     protocol search picks on); the dynamics (||u - u0||, f, F) are recorded per method."""
-    cfg = augment_net.Config(**{**TINY_A, "seeds": 1}, dataset="digits", select_size=60, outer_schedule="cosine")
+    cfg = augment_net.Config(
+        **{**TINY_A, "seeds": 1}, dataset="digits", select_size=60, outer_schedule="cosine"
+    )
     res = augment_net.run(cfg)
     d = res.to_dict()
     sel = d["select_accuracy_percent"]
@@ -162,7 +200,11 @@ def test_augment_selection_split_schedule_and_dynamics(tmp_path):
     dyn = d["dynamics"]
     n_eval = cfg.outer_steps // cfg.eval_every
     for k in ("cold", "warm"):
-        assert len(dyn[f"u_dist_{k}"]) == n_eval and len(dyn[f"F_{k}"]) == n_eval and len(dyn[f"f_{k}"]) == n_eval
+        assert (
+            len(dyn[f"u_dist_{k}"]) == n_eval
+            and len(dyn[f"F_{k}"]) == n_eval
+            and len(dyn[f"f_{k}"]) == n_eval
+        )
         assert dyn[f"u_dist_{k}"][0] > 0 and np.all(np.isfinite(dyn[f"f_{k}"]))
     # the reported f curve is the per-step history averaged over blocks of eval_every steps
     assert np.allclose(dyn["f_warm"], res.raw["f_warm"].reshape(1, n_eval, -1).mean(axis=(0, 2)))
@@ -178,13 +220,16 @@ def test_augment_selection_split_schedule_and_dynamics(tmp_path):
 def test_table3_end_to_end_on_standins(tmp_path, monkeypatch):
     make_idx_dataset(tmp_path / "mnist", n_train=400, n_test=60)
     make_cifar(tmp_path / "cifar-10", n_per_batch=60)
-    monkeypatch.setattr(distill_table.Config, "quick",
-                        classmethod(lambda cls: cls(**{**TINY_D, "seeds": 1}, sizes=(1, 2))))
+    monkeypatch.setattr(
+        distill_table.Config, "quick", classmethod(lambda cls: cls(**{**TINY_D, "seeds": 1}, sizes=(1, 2)))
+    )
     monkeypatch.setattr(augment_net.Config, "quick", classmethod(lambda cls: cls(**TINY_A)))
-    monkeypatch.setattr(table3, "settings", lambda ds, quick=False: ({"dataset": ds, "curve_test_size": 20},
-                                                                      {"dataset": ds}))
-    cfg = dataclasses.replace(table3.Config.quick(), datasets=("mnist", "kmnist", "cifar10"), root=str(tmp_path),
-                              seeds=1)
+    monkeypatch.setattr(
+        table3, "settings", lambda ds, quick=False: ({"dataset": ds, "curve_test_size": 20}, {"dataset": ds})
+    )
+    cfg = dataclasses.replace(
+        table3.Config.quick(), datasets=("mnist", "kmnist", "cifar10"), root=str(tmp_path), seeds=1
+    )
     res = table3.run(cfg)
     assert set(res.rows) == {"mnist", "cifar10"} and set(res.skipped) == {"kmnist"}
     t = res.table()
@@ -194,7 +239,9 @@ def test_table3_end_to_end_on_standins(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_cli_quick_writes_results(tmp_path, monkeypatch):
-    monkeypatch.setattr(augment_net.Config, "quick", classmethod(lambda cls: cls(**{**TINY_A, "dataset": "digits"})))
+    monkeypatch.setattr(
+        augment_net.Config, "quick", classmethod(lambda cls: cls(**{**TINY_A, "dataset": "digits"}))
+    )
     assert main("blojax.experiments.augment_net", ["--quick", "--out", str(tmp_path), "--quiet"]) == 0
     data = json.loads((tmp_path / "results.json").read_text())
     acc = data["results"]["test_accuracy_percent"]
@@ -208,15 +255,62 @@ def test_cli_quick_writes_results(tmp_path, monkeypatch):
 #: `python tests/test_exp_image.py`), and say why in the commit message.
 PINNED = {
     "test_correct_of_360": {"cold": [33, 54], "warm": [12, 50], "warm_retrain": [25, 42]},
-    "final_outer_loss": {"cold": [3.0947113037109375, 2.571566343307495], "warm": [3.3980484008789062, 2.643462657928467]},
+    "final_outer_loss": {
+        "cold": [3.0947113037109375, 2.571566343307495],
+        "warm": [3.3980484008789062, 2.643462657928467],
+    },
     "final_soft_label": {
         "cold": [
-            [0.0216509923, 0.0309234764, 0.406067163, 0.219191685, 0.0248020422, 0.0239245873, 0.0919669494, 0.0151960198, 0.110591173, 0.0556859486],
-            [0.090922676, 0.0854758695, 0.312921464, 0.0491745323, 0.0294035394, 0.161748305, 0.164377004, 0.0341924019, 0.0508229695, 0.0209611822],
+            [
+                0.0216509923,
+                0.0309234764,
+                0.406067163,
+                0.219191685,
+                0.0248020422,
+                0.0239245873,
+                0.0919669494,
+                0.0151960198,
+                0.110591173,
+                0.0556859486,
+            ],
+            [
+                0.090922676,
+                0.0854758695,
+                0.312921464,
+                0.0491745323,
+                0.0294035394,
+                0.161748305,
+                0.164377004,
+                0.0341924019,
+                0.0508229695,
+                0.0209611822,
+            ],
         ],
         "warm": [
-            [0.0307105798, 0.0305134635, 0.310980737, 0.253857881, 0.0243497528, 0.0361065418, 0.0399379693, 0.0220808238, 0.175285652, 0.0761766732],
-            [0.0558809675, 0.0429095104, 0.382251054, 0.0448217951, 0.0274346266, 0.156637207, 0.175146043, 0.0378895849, 0.0456520617, 0.0313771516],
+            [
+                0.0307105798,
+                0.0305134635,
+                0.310980737,
+                0.253857881,
+                0.0243497528,
+                0.0361065418,
+                0.0399379693,
+                0.0220808238,
+                0.175285652,
+                0.0761766732,
+            ],
+            [
+                0.0558809675,
+                0.0429095104,
+                0.382251054,
+                0.0448217951,
+                0.0274346266,
+                0.156637207,
+                0.175146043,
+                0.0378895849,
+                0.0456520617,
+                0.0313771516,
+            ],
         ],
     },
 }
@@ -252,13 +346,18 @@ def test_same_command_same_results_json_and_pinned_numbers(tmp_path):
     got = _pinned_numbers(a)
     # accuracy: the number of correct test images, within one image (a near-tie may flip elsewhere)
     for k, want in PINNED["test_correct_of_360"].items():
-        assert np.all(np.abs(np.asarray(got["test_correct_of_360"][k]) - want) <= 1), (k, got["test_correct_of_360"][k])
+        assert np.all(np.abs(np.asarray(got["test_correct_of_360"][k]) - want) <= 1), (
+            k,
+            got["test_correct_of_360"][k],
+        )
     # losses (size ~3) and label probabilities (size <= 1), relative to float32 eps and the quantity's size
-    tol = 2.0 ** 10 * np.finfo(np.float32).eps
+    tol = 2.0**10 * np.finfo(np.float32).eps
     for k in ("cold", "warm"):
         want = np.asarray(PINNED["final_outer_loss"][k])
         np.testing.assert_allclose(got["final_outer_loss"][k], want, rtol=tol, atol=0)
-        np.testing.assert_allclose(got["final_soft_label"][k], PINNED["final_soft_label"][k], rtol=tol, atol=tol)
+        np.testing.assert_allclose(
+            got["final_soft_label"][k], PINNED["final_soft_label"][k], rtol=tol, atol=tol
+        )
 
 
 if __name__ == "__main__":  # print the numbers to pin (see PINNED)

@@ -20,11 +20,34 @@ from blojax.experiments.common import ConfigError
 from blojax.models.mlp import init_mlp, mlp_apply
 from conftest import assert_close
 
-TINY_RINGS = rings.Config(classes=(2,), soft_labels=(True,), n_per_class=20, width=4, depth=1,
-                          warm_steps=24, snapshots=4, cold_steps=2, cold_inner_steps=8, cold_unroll=2,
-                          retrain_steps=8, seeds=2, point_bound=1.0)
-TINY_E1 = solution_concepts.Config(n=60, width=4, depth=1, warm_steps=10, cold_steps=2, cold_inner_steps=8,
-                                   cold_unroll=2, pairs=3, models=4, fit_steps=30, seeds=2)
+TINY_RINGS = rings.Config(
+    classes=(2,),
+    soft_labels=(True,),
+    n_per_class=20,
+    width=4,
+    depth=1,
+    warm_steps=24,
+    snapshots=4,
+    cold_steps=2,
+    cold_inner_steps=8,
+    cold_unroll=2,
+    retrain_steps=8,
+    seeds=2,
+    point_bound=1.0,
+)
+TINY_E1 = solution_concepts.Config(
+    n=60,
+    width=4,
+    depth=1,
+    warm_steps=10,
+    cold_steps=2,
+    cold_inner_steps=8,
+    cold_unroll=2,
+    pairs=3,
+    models=4,
+    fit_steps=30,
+    seeds=2,
+)
 
 
 # ------------------------------------------------------------------------------------ configs
@@ -54,8 +77,13 @@ def test_rings_bad_config_names_the_field(changes, field):
 
 @pytest.mark.parametrize(
     "changes, field",
-    [({"pairs": 0}, "pairs"), ({"init_scales": ()}, "init_scales"), ({"fit_tol": 0.0}, "fit_tol"),
-     ({"cold_unroll": 5000}, "cold_unroll"), ({"n": 3}, "n")],
+    [
+        ({"pairs": 0}, "pairs"),
+        ({"init_scales": ()}, "init_scales"),
+        ({"fit_tol": 0.0}, "fit_tol"),
+        ({"cold_unroll": 5000}, "cold_unroll"),
+        ({"n": 3}, "n"),
+    ],
 )
 def test_solution_concepts_bad_config_names_the_field(changes, field):
     with pytest.raises(ConfigError, match=rf"Config\.{field} must be"):
@@ -91,12 +119,14 @@ def test_soft_labels_start_uniform_and_fixed_labels_are_one_hot():
 
 def test_switch_count():
     # point 0: argmax 0,1,1,0 -> 2 switches; point 1: always 1 -> 0
-    probs = np.array([
-        [[0.9, 0.1], [0.2, 0.8]],
-        [[0.4, 0.6], [0.1, 0.9]],
-        [[0.3, 0.7], [0.3, 0.7]],
-        [[0.6, 0.4], [0.4, 0.6]],
-    ])
+    probs = np.array(
+        [
+            [[0.9, 0.1], [0.2, 0.8]],
+            [[0.4, 0.6], [0.1, 0.9]],
+            [[0.3, 0.7], [0.3, 0.7]],
+            [[0.6, 0.4], [0.4, 0.6]],
+        ]
+    )
     np.testing.assert_array_equal(np.asarray(rings.switches(jnp.asarray(probs))), [2, 0])
 
 
@@ -106,7 +136,7 @@ def test_disk_projection_only_moves_points_outside():
     upd = {"x": jnp.asarray([[0.5, 0.5], [1.0, 0.0]]), "logits": jnp.ones((2, 2))}
     new, _ = opt.update(upd, opt.init(params), params)
     x = params["x"] + new["x"]
-    np.testing.assert_allclose(x[0], [0.5, 0.5])         # inside: untouched
+    np.testing.assert_allclose(x[0], [0.5, 0.5])  # inside: untouched
     assert_close(x[1], np.array([2.0, 0.0]), ulps=8)  # outside: onto the circle
     np.testing.assert_array_equal(new["logits"], upd["logits"])
 
@@ -134,7 +164,10 @@ def test_rings_run_reports_every_number(rings_result):
             assert np.isfinite(v["outer_loss_final"][algo]["mean"])
         leak = v["information_leak"]
         assert leak["snapshots"] == 4
-        assert leak["best_single_snapshot_accuracy"]["mean"] >= leak["mean_single_snapshot_accuracy"]["mean"] - 1e-9
+        assert (
+            leak["best_single_snapshot_accuracy"]["mean"]
+            >= leak["mean_single_snapshot_accuracy"]["mean"] - 1e-9
+        )
     sw = d["variants"]["2rings-soft"]["soft_label_switches"]
     assert len(sw["per_point_mean"]) == 2 and all(x >= 0 for x in sw["per_point_mean"])
 
@@ -144,7 +177,9 @@ def test_paper_comparison_rows(rings_result):
     as_fixed = {"variants": {"2rings-fixed": d["variants"]["2rings-soft"]}}
     rows = rings.paper_comparison(as_fixed)
     assert len(rows) == 3 and all(set(r) == {"quantity", "ours", "paper"} for r in rows)
-    assert rows[0]["ours"] == pytest.approx(d["variants"]["2rings-soft"]["outer_loss_final"]["warm"]["mean"], abs=1e-3)
+    assert rows[0]["ours"] == pytest.approx(
+        d["variants"]["2rings-soft"]["outer_loss_final"]["warm"]["mean"], abs=1e-3
+    )
 
 
 def test_rings_numbers_match_a_recomputation(rings_result):
@@ -165,8 +200,12 @@ def test_rings_numbers_match_a_recomputation(rings_result):
     rng = np.random.default_rng(cfg.seed + 1)
     w0 = rings.init_model(rng, [2] + [cfg.width] * cfg.depth + [2], cfg)
     u0 = rings.init_points(rng, train.x, train.y, 2, True)
-    algo = blo.WarmStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=1), blo.Unroll(1),
-                         rings.outer_optimizer(cfg, True, radius))
+    algo = blo.WarmStart(
+        problem,
+        blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=1),
+        blo.Unroll(1),
+        rings.outer_optimizer(cfg, True, radius),
+    )
     st, hist = algo.run(algo.init(u0, w0), cfg.warm_steps)
     # vmapped + chunked vs one plain scan over the warm steps, float32: ~1e-4 of each quantity's scale
     assert_close(st.u["x"], v["u_warm"]["x"][1], ulps=1024)
@@ -198,7 +237,9 @@ def test_solution_concepts_sampling_picks_the_extremes():
     problem = rings.make_problem(data.x, data.y, 2)
     pairs, inits = solution_concepts.draw_samples(cfg, np.random.default_rng(5), data.x, data.y)
     assert pairs.shape == (cfg.pairs, 2, 2) and inits[0]["w"].shape == (cfg.pairs, cfg.models, 2, cfg.width)
-    u_o, w_o, u_p, w_p, frac = jax.jit(lambda p, i: solution_concepts.sample_solutions(cfg, p, i, problem))(pairs, inits)
+    u_o, w_o, u_p, w_p, frac = jax.jit(lambda p, i: solution_concepts.sample_solutions(cfg, p, i, problem))(
+        pairs, inits
+    )
     eye = jnp.eye(2)
     table = np.full((cfg.pairs, cfg.models), np.nan)
     for p in range(cfg.pairs):
@@ -206,14 +247,18 @@ def test_solution_concepts_sampling_picks_the_extremes():
             w0 = jax.tree_util.tree_map(lambda a: a[p, m], inits)  # noqa: B023 - used in this iteration
             w = rings.train_fresh(w0, pairs[p], eye, cfg.fit_lr, cfg.fit_steps)
             lg = mlp_apply(w, pairs[p])
-            if float(rings.cross_entropy(lg, eye)) < cfg.fit_tol and np.all(np.asarray(jnp.argmax(lg, -1)) == [0, 1]):
+            if float(rings.cross_entropy(lg, eye)) < cfg.fit_tol and np.all(
+                np.asarray(jnp.argmax(lg, -1)) == [0, 1]
+            ):
                 table[p, m] = float(problem.F({"x": pairs[p]}, w))
     assert float(frac) == pytest.approx(np.mean(~np.isnan(table)))
     assert np.any(~np.isnan(table)), "no sampled model fitted its two points; the test would be vacuous"
     F_opt = float(problem.F({"x": u_o}, w_o))
     F_pes = float(problem.F({"x": u_p}, w_p))
     assert F_opt == pytest.approx(np.nanmin(table), rel=1e-4)
-    worst = np.where(np.all(np.isnan(table), 1), np.inf, np.nanmax(np.where(np.isnan(table), -np.inf, table), 1))
+    worst = np.where(
+        np.all(np.isnan(table), 1), np.inf, np.nanmax(np.where(np.isnan(table), -np.inf, table), 1)
+    )
     assert F_pes == pytest.approx(np.min(worst), rel=1e-4)
     assert F_opt <= F_pes
 
@@ -250,5 +295,11 @@ def test_two_rings_claims_full_settings():
     assert acc["warm_retrain_final_points"]["mean"] <= 0.75
     assert acc["cold"]["mean"] <= 0.75
     leak = d["information_leak"]
-    assert leak["all_snapshots_together_accuracy"]["mean"] >= leak["best_single_snapshot_accuracy"]["mean"] + 0.1
-    assert d["outer_loss_final"]["warm"]["mean"] < 0.5 < d["outer_loss_final"]["warm_retrain_final_points"]["mean"]
+    assert (
+        leak["all_snapshots_together_accuracy"]["mean"] >= leak["best_single_snapshot_accuracy"]["mean"] + 0.1
+    )
+    assert (
+        d["outer_loss_final"]["warm"]["mean"]
+        < 0.5
+        < d["outer_loss_final"]["warm_retrain_final_points"]["mean"]
+    )

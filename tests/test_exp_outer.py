@@ -29,8 +29,16 @@ def test_e5_claims(e5, basis):
     ref_u, ref_w = r["u_pinv_norm"], r["w_pinv_norm"]
     for name in ("neumann", "unroll"):
         u, w = r[name]["u_norm"], r[name]["w_norm"]
-        assert np.all(np.diff(u) < 0) and np.all(u >= ref_u * (1 - 1e-9)), (name, u, ref_u)  # falls toward pinv
-        assert np.all(np.diff(w) > 0) and np.all(w <= ref_w * (1 + 1e-9)), (name, w, ref_w)  # rises toward pinv
+        assert np.all(np.diff(u) < 0) and np.all(u >= ref_u * (1 - 1e-9)), (
+            name,
+            u,
+            ref_u,
+        )  # falls toward pinv
+        assert np.all(np.diff(w) > 0) and np.all(w <= ref_w * (1 + 1e-9)), (
+            name,
+            w,
+            ref_w,
+        )  # rises toward pinv
     # larger eps = further from Exact: ||u|| grows with eps, ||w|| shrinks
     for name in ("damped", "proximal"):
         assert np.all(np.diff(r[name]["u_norm"]) > 0) and np.all(r[name]["u_norm"] >= ref_u * (1 - 1e-9))
@@ -93,8 +101,9 @@ def test_e6_claims():
 
 # ----------------------------------------------------------------------------- E7 projection sketch
 def test_e7_claims():
-    r = projection_sketch.run(dataclasses.replace(projection_sketch.Config.quick(), sweeps=20),
-                              common.Context(progress=False))
+    r = projection_sketch.run(
+        dataclasses.replace(projection_sketch.Config.quick(), sweeps=20), common.Context(progress=False)
+    )
     c, i = r.cases["consistent"], r.cases["inconsistent"]
     for case in (c, i):
         assert case["warm_full_vs_projections"] < 1e-10

@@ -41,8 +41,12 @@ def test_params_are_a_pytree_usable_with_grad_and_vmap():
     out = jax.vmap(lambda q: mlp_apply(q, jnp.ones((4, 2))))(p)
     assert out.shape == (3, 4, 2)
     assert_close(out[1], mlp_apply(trees[1], jnp.ones((4, 2))), ulps=16)
-    g = jax.grad(lambda q: jnp.sum(mlp_apply(q, jnp.ones((4, 2))) ** 2))(jax.tree_util.tree_map(lambda a: a[0], p))
-    assert jax.tree_util.tree_structure(g) == jax.tree_util.tree_structure(jax.tree_util.tree_map(lambda a: a[0], p))
+    g = jax.grad(lambda q: jnp.sum(mlp_apply(q, jnp.ones((4, 2))) ** 2))(
+        jax.tree_util.tree_map(lambda a: a[0], p)
+    )
+    assert jax.tree_util.tree_structure(g) == jax.tree_util.tree_structure(
+        jax.tree_util.tree_map(lambda a: a[0], p)
+    )
 
 
 @pytest.mark.parametrize("sizes", [[2], [2, 0, 1], [2, 3.5, 1], "abc"])
@@ -52,7 +56,10 @@ def test_bad_sizes(sizes):
 
 
 def test_numpy_seed_init_is_reproducible_and_he_scaled():
-    a, b = init_mlp(7, [50, 300, 2], bias_scale=0.5), init_mlp(np.random.default_rng(7), [50, 300, 2], bias_scale=0.5)
+    a, b = (
+        init_mlp(7, [50, 300, 2], bias_scale=0.5),
+        init_mlp(np.random.default_rng(7), [50, 300, 2], bias_scale=0.5),
+    )
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert a[0]["w"].dtype == jnp.float32

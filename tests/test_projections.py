@@ -25,10 +25,14 @@ def test_project_affine(x64):
     w = rng.standard_normal(5)
     p = np.asarray(pj.project_affine(w, A, b))
     np.testing.assert_allclose(A @ p, b, atol=1e-12)  # on the set
-    np.testing.assert_allclose(np.linalg.lstsq(A.T, w - p, rcond=None)[1], 0, atol=1e-20)  # w - p in row space
+    np.testing.assert_allclose(
+        np.linalg.lstsq(A.T, w - p, rcond=None)[1], 0, atol=1e-20
+    )  # w - p in row space
     np.testing.assert_allclose(np.asarray(pj.project_affine(p, A, b)), p, atol=1e-12)  # idempotent
     x, y = A[0], b[0]
-    np.testing.assert_allclose(np.asarray(pj.project_affine(w, x, y)), w - ((x @ w - y) / (x @ x)) * x, atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(pj.project_affine(w, x, y)), w - ((x @ w - y) / (x @ x)) * x, atol=1e-12
+    )
 
 
 def test_cyclic_lines_with_common_point_converge(x64):
@@ -39,7 +43,9 @@ def test_cyclic_lines_with_common_point_converge(x64):
     cyc = pj.detect_cycle(ws, tol=1e-10)
     assert cyc.converged and cyc.period == 1
     np.testing.assert_allclose(cyc.points[0], w_c, atol=1e-10)
-    np.testing.assert_allclose(np.asarray(pj.dykstra(A, b, jnp.array([-1.2, -1.4]), sweeps=60)), w_c, atol=1e-10)
+    np.testing.assert_allclose(
+        np.asarray(pj.dykstra(A, b, jnp.array([-1.2, -1.4]), sweeps=60)), w_c, atol=1e-10
+    )
 
 
 def test_cyclic_lines_without_common_point_cycle_with_period_4(x64):
@@ -61,7 +67,9 @@ def test_dykstra_is_nearest_point_of_intersection(x64):
     b = rng.standard_normal((2, 1))
     w0 = rng.standard_normal(4)
     nearest = np.asarray(pj.project_affine(w0, A[:, 0], b[:, 0]))  # two hyperplanes in R^4
-    np.testing.assert_allclose(np.asarray(pj.dykstra(jnp.asarray(A), jnp.asarray(b), w0, sweeps=3000)), nearest, atol=1e-8)
+    np.testing.assert_allclose(
+        np.asarray(pj.dykstra(jnp.asarray(A), jnp.asarray(b), w0, sweeps=3000)), nearest, atol=1e-8
+    )
 
 
 def _ls_problem():
@@ -90,7 +98,9 @@ def test_full_warm_start_is_projection_of_previous_w_and_cold_start_reprojects_w
     np.testing.assert_allclose(warm, np.asarray(pj.alternating_projections(A, b, w0, 3)), atol=1e-11)
     for t in range(1, 13):  # step by step: the projection of the previous w onto S_t
         i = (t - 1) % 4
-        np.testing.assert_allclose(warm[t], np.asarray(pj.project_affine(warm[t - 1], A[i, 0], b[i, 0])), atol=1e-11)
+        np.testing.assert_allclose(
+            warm[t], np.asarray(pj.project_affine(warm[t - 1], A[i, 0], b[i, 0])), atol=1e-11
+        )
     cold = _run(blo.ColdStart, full, A, b, w0, 12)
     np.testing.assert_allclose(cold, np.asarray(pj.cold_start_projections(A, b, w0, 3)), atol=1e-11)
     for t in range(1, 13):
@@ -109,7 +119,9 @@ def test_random_lines_through_a_point_converge_to_it(x64, seed):
     angles = np.sort(rng.uniform(0, np.pi, 4))
     angles = angles[0] + np.arange(4) * np.pi / 4 + rng.uniform(-0.2, 0.2, 4)  # well separated
     A, b = pj.lines_through(np.tile(point, (4, 1)), angles)
-    ws = np.asarray(pj.alternating_projections(jnp.asarray(A), jnp.asarray(b), rng.standard_normal(2), sweeps=80))
+    ws = np.asarray(
+        pj.alternating_projections(jnp.asarray(A), jnp.asarray(b), rng.standard_normal(2), sweeps=80)
+    )
     cyc = pj.detect_cycle(ws, tol=1e-9)
     assert cyc.converged
     np.testing.assert_allclose(cyc.points[0], point, atol=1e-8)

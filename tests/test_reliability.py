@@ -42,7 +42,11 @@ def _exps(monkeypatch):
 
 
 def _env():
-    return dict(os.environ, BLOJAX_EXPERIMENTS=EXPS, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    return dict(
+        os.environ,
+        BLOJAX_EXPERIMENTS=EXPS,
+        PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    )
 
 
 def blojax(capsys, *argv):
@@ -103,7 +107,10 @@ def test_resume_of_another_config_is_refused_and_force_clears(capsys, tmp_path):
     (out / "notes.txt").write_text("mine")
     toy_run(capsys, out, "--force")
     res = json.loads((out / "results.json").read_text())
-    assert res["config"]["n_syn"] == 2 and res["fingerprint"] == json.loads((out / "run.json").read_text())["fingerprint"]
+    assert (
+        res["config"]["n_syn"] == 2
+        and res["fingerprint"] == json.loads((out / "run.json").read_text())["fingerprint"]
+    )
     assert not (out / "toy_loss.png").exists()  # the other run's figure went with it
     assert (out / "notes.txt").read_text() == "mine"  # what no run wrote stays
 
@@ -125,15 +132,18 @@ def _ckpt(out):
     return out / "checkpoints" / "scan-toy.pkl"
 
 
-@pytest.mark.parametrize("damage, needle", [
-    ("truncate", "is unreadable (UnpicklingError"),
-    ("garbage", "is unreadable"),
-    ("list", "is not a blojax checkpoint of format 3 (found a list)"),
-    ("old-format", "is not a blojax checkpoint of format 3 (found format 2)"),
-    ("other-run", "belongs to another run"),
-    ("other-data", "was computed from other data files"),
-    ("other-shape", "holds a state of another shape"),
-])
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        ("truncate", "is unreadable (UnpicklingError"),
+        ("garbage", "is unreadable"),
+        ("list", "is not a blojax checkpoint of format 3 (found a list)"),
+        ("old-format", "is not a blojax checkpoint of format 3 (found format 2)"),
+        ("other-run", "belongs to another run"),
+        ("other-data", "was computed from other data files"),
+        ("other-shape", "holds a state of another shape"),
+    ],
+)
 def test_damaged_or_foreign_checkpoint_is_one_line_naming_the_file(capsys, tmp_path, damage, needle):
     out = tmp_path / "X"
     toy_run(capsys, out)
@@ -187,8 +197,16 @@ def test_bad_out_path_is_exit_2_naming_it(capsys, tmp_path, make):
     one_line(err, str(out) if make == "file" else "Not a directory")
 
 
-@pytest.mark.parametrize("err_no, when", [(errno.EACCES, "start"), (errno.EROFS, "start"),
-                                          (errno.ENOSPC, "checkpoint"), (errno.ENOSPC, "results"), (errno.EIO, "figure")])
+@pytest.mark.parametrize(
+    "err_no, when",
+    [
+        (errno.EACCES, "start"),
+        (errno.EROFS, "start"),
+        (errno.ENOSPC, "checkpoint"),
+        (errno.ENOSPC, "results"),
+        (errno.EIO, "figure"),
+    ],
+)
 def test_file_system_errors_are_one_line_naming_the_path(capsys, tmp_path, monkeypatch, err_no, when):
     """Read-only or full disks cannot be made here (root, no quota): the write function fails instead,
     as the OS would, at the moment named by ``when``."""
@@ -197,8 +215,12 @@ def test_file_system_errors_are_one_line_naming_the_path(capsys, tmp_path, monke
 
     def failing(path, data):
         p = pathlib.Path(path)
-        hit = {"start": p.name == "run.json", "checkpoint": p.suffix == ".pkl", "results": p.name == "results.json",
-               "figure": p.suffix == ".png"}[when]
+        hit = {
+            "start": p.name == "run.json",
+            "checkpoint": p.suffix == ".pkl",
+            "results": p.name == "results.json",
+            "figure": p.suffix == ".png",
+        }[when]
         if hit:
             raise OSError(err_no, os.strerror(err_no), str(p))
         return real(path, data)
@@ -207,8 +229,24 @@ def test_file_system_errors_are_one_line_naming_the_path(capsys, tmp_path, monke
     if when == "start":
         import tempfile
 
-        monkeypatch.setattr(tempfile, "mkstemp", lambda *a, **k: (_ for _ in ()).throw(OSError(err_no, os.strerror(err_no), str(out))))
-    rc, err = blojax(capsys, "run", "toy", "--quick", "--set", "steps=20", "--quiet", "--checkpoint-every", "10", "--out", out)
+        monkeypatch.setattr(
+            tempfile,
+            "mkstemp",
+            lambda *a, **k: (_ for _ in ()).throw(OSError(err_no, os.strerror(err_no), str(out))),
+        )
+    rc, err = blojax(
+        capsys,
+        "run",
+        "toy",
+        "--quick",
+        "--set",
+        "steps=20",
+        "--quiet",
+        "--checkpoint-every",
+        "10",
+        "--out",
+        out,
+    )
     assert rc == (2 if when == "start" else 1)
     one_line(err, os.strerror(err_no), str(out))
 
@@ -258,7 +296,11 @@ BAD_ARGS = [
 
 @pytest.mark.parametrize("argv, needle", BAD_ARGS, ids=[" ".join(a) or "(none)" for a, _ in BAD_ARGS])
 def test_bad_input_one_line_exit_2(capsys, tmp_path, argv, needle):
-    out = ["--out", str(tmp_path / "o")] if argv[:1] in (["run"], ["sweep"], ["reproduce"]) and len(argv) > 1 else []
+    out = (
+        ["--out", str(tmp_path / "o")]
+        if argv[:1] in (["run"], ["sweep"], ["reproduce"]) and len(argv) > 1
+        else []
+    )
     rc, err = blojax(capsys, *argv, *out)
     assert rc == 2
     one_line(err, "blojax: error: ", needle)
@@ -275,7 +317,9 @@ def test_nonfinite_config_fields_only_where_declared():
         c: tuple[float, ...] = (1.0,)
         d: float | None = None
 
-    assert configs.apply_overrides(C(), {"b": "nan"}, "C").b != configs.apply_overrides(C(), {"b": "nan"}, "C").b
+    assert (
+        configs.apply_overrides(C(), {"b": "nan"}, "C").b != configs.apply_overrides(C(), {"b": "nan"}, "C").b
+    )
     assert configs.apply_overrides(C(), {"b": "-inf"}, "C").b == float("-inf")
     for key, value in (("a", "nan"), ("c", "1,inf"), ("d", "inf"), ("a", float("nan"))):
         with pytest.raises(UsageError, match=f"C.{key}.* expects a finite number"):
@@ -296,7 +340,20 @@ def test_nonfinite_results_are_flagged_not_reported_done(capsys, tmp_path):
 
 def test_diverging_toy_with_huge_lr_stops_with_message(capsys, tmp_path):
     out = tmp_path / "D"
-    rc, err = blojax(capsys, "run", "toy", "--set", "outer=sgd", "--set", "lr=1e300", "--set", "steps=30", *FAST, "--out", out)
+    rc, err = blojax(
+        capsys,
+        "run",
+        "toy",
+        "--set",
+        "outer=sgd",
+        "--set",
+        "lr=1e300",
+        "--set",
+        "steps=30",
+        *FAST,
+        "--out",
+        out,
+    )
     assert rc == 1
     one_line(err, "non-finite")
     assert json.loads((out / "run.json").read_text())["status"] == "diverged"
@@ -399,9 +456,29 @@ def _wait_for(pred, timeout=120):
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_exit_code_and_run_json_interrupted(tmp_path, sig, code):
     out = tmp_path / "S"
-    proc = subprocess.Popen([sys.executable, "-m", "blojax.runner.cli", "run", "toy", "--set", "steps=400", "--set",
-                             "chunk_delay=0.1", "--checkpoint-every", "10", "--quiet", "--no-plots", "--out", str(out)],
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "blojax.runner.cli",
+            "run",
+            "toy",
+            "--set",
+            "steps=400",
+            "--set",
+            "chunk_delay=0.1",
+            "--checkpoint-every",
+            "10",
+            "--quiet",
+            "--no-plots",
+            "--out",
+            str(out),
+        ],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for(lambda: _ckpt(out).exists() or proc.poll() is not None)
         proc.send_signal(sig)
@@ -417,11 +494,33 @@ def test_signal_exit_code_and_run_json_interrupted(tmp_path, sig, code):
 
 def test_reproduce_parent_ends_its_children_on_sigterm(tmp_path):
     out = tmp_path / "P"
-    proc = subprocess.Popen([sys.executable, "-m", "blojax.runner.cli", "reproduce", "--only", "slowtoy", "--no-demo",
-                             "--out", str(out)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "blojax.runner.cli",
+            "reproduce",
+            "--only",
+            "slowtoy",
+            "--no-demo",
+            "--out",
+            str(out),
+        ],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        _wait_for(lambda: ((out / "slowtoy" / "checkpoints").is_dir() and any((out / "slowtoy" / "checkpoints").glob("*.pkl")))
-                  or proc.poll() is not None)
+        _wait_for(
+            lambda: (
+                (
+                    (out / "slowtoy" / "checkpoints").is_dir()
+                    and any((out / "slowtoy" / "checkpoints").glob("*.pkl"))
+                )
+                or proc.poll() is not None
+            )
+        )
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
     finally:
@@ -447,8 +546,19 @@ def test_huge_step_count_is_refused_before_starting(capsys, tmp_path):
 
 
 def test_time_budget_refuses_a_loop_estimated_longer(capsys, tmp_path):
-    rc, err = blojax(capsys, "run", "toy", "--set", "steps=200000", "--time-budget", "0.001", "--quiet", "--no-plots",
-                     "--out", tmp_path / "T")
+    rc, err = blojax(
+        capsys,
+        "run",
+        "toy",
+        "--set",
+        "steps=200000",
+        "--time-budget",
+        "0.001",
+        "--quiet",
+        "--no-plots",
+        "--out",
+        tmp_path / "T",
+    )
     assert rc == 2
     one_line(err, "200000 steps x", "per compiled step", "above the time budget of 0.001 s")
 
@@ -456,17 +566,40 @@ def test_time_budget_refuses_a_loop_estimated_longer(capsys, tmp_path):
 # ------------------------------------------------------------------------------------ fuzz
 _text = st.one_of(
     st.text(max_size=12),
-    st.sampled_from(["nan", "inf", "-inf", "1e999", "1e-999", "0", "-0", "1_000", "0x10", "1e3", " 3 ", "[1]", "true", "none", ""]),
+    st.sampled_from(
+        [
+            "nan",
+            "inf",
+            "-inf",
+            "1e999",
+            "1e-999",
+            "0",
+            "-0",
+            "1_000",
+            "0x10",
+            "1e3",
+            " 3 ",
+            "[1]",
+            "true",
+            "none",
+            "",
+        ]
+    ),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.integers(-10**20, 10**20).map(str),
+    st.integers(-(10**20), 10**20).map(str),
 )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(key=st.sampled_from(["steps", "lr", "inner_lr", "outer", "n_syn", "dim", "seed", "chunk_delay"]), value=_text)
+@given(
+    key=st.sampled_from(["steps", "lr", "inner_lr", "outer", "n_syn", "dim", "seed", "chunk_delay"]),
+    value=_text,
+)
 def test_fuzz_set_values_give_a_valid_config_or_one_clear_line(key, value):
     try:
-        config = cli._build_config(toy, "toy", quick=True, config_file=None, sets=[f"{key}={value}"], seed=None)
+        config = cli._build_config(
+            toy, "toy", quick=True, config_file=None, sets=[f"{key}={value}"], seed=None
+        )
         from blojax.runner import rundir
 
         rundir.validate(config, "toy.Config")
@@ -492,13 +625,20 @@ def test_fuzz_grid_values_parse_to_typed_finite_values_or_one_clear_line(values)
     try:
         grid = configs.parse_grid([item], toy.Config(), "toy.Config")
     except UsageError as exc:
-        assert len(str(exc).splitlines()) == 1 and ("toy.Config.lr" in str(exc) or "--grid" in str(exc)), str(exc)
+        assert len(str(exc).splitlines()) == 1 and ("toy.Config.lr" in str(exc) or "--grid" in str(exc)), str(
+            exc
+        )
         return
     assert all(isinstance(v, float) and np.isfinite(v) for v in grid["lr"]) and grid["lr"]
 
 
-_num = st.one_of(st.integers(-5, 10**6), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.none(),
-                 st.text(max_size=3))
+_num = st.one_of(
+    st.integers(-5, 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+)
 _CTORS = {
     "Neumann": (lambda a, b: blo.Neumann(terms=a, lr=b), lambda m: m.terms >= 1 and 0 < m.lr < np.inf),
     "Unroll": (lambda a, b: blo.Unroll(steps=a), lambda m: m.steps >= 1),

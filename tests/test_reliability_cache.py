@@ -14,8 +14,27 @@ from blojax.runner import jaxcache
 
 def _run(out, cache, *extra):
     env = dict(os.environ, BLOJAX_EXPERIMENTS="toy=blojax.runner.toy", BLOJAX_JAX_CACHE=str(cache))
-    subprocess.run([sys.executable, "-m", "blojax.runner.cli", "run", "toy", "--quick", "--set", "steps=40",
-                    "--quiet", "--no-plots", "--out", str(out), *extra], env=env, check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "blojax.runner.cli",
+            "run",
+            "toy",
+            "--quick",
+            "--set",
+            "steps=40",
+            "--quiet",
+            "--no-plots",
+            "--out",
+            str(out),
+            *extra,
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     return json.loads((out / "results.json").read_text())["results"]
 
 
@@ -25,7 +44,11 @@ def test_warm_cache_gives_the_same_numbers(tmp_path):
     assert cache.is_dir() and len(list(cache.iterdir())) > 0  # compiled programs were stored
     warm = _run(tmp_path / "b", cache)
     off = _run(tmp_path / "c", "off")
-    assert json.dumps(cold, sort_keys=True) == json.dumps(warm, sort_keys=True) == json.dumps(off, sort_keys=True)
+    assert (
+        json.dumps(cold, sort_keys=True)
+        == json.dumps(warm, sort_keys=True)
+        == json.dumps(off, sort_keys=True)
+    )
 
 
 def test_cache_folder_choice(monkeypatch, tmp_path):
@@ -47,12 +70,42 @@ def test_shared_process_gives_the_numbers_of_separate_processes(tmp_path):
 
     env = dict(os.environ, BLOJAX_JAX_CACHE="off")
     group = tmp_path / "group"
-    subprocess.run([sys.executable, "-m", "blojax.runner.cli", "run-group", "--out", str(group), "--quick", *SHARED_PROCESS],
-                   env=env, check=True, capture_output=True, timeout=1200)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "blojax.runner.cli",
+            "run-group",
+            "--out",
+            str(group),
+            "--quick",
+            *SHARED_PROCESS,
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=1200,
+    )
     for name in SHARED_PROCESS:
         alone = tmp_path / name
-        subprocess.run([sys.executable, "-m", "blojax.runner.cli", "run", name, "--quick", "--quiet", "--no-plots",
-                        "--out", str(alone)], env=env, check=True, capture_output=True, timeout=600)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "blojax.runner.cli",
+                "run",
+                name,
+                "--quick",
+                "--quiet",
+                "--no-plots",
+                "--out",
+                str(alone),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
         a = json.loads((group / name / "results.json").read_text())["results"]
         b = json.loads((alone / "results.json").read_text())["results"]
         assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True), name

@@ -30,8 +30,20 @@ CASES = [
 
 
 def _cmd(name, extra, out, resume):
-    return [sys.executable, "-m", "blojax.runner.cli", "run", name, *extra, "--checkpoint-every", "5", "--quiet",
-            "--no-plots", "--out", str(out)] + (["--resume"] if resume else [])
+    return [
+        sys.executable,
+        "-m",
+        "blojax.runner.cli",
+        "run",
+        name,
+        *extra,
+        "--checkpoint-every",
+        "5",
+        "--quiet",
+        "--no-plots",
+        "--out",
+        str(out),
+    ] + (["--resume"] if resume else [])
 
 
 def _fingerprint_of_results(out: pathlib.Path):
@@ -53,8 +65,12 @@ def test_sigkill_at_random_moments_then_resume_is_byte_identical(tmp_path, name,
     moments, resumed = [], 0
     while len(moments) < kills:
         at = rng.uniform(0.05, 0.95) * wall
-        proc = subprocess.Popen(_cmd(name, extra, out, resume=out.exists()), env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            _cmd(name, extra, out, resume=out.exists()),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             proc.wait(timeout=at)
             # it finished before the moment: start over so each kill lands inside a run

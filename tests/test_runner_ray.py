@@ -17,7 +17,13 @@ TOY = "toy=blojax.runner.toy"
 
 def _blojax(*args, timeout=600):
     env = dict(os.environ, BLOJAX_EXPERIMENTS=TOY, RAY_AUTH_MODE="disabled")
-    return subprocess.run([sys.executable, "-m", "blojax.runner.cli", *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "blojax.runner.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def test_ray_sweep_matches_local(tmp_path):
@@ -32,8 +38,11 @@ def test_ray_sweep_matches_local(tmp_path):
     assert len(rows_ray) == len(rows_local) == 4
     for a, b in zip(rows_ray, rows_local):
         assert (a["lr"], a["seed"], a["status"]) == (b["lr"], b["seed"], "done")
-        np.testing.assert_allclose([a[k] for k in ("final_F", "u_norm", "w_norm")], [b[k] for k in ("final_F", "u_norm", "w_norm")],
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            [a[k] for k in ("final_F", "u_norm", "w_norm")],
+            [b[k] for k in ("final_F", "u_norm", "w_norm")],
+            rtol=1e-12,
+        )
     hosts = {json.loads(p.read_text())["pid"] for p in (ray_out / "points").glob("*/results.json")}
     assert len(hosts) >= 1  # ran in Ray worker processes
     # a rerun finds every point done and computes nothing
@@ -44,7 +53,19 @@ def test_ray_sweep_matches_local(tmp_path):
 
 
 def test_unreachable_ray_address_is_one_line(tmp_path):
-    proc = _blojax("sweep", "toy", "--seeds", "0-1", "--backend", "ray", "--address", "127.0.0.1:9", "--out", str(tmp_path), timeout=120)
+    proc = _blojax(
+        "sweep",
+        "toy",
+        "--seeds",
+        "0-1",
+        "--backend",
+        "ray",
+        "--address",
+        "127.0.0.1:9",
+        "--out",
+        str(tmp_path),
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("blojax: error: cannot reach a Ray cluster at 127.0.0.1:9")
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

@@ -18,7 +18,18 @@ from blojax.experiments import common
 from blojax.runner import cli
 
 TOY = "toy=blojax.runner.toy"
-ARGS = ["run", "toy", "--set", "steps=300", "--set", "chunk_delay=0.05", "--checkpoint-every", "10", "--quiet", "--no-plots"]
+ARGS = [
+    "run",
+    "toy",
+    "--set",
+    "steps=300",
+    "--set",
+    "chunk_delay=0.05",
+    "--checkpoint-every",
+    "10",
+    "--quiet",
+    "--no-plots",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +46,9 @@ def _done(ckpt):
 
 
 def _kill_when(out, at_least, env, resume, timeout=240, jitter=0.0):
-    cmd = [sys.executable, "-m", "blojax.runner.cli", *ARGS, "--out", str(out)] + (["--resume"] if resume else [])
+    cmd = [sys.executable, "-m", "blojax.runner.cli", *ARGS, "--out", str(out)] + (
+        ["--resume"] if resume else []
+    )
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpt = out / "checkpoints" / "scan-toy.pkl"
     t0 = time.monotonic()
@@ -65,8 +78,13 @@ def _state(out):
 
 def test_sigkill_then_resume_is_bit_identical(tmp_path, capsys):
     ref, run = tmp_path / "ref", tmp_path / "killed"
-    env = dict(os.environ, BLOJAX_EXPERIMENTS=TOY, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env = dict(
+        os.environ,
+        BLOJAX_EXPERIMENTS=TOY,
+        JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
     first = _kill_when(run, 60, env, resume=False)
     second = _kill_when(run, first + 60, env, resume=True, jitter=random.Random(0).uniform(0.0, 0.06))
     assert json.loads((run / "run.json").read_text())["status"] == "running"  # killed: never finished
@@ -76,7 +94,9 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, capsys):
 
     a, b = _state(ref), _state(run)
     assert a["done"] == b["done"] == 300
-    assert a["fingerprint"] == b["fingerprint"] and a["data"] == b["data"] == []  # the same run, no data files
+    assert (
+        a["fingerprint"] == b["fingerprint"] and a["data"] == b["data"] == []
+    )  # the same run, no data files
     leaves_a, leaves_b = (__import__("jax").tree_util.tree_leaves((x["carry"], x["history"])) for x in (a, b))
     assert len(leaves_a) == len(leaves_b) > 5
     for x, y in zip(leaves_a, leaves_b):

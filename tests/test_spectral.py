@@ -42,14 +42,24 @@ def cg_solve(H, b, K):
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 10_000), rank=st.integers(1, N), K=st.integers(1, KMAX), eps=st.floats(1e-2, 1e2),
-       scale=st.floats(0.1, 1.9))
+@given(
+    seed=st.integers(0, 10_000),
+    rank=st.integers(1, N),
+    K=st.integers(1, KMAX),
+    eps=st.floats(1e-2, 1e2),
+    scale=st.floats(0.1, 1.9),
+)
 def test_maps_match_applied_matrices(x64, seed, rank, K, eps, scale):
     H, _ = random_psd(seed, N, rank)
     lam, Q = np.linalg.eigh(H)
     alpha = scale / lam.max()
-    maps = [spectral.neumann(lam, K, alpha), spectral.damped(lam, eps), spectral.inverse(lam),
-            spectral.identity(lam, alpha), spectral.unroll(lam, K, alpha)]
+    maps = [
+        spectral.neumann(lam, K, alpha),
+        spectral.damped(lam, eps),
+        spectral.inverse(lam),
+        spectral.identity(lam, alpha),
+        spectral.unroll(lam, K, alpha),
+    ]
     names = ["Neumann", "Damped", "Exact", "Identity", "Unroll"]
     mats = applied_matrices(jnp.asarray(H), alpha, eps, K)
     for method, S, h in zip(names, mats, maps):
@@ -61,7 +71,9 @@ def test_maps_match_applied_matrices(x64, seed, rank, K, eps, scale):
         # the eigenvalues of the applied matrix are h(lambda_i)
         np.testing.assert_allclose(np.sort(np.linalg.eigvalsh(0.5 * (S + S.T))), np.sort(h), atol=tol)
     # response() dispatches to the same maps
-    np.testing.assert_allclose(spectral.response(blo.Neumann(terms=K, lr=alpha), lam), spectral.neumann(lam, K, alpha))
+    np.testing.assert_allclose(
+        spectral.response(blo.Neumann(terms=K, lr=alpha), lam), spectral.neumann(lam, K, alpha)
+    )
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -97,7 +109,9 @@ def test_closed_forms_and_limits(x64):
     theta = np.array([1.0, 4.0])
     assert spectral.cg(np.array([0.0]), theta)[0] == pytest.approx(1.25)
     # Neumann ~ damping with eps = 1/(alpha K) at small lambda
-    assert spectral.neumann(np.array([0.0]), 100, 0.01)[0] == pytest.approx(1 / spectral.damped(np.array([0.0]), 1.0)[0])
+    assert spectral.neumann(np.array([0.0]), 100, 0.01)[0] == pytest.approx(
+        1 / spectral.damped(np.array([0.0]), 1.0)[0]
+    )
 
 
 def test_errors():

@@ -35,13 +35,25 @@ def _data(ref, side):
 
 
 SOLVERS = {
-    "soba": lambda: dict(cls=blo.SOBA, kw=dict(inner_lr=inverse_power(0.1, 0.5), outer_lr=inverse_power(0.1, 0.5))),
+    "soba": lambda: dict(
+        cls=blo.SOBA, kw=dict(inner_lr=inverse_power(0.1, 0.5), outer_lr=inverse_power(0.1, 0.5))
+    ),
     "saba": lambda: dict(cls=blo.SABA, kw=dict(inner_lr=0.1, outer_lr=0.1)),
     "amigo": lambda: dict(cls=blo.AmIGO, kw=dict(inner_lr=0.1, v_lr=0.1, outer_lr=0.1, inner_steps=10)),
-    "stocbio": lambda: dict(cls=blo.StocBiO, kw=dict(inner_lr=0.1, outer_lr=0.1, inner_steps=10, neumann_steps=10)),
-    "f2sa": lambda: dict(cls=blo.F2SA, kw=dict(
-        inner_lr=inverse_power(0.01, 5 / 7), z_lr=inverse_power(0.01, 4 / 7),
-        outer_lr=inverse_power(0.01, 4 / 7), lam_lr=inverse_power(0.1, 1 / 7), lam0=1.0, inner_steps=10)),
+    "stocbio": lambda: dict(
+        cls=blo.StocBiO, kw=dict(inner_lr=0.1, outer_lr=0.1, inner_steps=10, neumann_steps=10)
+    ),
+    "f2sa": lambda: dict(
+        cls=blo.F2SA,
+        kw=dict(
+            inner_lr=inverse_power(0.01, 5 / 7),
+            z_lr=inverse_power(0.01, 4 / 7),
+            outer_lr=inverse_power(0.01, 4 / 7),
+            lam_lr=inverse_power(0.1, 1 / 7),
+            lam0=1.0,
+            inner_steps=10,
+        ),
+    ),
 }
 
 

@@ -20,8 +20,17 @@ def test_config_validation_names_the_field():
 
 
 def test_small_run_and_plot(tmp_path):
-    cfg = s1.Config(n_train=6, n_features=12, n_val=2, solvers=("SABA", "AmIGO-warm", "StocBiO", "F2SA"),
-                    batch_sizes=(6, 2), step_scales=(1.0,), steps=400, seeds=2, inner_steps=3)
+    cfg = s1.Config(
+        n_train=6,
+        n_features=12,
+        n_val=2,
+        solvers=("SABA", "AmIGO-warm", "StocBiO", "F2SA"),
+        batch_sizes=(6, 2),
+        step_scales=(1.0,),
+        steps=400,
+        seeds=2,
+        inner_steps=3,
+    )
     res = s1.run(cfg)
     rows = {(r["solver"], r["batch"]): r for r in res.table}
     assert len(rows) == 8 and not any(r["diverged"] for r in rows.values())

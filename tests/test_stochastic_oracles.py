@@ -44,7 +44,7 @@ def test_shuffle_visits_every_block_once_per_epoch(n, b, seed):
     starts = np.asarray([int(block_start(j, n, b)) for j in range(nb)])
     covered = np.zeros(n, bool)
     for st_ in starts:
-        covered[st_: st_ + b] = True
+        covered[st_ : st_ + b] = True
     assert covered.all() and starts.max() + b == n and starts.min() == 0
 
 
@@ -64,7 +64,7 @@ def test_with_replacement_is_uniform():
     counts = np.bincount(draws, minlength=4)
     assert counts.min() > 400 and counts.max() < 600  # 500 +- 4.5 sigma
     # with replacement: some epoch-length window repeats a block
-    assert any(len(set(draws[i:i + 4])) < 4 for i in range(0, 40, 4))
+    assert any(len(set(draws[i : i + 4])) < 4 for i in range(0, 40, 4))
 
 
 def test_replay_replays_and_checks():
@@ -96,7 +96,9 @@ def _problem(n=12, m=8, d=3, seed=0):
         A, t = B
         return 0.5 * jnp.mean((A @ w - t) ** 2)
 
-    return MinibatchProblem(f, F, inner_data=(jnp.asarray(X), jnp.asarray(y)), outer_data=(jnp.asarray(Xv), jnp.asarray(yv)))
+    return MinibatchProblem(
+        f, F, inner_data=(jnp.asarray(X), jnp.asarray(y)), outer_data=(jnp.asarray(Xv), jnp.asarray(yv))
+    )
 
 
 def test_batches_are_the_blocks():
@@ -114,7 +116,9 @@ def test_problem_data_are_checked():
         MinibatchProblem(f, f, inner_data=(jnp.zeros(3), jnp.zeros(4)), outer_data=jnp.zeros(2))
     with pytest.raises(ValueError, match="outer_data must be a pytree with at least one array"):
         MinibatchProblem(f, f, inner_data=jnp.zeros(3), outer_data=())
-    with pytest.raises(TypeError, match=r"MinibatchProblem.outer must take a batch: define it as outer\(u, w, batch\)"):
+    with pytest.raises(
+        TypeError, match=r"MinibatchProblem.outer must take a batch: define it as outer\(u, w, batch\)"
+    ):
         MinibatchProblem(f, lambda u, w: jnp.sum(w), inner_data=jnp.zeros(3), outer_data=jnp.zeros(2))
 
 
@@ -127,7 +131,9 @@ def test_inverse_power():
 
 
 @pytest.mark.parametrize("cls", SOLVERS)
-@pytest.mark.parametrize("bad", [0.0, -0.1, float("nan"), optax.constant_schedule(0.0), optax.linear_schedule(0.1, -0.1, 10), "x"])
+@pytest.mark.parametrize(
+    "bad", [0.0, -0.1, float("nan"), optax.constant_schedule(0.0), optax.linear_schedule(0.1, -0.1, 10), "x"]
+)
 def test_non_positive_step_sizes_raise(cls, bad):
     p = _problem()
     with pytest.raises(ValueError, match=rf"{cls.__name__}.outer_lr must"):
@@ -137,9 +143,15 @@ def test_non_positive_step_sizes_raise(cls, bad):
 @pytest.mark.parametrize("cls", SOLVERS)
 def test_mismatched_samplers_raise(cls):
     p = _problem(n=12, m=8)
-    with pytest.raises(ValueError, match=rf"{cls.__name__}.inner_sampler draws from n=8 samples but problem.inner_data has 12"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{cls.__name__}.inner_sampler draws from n=8 samples but problem.inner_data has 12",
+    ):
         cls(p, Shuffle(8, 4), Shuffle(8, 4))
-    with pytest.raises(ValueError, match=rf"{cls.__name__}.outer_sampler draws from n=12 samples but problem.outer_data has 8"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{cls.__name__}.outer_sampler draws from n=12 samples but problem.outer_data has 8",
+    ):
         cls(p, Shuffle(12, 4), Shuffle(12, 4))
     with pytest.raises(TypeError, match="must be a sampler"):
         cls(p, 4, Shuffle(8, 4))
@@ -149,7 +161,9 @@ def test_mismatched_samplers_raise(cls):
 
 def test_replay_too_short_raises():
     p = _problem(n=12, m=8)
-    algo = blo.AmIGO(p, Replay([0] * 30, n=12, batch_size=4), Replay([0] * 30, n=8, batch_size=4), inner_steps=2)
+    algo = blo.AmIGO(
+        p, Replay([0] * 30, n=12, batch_size=4), Replay([0] * 30, n=8, batch_size=4), inner_steps=2
+    )
     state = algo.init(jnp.zeros(1), jnp.zeros(3))
     algo.run(state, 6)  # 6 * (2 + 2 + 1) = 30 inner draws: exactly enough
     with pytest.raises(ValueError, match="inner_sampler replays 30 blocks but 7 steps from draw 0 need 35"):

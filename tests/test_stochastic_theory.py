@@ -40,7 +40,9 @@ def test_saba_with_one_block_is_soba():
     p = quadratic_problem(di, do)
     rec = lambda u, w, v: dict(u=u, v=v)  # noqa: E731
     kw = dict(inner_lr=0.1, outer_lr=0.05, record=rec)
-    _, ha = blo.SOBA(p, Shuffle(64, 64), Shuffle(64, 64), **kw).run(blo.SOBA(p, Shuffle(64, 64), Shuffle(64, 64), **kw).init(u0, w0), 50)
+    _, ha = blo.SOBA(p, Shuffle(64, 64), Shuffle(64, 64), **kw).run(
+        blo.SOBA(p, Shuffle(64, 64), Shuffle(64, 64), **kw).init(u0, w0), 50
+    )
     saba = blo.SABA(p, Shuffle(64, 64), Shuffle(64, 64), memory_init="full", **kw)
     _, hb = saba.run(saba.init(u0, w0), 50)
     assert _rel(hb["u"], ha["u"]) < 1e-12 and _rel(hb["v"], ha["v"]) < 1e-12

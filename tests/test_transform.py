@@ -38,6 +38,14 @@ def start_of_strategy(problem, inner, method, u, w0):
     return method.presolver(inner).run(problem, u, w0)[0]
 
 
+def kappa(problem, u, w):
+    """Condition number |lambda|_max / |lambda|_min of the inner Hessian at ``w`` (dense; small tests)."""
+    flat_w, unravel = jax.flatten_util.ravel_pytree(w)
+    H = jax.hessian(lambda x: problem.f(u, unravel(x)))(flat_w)
+    lam = np.abs(np.linalg.eigvalsh(np.asarray(H)))
+    return float(lam.max() / max(lam.min(), np.finfo(np.float64).tiny))
+
+
 def assert_solve_matches_hypergradient(problem, inner, u, w0, alpha, tol=1e-10):
     for name, m in strategies(alpha).items():
         def loss(u_, m=m):
@@ -50,7 +58,12 @@ def assert_solve_matches_hypergradient(problem, inner, u, w0, alpha, tol=1e-10):
         g_ref_jit = jax.jit(lambda u_, w_, m=m: blo.hypergradient(problem, u_, w_, m, inner)[0])(u, start)
         flat = lambda t: jax.flatten_util.ravel_pytree(t)[0]  # noqa: E731
         scale = max(1.0, float(jnp.max(jnp.abs(flat(g_ref)))))
-        np.testing.assert_allclose(flat(g_solve), flat(g_ref), rtol=0, atol=tol * scale, err_msg=name)
+        # eager against eager: the two paths round differently, and a Krylov solve amplifies rounding by
+        # the condition number of the system it solves (kappa(H) for CG, kappa(H)^2 for the normal
+        # equations); ill-conditioned random instances get that much room, well-conditioned ones 1e-10
+        amplification = {"CG": kappa(problem, u, start), "CG-normal": kappa(problem, u, start) ** 2}.get(name, 1.0)
+        eager_tol = max(tol, 100 * np.finfo(np.float64).eps * amplification)
+        np.testing.assert_allclose(flat(g_solve), flat(g_ref), rtol=0, atol=eager_tol * scale, err_msg=name)
         # compiled against compiled (XLA's fusions round differently from eager mode; on an indefinite
         # H, CG amplifies that difference past 1e-10)
         np.testing.assert_allclose(flat(g_jit), flat(g_ref_jit), rtol=0, atol=tol * scale, err_msg=name)

@@ -37,8 +37,13 @@ def betty_like(cg_fn, data):
         return 0.5 * torch.mean(r * r) + 0.5 * torch.sum(torch.exp(u) * w * w)
 
     curr = types.SimpleNamespace(
-        paths=[], config=types.SimpleNamespace(cg_iterations=K, cg_alpha=1.0), cur_batch=None,
-        training_step_exec=lambda batch: f(), trainable_parameters=lambda: [w], parameters=lambda: [w])
+        paths=[],
+        config=types.SimpleNamespace(cg_iterations=K, cg_alpha=1.0),
+        cur_batch=None,
+        training_step_exec=lambda batch: f(),
+        trainable_parameters=lambda: [w],
+        parameters=lambda: [w],
+    )
     prev = types.SimpleNamespace(trainable_parameters=lambda: [u])
     r = Xv @ w - yv
     (vector,) = torch.autograd.grad(0.5 * torch.mean(r * r), w)
@@ -59,8 +64,10 @@ def main():
 
     data = problems.ridge(100)
     Xj, yj, Xvj, yvj = (jnp.asarray(np.asarray(data[k], np.float64)) for k in ("X", "y", "Xv", "yv"))
-    problem = blo.Problem(lambda u, w: 0.5 * jnp.mean((Xj @ w - yj) ** 2) + 0.5 * jnp.sum(jnp.exp(u) * w * w),
-                          lambda u, w: 0.5 * jnp.mean((Xvj @ w - yvj) ** 2))
+    problem = blo.Problem(
+        lambda u, w: 0.5 * jnp.mean((Xj @ w - yj) ** 2) + 0.5 * jnp.sum(jnp.exp(u) * w * w),
+        lambda u, w: 0.5 * jnp.mean((Xvj @ w - yvj) ** 2),
+    )
     u0 = jnp.asarray(np.asarray(data["u0"], np.float64))
     inner = blo.InnerLoop(optax.sgd(data["alpha"]), steps=100)
     w_T, _ = inner.run(problem, u0, jnp.zeros(100))
@@ -75,8 +82,12 @@ def main():
     fixed = ns["cg"]
 
     rel = lambda a: float(np.linalg.norm(a - ours) / np.linalg.norm(ours))  # noqa: E731
-    print(f"Betty cg as released vs blojax CG({K}), float64:      rel. diff. {rel(betty_like(bcg.cg, data)):.2e}")
-    print(f"Betty cg with p_new = r_new + beta p vs blojax CG({K}): rel. diff. {rel(betty_like(fixed, data)):.2e}")
+    print(
+        f"Betty cg as released vs blojax CG({K}), float64:      rel. diff. {rel(betty_like(bcg.cg, data)):.2e}"
+    )
+    print(
+        f"Betty cg with p_new = r_new + beta p vs blojax CG({K}): rel. diff. {rel(betty_like(fixed, data)):.2e}"
+    )
 
 
 if __name__ == "__main__":

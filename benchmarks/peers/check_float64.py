@@ -30,15 +30,20 @@ from impl_jax_peers import JaxOpt, Optimistix  # noqa: E402
 
 def main():
     for d in (100, 1000):
-        data = {k: (np.asarray(v, np.float64) if isinstance(v, np.ndarray) else v) for k, v in problems.ridge(d).items()}
+        data = {
+            k: (np.asarray(v, np.float64) if isinstance(v, np.ndarray) else v)
+            for k, v in problems.ridge(d).items()
+        }
         for task in ("cg", "normal_cg", "unroll"):
             fn, conv = ours.p1(task, data)
             ref = conv(fn())
             for peer in (JaxOpt, Optimistix):
                 f2, c2 = peer.p1(task, data)
                 g = c2(f2())
-                print(f"d={d:5d} {task:10s} {peer.NAME:11s} float64 rel. diff. "
-                      f"{np.linalg.norm(g - ref) / np.linalg.norm(ref):.1e}  (dtype {g.dtype})")
+                print(
+                    f"d={d:5d} {task:10s} {peer.NAME:11s} float64 rel. diff. "
+                    f"{np.linalg.norm(g - ref) / np.linalg.norm(ref):.1e}  (dtype {g.dtype})"
+                )
 
 
 def _cg(A, b, K):
@@ -57,7 +62,10 @@ def normal_cg_variants(d=100, K=20):
     """optimistix's normal CG against dense CGLS and CGNE (float64)."""
     import jax.numpy as jnp
 
-    data = {k: (np.asarray(v, np.float64) if isinstance(v, np.ndarray) else v) for k, v in problems.ridge(d).items()}
+    data = {
+        k: (np.asarray(v, np.float64) if isinstance(v, np.ndarray) else v)
+        for k, v in problems.ridge(d).items()
+    }
     X, y, Xv, yv, u = (data[k] for k in ("X", "y", "Xv", "yv", "u0"))
     w = np.zeros(d)
     for _ in range(problems.T_INNER):  # the same T gradient steps

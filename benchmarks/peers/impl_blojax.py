@@ -43,12 +43,17 @@ def p1(task, data):
     @jax.jit
     def run(u, w0, ib, ob):
         w_s = pre.solve(problem, u, w0, pre.init(w0), ib)[0]
-        g, _ = blo.hypergradient(problem, u, w_s, method, inner, inner_batch=ib, outer_batch=ob,
-                                 diagnostics=False)
+        g, _ = blo.hypergradient(
+            problem, u, w_s, method, inner, inner_batch=ib, outer_batch=ob, diagnostics=False
+        )
         return g
 
-    args = (jnp.asarray(data["u0"]), jnp.asarray(data["w0"]), (jnp.asarray(data["X"]), jnp.asarray(data["y"])),
-            (jnp.asarray(data["Xv"]), jnp.asarray(data["yv"])))
+    args = (
+        jnp.asarray(data["u0"]),
+        jnp.asarray(data["w0"]),
+        (jnp.asarray(data["X"]), jnp.asarray(data["y"])),
+        (jnp.asarray(data["Xv"]), jnp.asarray(data["yv"])),
+    )
     return lambda: run(*args), lambda out: np.asarray(out)
 
 
@@ -60,8 +65,11 @@ def p1_units(data):
     ob = (jnp.asarray(data["Xv"]), jnp.asarray(data["yv"]))
     u, w = jnp.asarray(data["u0"]), jnp.asarray(data["w0"]) + 0.01
     grad = lambda w_, u_, ib_: problem.grad_w_f(u_, w_, ib_)  # noqa: E731
-    return dict(grad=grad_loop(grad, w, u, ib), hvp=hvp_loop(grad, w, u, ib),
-                call=noop_like(lambda u_, w_, ib_, ob_: u_, u, w, ib, ob))
+    return dict(
+        grad=grad_loop(grad, w, u, ib),
+        hvp=hvp_loop(grad, w, u, ib),
+        call=noop_like(lambda u_, w_, ib_, ob_: u_, u, w, ib, ob),
+    )
 
 
 # Counted work of one problem-1 unit (T inner steps + one hypergradient), as blojax.hypergradient
@@ -93,8 +101,13 @@ def p2(data, steps=None):
     Xo, yo, ys = jnp.asarray(data["Xo"]), jnp.asarray(data["yo"]), jnp.asarray(data["ys"])
     problem = blo.Problem(lambda u, w: ce(mlp(w, u), ys), lambda u, w: ce(mlp(w, Xo), yo))
     # diagnostics=False: like the peers (and problem 1), no f / ||grad_w f|| at w_T each step.
-    algo = blo.WarmStart(problem, blo.InnerLoop(optax.sgd(data["inner_lr"]), steps=1), blo.Unroll(steps=1, remat=True),
-                         optax.adam(data["outer_lr"]), diagnostics=False)  # remat pinned: p2_floor counts it
+    algo = blo.WarmStart(
+        problem,
+        blo.InnerLoop(optax.sgd(data["inner_lr"]), steps=1),
+        blo.Unroll(steps=1, remat=True),
+        optax.adam(data["outer_lr"]),
+        diagnostics=False,
+    )  # remat pinned: p2_floor counts it
     w0 = [(jnp.asarray(W), jnp.asarray(b)) for W, b in data["w0"]]
     state0 = algo.init(jnp.asarray(data["u0"]), w0)
     jax.block_until_ready(algo.run(state0, steps))  # compile
@@ -109,11 +122,16 @@ def p2(data, steps=None):
 # ------------------------------------------------------------------------------------------------ problem 3
 def _p3_algo(data):
     Phi, Phi_o, yo = (jnp.asarray(data[k]) for k in ("Phi", "Phi_o", "yo"))
-    problem = blo.Problem(lambda u, w: 0.5 * jnp.sum((Phi @ w - u) ** 2),
-                          lambda u, w: 0.5 * jnp.sum((Phi_o @ w - yo) ** 2))
-    algo = blo.ColdStart(problem, blo.InnerLoop(optax.sgd(data["alpha"]), steps=data["T"]),
-                         blo.Neumann(terms=data["K"], lr=data["alpha"]), optax.sgd(data["outer_lr"]),
-                         diagnostics=False)
+    problem = blo.Problem(
+        lambda u, w: 0.5 * jnp.sum((Phi @ w - u) ** 2), lambda u, w: 0.5 * jnp.sum((Phi_o @ w - yo) ** 2)
+    )
+    algo = blo.ColdStart(
+        problem,
+        blo.InnerLoop(optax.sgd(data["alpha"]), steps=data["T"]),
+        blo.Neumann(terms=data["K"], lr=data["alpha"]),
+        optax.sgd(data["outer_lr"]),
+        diagnostics=False,
+    )
     return algo, algo.init(jnp.asarray(data["u0"]), jnp.asarray(data["w0"]))
 
 
@@ -137,13 +155,20 @@ def p4_memory(task, data, T):
 
     def run(u, w0, ib, ob):
         if task == "unroll":
-            return blo.hypergradient(problem, u, w0, method, inner, inner_batch=ib, outer_batch=ob,
-                                     diagnostics=False)[0]
+            return blo.hypergradient(
+                problem, u, w0, method, inner, inner_batch=ib, outer_batch=ob, diagnostics=False
+            )[0]
         w_t, _ = inner.run(problem, u, w0, ib)
-        return blo.hypergradient(problem, u, w_t, method, inner_batch=ib, outer_batch=ob, diagnostics=False)[0]
+        return blo.hypergradient(problem, u, w_t, method, inner_batch=ib, outer_batch=ob, diagnostics=False)[
+            0
+        ]
 
-    args = (jnp.asarray(data["u0"]), jnp.asarray(data["w0"]), (jnp.asarray(data["X"]), jnp.asarray(data["y"])),
-            (jnp.asarray(data["Xv"]), jnp.asarray(data["yv"])))
+    args = (
+        jnp.asarray(data["u0"]),
+        jnp.asarray(data["w0"]),
+        (jnp.asarray(data["X"]), jnp.asarray(data["y"])),
+        (jnp.asarray(data["Xv"]), jnp.asarray(data["yv"])),
+    )
     compiled = jax.jit(run).lower(*args).compile()
     return compiled.memory_analysis().temp_size_in_bytes, lambda: jax.block_until_ready(compiled(*args))
 
@@ -157,15 +182,21 @@ def p2_units(data):
     w = [(jnp.asarray(W), jnp.asarray(b)) for W, b in data["w0"]]
     grad_f = lambda w_, u_, ys_: jax.grad(lambda v: ce(mlp(v, u_), ys_))(w_)  # noqa: E731
     grad_F = lambda w_, X_, y_: jax.grad(lambda v: ce(mlp(v, X_), y_))(w_)  # noqa: E731
-    return dict(grad_f=grad_loop(grad_f, w, u, ys), grad_F=grad_loop(grad_F, w, Xo, yo),
-                hvp_f=hvp_loop(grad_f, w, u, ys), call=noop_like(lambda u_, w_: u_, u, w))
+    return dict(
+        grad_f=grad_loop(grad_f, w, u, ys),
+        grad_F=grad_loop(grad_F, w, Xo, yo),
+        hvp_f=hvp_loop(grad_f, w, u, ys),
+        call=noop_like(lambda u_, w_: u_, u, w),
+    )
 
 
 def p2_floor(t, steps):
     """Per outer step, as ``Unroll(1)`` counts them with ``diagnostics=False``: the inner step (1 grad
     f), its recomputation in the rematerialized backward pass (1 grad f; CPU default), the reverse
     pass through it (1 HVP of f) and dF/dw (1 grad F)."""
-    return t["call"] / steps + 2 * t["grad_f"] + t["grad_F"] + t["hvp_f"], "2 grad f + 1 grad F + 1 HVP per step"
+    return t["call"] / steps + 2 * t["grad_f"] + t["grad_F"] + t[
+        "hvp_f"
+    ], "2 grad f + 1 grad F + 1 HVP per step"
 
 
 def p3_units(data):
@@ -175,7 +206,9 @@ def p3_units(data):
     Phi, u, w = jnp.asarray(data["Phi"]), jnp.asarray(data["u0"]), jnp.asarray(data["w0"]) + 0.1
     grad = lambda w_, u_, Phi_: jax.grad(lambda v: 0.5 * jnp.sum((Phi_ @ v - u_) ** 2))(w_)  # noqa: E731
     algo, state0 = _p3_algo(data)
-    return dict(grad=grad_loop(grad, w, u, Phi), hvp=hvp_loop(grad, w, u, Phi), call=noop_like(algo.step, state0))
+    return dict(
+        grad=grad_loop(grad, w, u, Phi), hvp=hvp_loop(grad, w, u, Phi), call=noop_like(algo.step, state0)
+    )
 
 
 def p3_floor(t, data):

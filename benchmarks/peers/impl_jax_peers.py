@@ -70,11 +70,19 @@ class JaxOpt(_JaxPeer):
         if task == "unroll":
             solver = jaxopt.GradientDescent(**common, implicit_diff=False, unroll=True)
         elif task == "cg":
-            solver = jaxopt.GradientDescent(**common, implicit_diff=True, implicit_diff_solve=functools.partial(
-                jaxopt.linear_solve.solve_cg, maxiter=K_SOLVE, tol=0.0))
+            solver = jaxopt.GradientDescent(
+                **common,
+                implicit_diff=True,
+                implicit_diff_solve=functools.partial(jaxopt.linear_solve.solve_cg, maxiter=K_SOLVE, tol=0.0),
+            )
         elif task == "normal_cg":  # jaxopt's default implicit solver, with K iterations
-            solver = jaxopt.GradientDescent(**common, implicit_diff=True, implicit_diff_solve=functools.partial(
-                jaxopt.linear_solve.solve_normal_cg, maxiter=K_SOLVE, tol=0.0))
+            solver = jaxopt.GradientDescent(
+                **common,
+                implicit_diff=True,
+                implicit_diff_solve=functools.partial(
+                    jaxopt.linear_solve.solve_normal_cg, maxiter=K_SOLVE, tol=0.0
+                ),
+            )
         else:
             raise NotAvailable("no Neumann-series linear solver in jaxopt.linear_solve")
 
@@ -114,8 +122,16 @@ class Optimistix(_JaxPeer):
 
         def outer(u, w0, X, y, Xv, yv):
             # optimistix's first step evaluates f at y0 without an update: T updates take max_steps=T+1.
-            sol = optx.minimise(lambda w, args: _f(w, *args), solver, w0, args=(u, X, y), max_steps=T + 1,
-                                adjoint=adjoint, throw=False, tags=tags)
+            sol = optx.minimise(
+                lambda w, args: _f(w, *args),
+                solver,
+                w0,
+                args=(u, X, y),
+                max_steps=T + 1,
+                adjoint=adjoint,
+                throw=False,
+                tags=tags,
+            )
             return _F(sol.value, Xv, yv)
 
         return outer

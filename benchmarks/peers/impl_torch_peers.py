@@ -28,6 +28,7 @@ def _quiet_betty():
 
     get_logger().setLevel(logging.WARNING)
 
+
 torch.set_default_dtype(torch.float32)
 
 # run.py --device cuda sets this before importing: every tensor and module of the torch peers lives there.
@@ -108,6 +109,7 @@ class TorchOpt:
         u0, w0, X, y, Xv, yv = (_t(data[k]) for k in ("u0", "w0", "X", "y", "Xv", "yv"))
 
         if task == "unroll":
+
             def run():
                 u = u0.clone().requires_grad_(True)
                 net = _W(w0)
@@ -189,8 +191,11 @@ class TorchOpt:
         def objective(w, u):
             return 0.5 * torch.sum((Phi @ w - u) ** 2)
 
-        @torchopt.diff.implicit.custom_root(torch.func.grad(objective, argnums=0), argnums=1,
-                                            solve=torchopt.linear_solve.solve_inv(ns=True, maxiter=K - 1, alpha=alpha))
+        @torchopt.diff.implicit.custom_root(
+            torch.func.grad(objective, argnums=0),
+            argnums=1,
+            solve=torchopt.linear_solve.solve_inv(ns=True, maxiter=K - 1, alpha=alpha),
+        )
         def inner_solve(w, u):
             with torch.enable_grad():
                 w = w.detach().requires_grad_(True)
@@ -225,7 +230,9 @@ class Higher:
         import higher
 
         if task != "unroll":
-            raise NotAvailable("higher differentiates through unrolled loops only (no implicit differentiation)")
+            raise NotAvailable(
+                "higher differentiates through unrolled loops only (no implicit differentiation)"
+            )
         alpha = data["alpha"]
         u0, w0, X, y, Xv, yv = (_t(data[k]) for k in ("u0", "w0", "X", "y", "Xv", "yv"))
         net = _W(w0)
@@ -283,8 +290,20 @@ class Betty:
         return f"{_version('betty-ml')} (torch {torch.__version__})"
 
     @staticmethod
-    def _engine(inner_loss, outer_loss, w_module, u_module, inner_lr, outer_lr, cfg, unroll, iters,
-                inner_opt=None, outer_opt=None, capture=None):
+    def _engine(
+        inner_loss,
+        outer_loss,
+        w_module,
+        u_module,
+        inner_lr,
+        outer_lr,
+        cfg,
+        unroll,
+        iters,
+        inner_opt=None,
+        outer_opt=None,
+        capture=None,
+    ):
         from betty.configs import Config, EngineConfig
         from betty.engine import Engine
         from betty.problems import ImplicitProblem
@@ -304,25 +323,43 @@ class Betty:
                     capture.append(self.module.u.grad.detach().clone())
 
         loader = [(torch.zeros(1, device=DEVICE),)]
-        inner = Inner(name="inner", module=w_module, optimizer=inner_opt or torch.optim.SGD(w_module.parameters(), lr=inner_lr),
-                      train_data_loader=loader, config=Config(unroll_steps=unroll, **cfg))
-        outer = Outer(name="outer", module=u_module, optimizer=outer_opt or torch.optim.SGD(u_module.parameters(), lr=outer_lr),
-                      train_data_loader=loader, config=Config())
-        engine = Engine(config=EngineConfig(train_iters=iters, valid_step=10**9, logger_type="none"),
-                        problems=[outer, inner], dependencies={"l2u": {inner: [outer]}, "u2l": {outer: [inner]}})
+        inner = Inner(
+            name="inner",
+            module=w_module,
+            optimizer=inner_opt or torch.optim.SGD(w_module.parameters(), lr=inner_lr),
+            train_data_loader=loader,
+            config=Config(unroll_steps=unroll, **cfg),
+        )
+        outer = Outer(
+            name="outer",
+            module=u_module,
+            optimizer=outer_opt or torch.optim.SGD(u_module.parameters(), lr=outer_lr),
+            train_data_loader=loader,
+            config=Config(),
+        )
+        engine = Engine(
+            config=EngineConfig(train_iters=iters, valid_step=10**9, logger_type="none"),
+            problems=[outer, inner],
+            dependencies={"l2u": {inner: [outer]}, "u2l": {outer: [inner]}},
+        )
         return engine
 
     @classmethod
     def p1(cls, task, data):
         if task == "unroll":
-            raise NotAvailable("Betty has no T-step unrolled hypergradient (its 'darts' type is a 1-step "
-                               "finite-difference approximation)")
+            raise NotAvailable(
+                "Betty has no T-step unrolled hypergradient (its 'darts' type is a 1-step "
+                "finite-difference approximation)"
+            )
         if task == "normal_cg":
             raise NotAvailable("Betty has no normal-equation CG")
         alpha = data["alpha"]
         X, y, Xv, yv = (_t(data[k]) for k in ("X", "y", "Xv", "yv"))
-        cfg = (dict(type="cg", cg_iterations=K_SOLVE, cg_alpha=1.0) if task == "cg"
-               else dict(type="neumann", neumann_iterations=K_SOLVE - 1, neumann_alpha=alpha))
+        cfg = (
+            dict(type="cg", cg_iterations=K_SOLVE, cg_alpha=1.0)
+            if task == "cg"
+            else dict(type="neumann", neumann_iterations=K_SOLVE - 1, neumann_alpha=alpha)
+        )
 
         class U(torch.nn.Module):
             def __init__(self):
@@ -330,8 +367,18 @@ class Betty:
                 self.u = torch.nn.Parameter(_t(data["u0"]).clone())
 
         def make(capture=None):
-            return cls._engine(lambda um, wm: ridge_f(um.u, wm.w, X, y), lambda um, wm: ridge_F(wm.w, Xv, yv),
-                               _W(data["w0"]), U(), alpha, 0.0, cfg, T_INNER, T_INNER, capture=capture)
+            return cls._engine(
+                lambda um, wm: ridge_f(um.u, wm.w, X, y),
+                lambda um, wm: ridge_F(wm.w, Xv, yv),
+                _W(data["w0"]),
+                U(),
+                alpha,
+                0.0,
+                cfg,
+                T_INNER,
+                T_INNER,
+                capture=capture,
+            )
 
         def run():
             capture = []
@@ -356,8 +403,16 @@ class Betty:
             engine = cls._engine(
                 lambda um_, wm: torch.nn.functional.cross_entropy(wm(um_.u), ys),
                 lambda um_, wm: torch.nn.functional.cross_entropy(wm(Xo), yo),
-                _mlp(data), um, data["inner_lr"], None, dict(type="darts", darts_alpha=0.01), 1, steps,
-                outer_opt=torch.optim.Adam(um.parameters(), lr=data["outer_lr"]), capture=capture)
+                _mlp(data),
+                um,
+                data["inner_lr"],
+                None,
+                dict(type="darts", darts_alpha=0.01),
+                1,
+                steps,
+                outer_opt=torch.optim.Adam(um.parameters(), lr=data["outer_lr"]),
+                capture=capture,
+            )
             engine.run()
             return um.u.detach(), torch.zeros(0)
 
@@ -375,10 +430,17 @@ class Betty:
 
         def run():
             um = U()
-            engine = cls._engine(lambda um_, wm: 0.5 * torch.sum((Phi @ wm.w - um_.u) ** 2),
-                                 lambda um_, wm: 0.5 * torch.sum((Phi_o @ wm.w - yo) ** 2),
-                                 _W(data["w0"]), um, alpha, data["outer_lr"],
-                                 dict(type="neumann", neumann_iterations=K - 1, neumann_alpha=alpha), T, T)
+            engine = cls._engine(
+                lambda um_, wm: 0.5 * torch.sum((Phi @ wm.w - um_.u) ** 2),
+                lambda um_, wm: 0.5 * torch.sum((Phi_o @ wm.w - yo) ** 2),
+                _W(data["w0"]),
+                um,
+                alpha,
+                data["outer_lr"],
+                dict(type="neumann", neumann_iterations=K - 1, neumann_alpha=alpha),
+                T,
+                T,
+            )
             engine.run()
             return um.u.detach()
 

@@ -69,6 +69,14 @@ def antidistillation(n: int = 10, L: int = 10, T: int = T_INNER, K: int = 100) -
     Phi = feats(np.linspace(-2, 2, n))
     Phi_o = feats(np.array([0.0]))
     lam_max = np.linalg.eigvalsh(Phi.T @ Phi).max()
-    return dict(Phi=Phi.astype(np.float32), Phi_o=Phi_o.astype(np.float32), yo=np.array([2.0], np.float32),
-                u0=np.zeros(n, np.float32), w0=np.zeros(Phi.shape[1], np.float32),
-                alpha=float(1.0 / lam_max), T=T, K=K, outer_lr=0.1)
+    return dict(
+        Phi=Phi.astype(np.float32),
+        Phi_o=Phi_o.astype(np.float32),
+        yo=np.array([2.0], np.float32),
+        u0=np.zeros(n, np.float32),
+        w0=np.zeros(Phi.shape[1], np.float32),
+        alpha=float(1.0 / lam_max),
+        T=T,
+        K=K,
+        outer_lr=0.1,
+    )

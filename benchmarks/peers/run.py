@@ -35,10 +35,16 @@ def _parse(argv):
     ap.add_argument("--dims", type=int, nargs="*", default=[100, 1000, 10000])
     ap.add_argument("--problems", type=int, nargs="*", default=[1, 2, 3, 4])
     ap.add_argument("--threads", type=int, default=1, help="threads for XLA and torch (0: library default)")
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                    help="cuda: JAX on its GPU backend and the torch peers on torch.device('cuda') (GPU table)")
+    ap.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: JAX on its GPU backend and the torch peers on torch.device('cuda') (GPU table)",
+    )
     ap.add_argument("--libs", nargs="*", default=None, help="subset of peers to run (default: all)")
-    ap.add_argument("--tasks", nargs="*", default=None, help="problem 1: subset of cg normal_cg neumann unroll")
+    ap.add_argument(
+        "--tasks", nargs="*", default=None, help="problem 1: subset of cg normal_cg neumann unroll"
+    )
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--mem-child", nargs=4, metavar=("LIB", "TASK", "T", "D"), help=argparse.SUPPRESS)
     return ap.parse_args(argv)
@@ -179,8 +185,15 @@ def problem1(libs, dims, repeats, min_time):
                 row["over_floor"] = row["time"] / floor
                 row["counts"] = f"{c['grads']} grads + {c['hvps']} HVPs"
             rows.append(row)
-        rows.append(dict(problem=f"1 ridge d={d}", task="(units)", library="blojax", status="ok",
-                         units={k: v for k, v in unit_t.items()}))
+        rows.append(
+            dict(
+                problem=f"1 ridge d={d}",
+                task="(units)",
+                library="blojax",
+                status="ok",
+                units={k: v for k, v in unit_t.items()},
+            )
+        )
     return rows
 
 
@@ -192,7 +205,11 @@ def problem2(libs, repeats):
     steps = 20 if ARGS.quick else data["steps"]
     fns, rows, outs = {}, [], {}
     for name, lib in libs.items():
-        row = dict(problem=f"2 ring distillation, warm start, {steps} outer steps", task="1-step unroll", library=name)
+        row = dict(
+            problem=f"2 ring distillation, warm start, {steps} outer steps",
+            task="1-step unroll",
+            library=name,
+        )
         if isinstance(lib, str):
             rows.append(dict(row, status=lib))
             continue
@@ -200,7 +217,8 @@ def problem2(libs, repeats):
             if not hasattr(lib, "p2"):
                 raise NotImplementedError(
                     "no warm-start bilevel loop or 1-step unrolled hypergradient: it solves single-level problems "
-                    "and differentiates their solutions")
+                    "and differentiates their solutions"
+                )
             fn, conv = lib.p2(data, steps=steps)
             outs[name] = conv(fn())
             short, sconv = lib.p2(data, steps=10)
@@ -210,8 +228,11 @@ def problem2(libs, repeats):
         except Exception as exc:  # noqa: BLE001
             rows.append(dict(row, status=_reason(exc)))
     # Reference row: the same loop hand-written in plain JAX (what the library's step compiles against).
-    row = dict(problem=f"2 ring distillation, warm start, {steps} outer steps", task="1-step unroll",
-               library="plain JAX (hand-written scan)")
+    row = dict(
+        problem=f"2 ring distillation, warm start, {steps} outer steps",
+        task="1-step unroll",
+        library="plain JAX (hand-written scan)",
+    )
     fn, conv = ours.p2_plain_jax(data, steps=steps)
     outs[row["library"]] = conv(fn())
     short, sconv = ours.p2_plain_jax(data, steps=10)
@@ -246,7 +267,11 @@ def problem3(libs, repeats, min_time):
     data = problems.antidistillation()
     fns, rows, outs = {}, [], {}
     for name, lib in libs.items():
-        row = dict(problem="3 antidistillation, cold start", task="T=100 + Neumann K=100, one outer step", library=name)
+        row = dict(
+            problem="3 antidistillation, cold start",
+            task="T=100 + Neumann K=100, one outer step",
+            library=name,
+        )
         if isinstance(lib, str):
             rows.append(dict(row, status=lib))
             continue
@@ -314,8 +339,16 @@ def mem_child(lib_name, task, T, d):
     dt = time.perf_counter() - t0
     peak = _rss_kib("VmHWM")
     dev_peak = _device_bytes(reset=False)
-    print(json.dumps(dict(peak_growth_kib=peak - base, xla_temp_bytes=xla_temp, seconds=dt,
-                          device_peak_growth_bytes=None if dev_base is None else dev_peak - dev_base)))
+    print(
+        json.dumps(
+            dict(
+                peak_growth_kib=peak - base,
+                xla_temp_bytes=xla_temp,
+                seconds=dt,
+                device_peak_growth_bytes=None if dev_base is None else dev_peak - dev_base,
+            )
+        )
+    )
 
 
 def _device_bytes(reset):
@@ -346,23 +379,48 @@ def problem4(libs, Ts, d):
     for task in ("unroll", "cg"):
         for T in Ts:
             for name, lib in libs.items():
-                row = dict(problem=f"4 memory, ridge d={d}", task=("unroll" if task == "unroll" else "IFT + CG K=20") + f", T={T}",
-                           library=name)
+                row = dict(
+                    problem=f"4 memory, ridge d={d}",
+                    task=("unroll" if task == "unroll" else "IFT + CG K=20") + f", T={T}",
+                    library=name,
+                )
                 if isinstance(lib, str):
                     rows.append(dict(row, status=lib))
                     continue
-                cmd = [sys.executable, str(Path(__file__).resolve()), "--threads", str(ARGS.threads),
-                       "--device", ARGS.device, "--mem-child", name, task, str(T), str(d)]
+                cmd = [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--threads",
+                    str(ARGS.threads),
+                    "--device",
+                    ARGS.device,
+                    "--mem-child",
+                    name,
+                    task,
+                    str(T),
+                    str(d),
+                ]
                 res = subprocess.run(cmd, capture_output=True, text=True)
                 lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
                 if res.returncode == 0 and lines:
                     rep = json.loads(lines[-1])
                     dev = rep.get("device_peak_growth_bytes")
-                    rows.append(dict(row, status="ok", peak_mib=rep["peak_growth_kib"] / 1024,
-                                     xla_temp_mib=None if rep["xla_temp_bytes"] is None else rep["xla_temp_bytes"] / 2**20,
-                                     **({} if dev is None else dict(device_mib=dev / 2**20))))
+                    rows.append(
+                        dict(
+                            row,
+                            status="ok",
+                            peak_mib=rep["peak_growth_kib"] / 1024,
+                            xla_temp_mib=None
+                            if rep["xla_temp_bytes"] is None
+                            else rep["xla_temp_bytes"] / 2**20,
+                            **({} if dev is None else dict(device_mib=dev / 2**20)),
+                        )
+                    )
                 else:
-                    err = (res.stderr.strip().splitlines() or [f"child process ended with code {res.returncode} and no message"])[-1]
+                    err = (
+                        res.stderr.strip().splitlines()
+                        or [f"child process ended with code {res.returncode} and no message"]
+                    )[-1]
                     try:
                         err = json.loads(res.stderr.strip().splitlines()[-1]).get("error", err)
                     except Exception:  # noqa: BLE001
@@ -407,21 +465,35 @@ def print_tables(rows):
     for prob, rs in groups.items():
         text.append(f"\n### {prob}\n")
         if prob.startswith("4"):
-            cols = [("task", "method"), ("library", "library"), ("peak_mib", "peak RSS growth (MiB)"),
-                    ("xla_temp_mib", "XLA temp buffers (MiB)"),
-                    *([("device_mib", "peak GPU memory growth (MiB)")] if any("device_mib" in r for r in rs) else []),
-                    ("note", "note")]
+            cols = [
+                ("task", "method"),
+                ("library", "library"),
+                ("peak_mib", "peak RSS growth (MiB)"),
+                ("xla_temp_mib", "XLA temp buffers (MiB)"),
+                *(
+                    [("device_mib", "peak GPU memory growth (MiB)")]
+                    if any("device_mib" in r for r in rs)
+                    else []
+                ),
+                ("note", "note"),
+            ]
         else:
             cols = [("task", "method"), ("library", "library"), ("time", "time / unit (median)")]
             if prob.startswith("2"):
                 cols.append(("steps_per_s", "outer steps / s"))
-            cols += [("ours_over_peer", "blojax / peer time"),
-                     *([("ours_over_peer_min", "same, fastest repeats")] if prob.startswith("1") else []),
-                     ("over_floor", "blojax / floor"),
-                     ("peer_over_floor", "peer / blojax floor (max. speed-up)"),
-                     *([("peer_floor", "peer's work at torch unit prices (peer / that)")]
-                       if prob.startswith("1") and any("peer_floor" in r for r in rs) else []),
-                     ("rel_err", "rel. diff. to blojax"), ("note", "note")]
+            cols += [
+                ("ours_over_peer", "blojax / peer time"),
+                *([("ours_over_peer_min", "same, fastest repeats")] if prob.startswith("1") else []),
+                ("over_floor", "blojax / floor"),
+                ("peer_over_floor", "peer / blojax floor (max. speed-up)"),
+                *(
+                    [("peer_floor", "peer's work at torch unit prices (peer / that)")]
+                    if prob.startswith("1") and any("peer_floor" in r for r in rs)
+                    else []
+                ),
+                ("rel_err", "rel. diff. to blojax"),
+                ("note", "note"),
+            ]
         text.append(table([show(r, cols) for r in rs], cols))
         units = next((r["units"] for r in rows if r["problem"] == prob and r.get("task") == "(units)"), None)
         if units:
@@ -437,15 +509,32 @@ def main():
         mem_child(lib, task, int(T), int(d))
         return 0
     libs = load_libraries(ARGS.libs)
-    info = machine_info(("jax", "jaxlib", "optax", "lineax", "equinox", "optimistix", "jaxopt", "torch",
-                         "torchopt", "higher", "betty-ml", "numpy"))
+    info = machine_info(
+        (
+            "jax",
+            "jaxlib",
+            "optax",
+            "lineax",
+            "equinox",
+            "optimistix",
+            "jaxopt",
+            "torch",
+            "torchopt",
+            "higher",
+            "betty-ml",
+            "numpy",
+        )
+    )
     print(format_machine(info))
     import jax
 
     print(f"device: {ARGS.device}; JAX backend {jax.default_backend()} ({jax.devices()[0].device_kind})")
     if ARGS.device == "cuda":
         if jax.default_backend() != "gpu":
-            print("--device cuda: JAX sees no GPU (install a CUDA jaxlib, or run without --device)", file=sys.stderr)
+            print(
+                "--device cuda: JAX sees no GPU (install a CUDA jaxlib, or run without --device)",
+                file=sys.stderr,
+            )
             return 2
         if "torch" in sys.modules:
             import torch
@@ -454,7 +543,9 @@ def main():
                 print("--device cuda: torch sees no GPU; the torch peers' rows will fail", file=sys.stderr)
             else:
                 print(f"  torch device: {torch.cuda.get_device_name(0)}")
-    print(f"threads per process: {ARGS.threads or 'library default'}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')}")
+    print(
+        f"threads per process: {ARGS.threads or 'library default'}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')}"
+    )
     for name, lib in libs.items():
         print(f"  {name}: {_version(lib) if not isinstance(lib, str) else lib}")
     repeats = 2 if ARGS.quick else ARGS.repeats
@@ -473,8 +564,11 @@ def main():
     print(f"\ntotal {time.time() - t0:.0f} s")
     if ARGS.json:
         ARGS.json.parent.mkdir(parents=True, exist_ok=True)
-        ARGS.json.write_text(json.dumps(dict(machine=info, threads=ARGS.threads, rows=rows, tables=text), indent=1,
-                                        default=str))
+        ARGS.json.write_text(
+            json.dumps(
+                dict(machine=info, threads=ARGS.threads, rows=rows, tables=text), indent=1, default=str
+            )
+        )
     return 0
 
 

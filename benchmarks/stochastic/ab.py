@@ -87,7 +87,9 @@ def main(argv=None):
         print(f"{k:18s} median {statistics.median(v):.4f} s  min {min(v):.4f} s  ({it} iterations)")
     med = statistics.median(times["blojax"]) / statistics.median(times["benchmark_bilevel"])
     mn = min(times["blojax"]) / min(times["benchmark_bilevel"])
-    print(f"{args.solver}: blojax / benchmark_bilevel  median {med:.2f}  min {mn:.2f}  (load average {os.getloadavg()})")
+    print(
+        f"{args.solver}: blojax / benchmark_bilevel  median {med:.2f}  min {mn:.2f}  (load average {os.getloadavg()})"
+    )
 
 
 if __name__ == "__main__":

@@ -44,7 +44,11 @@ SOLVERS = {  # benchmark_bilevel file -> parameters (its defaults, batch size sh
     "f2sa": dict(step_size=0.01, outer_ratio=1.0, lmbda0=1.0, delta_lmbda=0.1, n_inner_steps=10),
 }
 DRAWS = {  # batches drawn per outer step (inner, outer), from each solver's get_step
-    "soba": (1, 1), "saba": (1, 1), "amigo": (21, 1), "stocbio": (21, 1), "f2sa": (22, 11),
+    "soba": (1, 1),
+    "saba": (1, 1),
+    "amigo": (21, 1),
+    "stocbio": (21, 1),
+    "f2sa": (22, 11),
 }
 
 
@@ -57,8 +61,11 @@ def load_module(path: pathlib.Path, name: str):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--benchmark-bilevel", default=str(REPO / ".benchmark_bilevel"),
-                    help="a checkout of github.com/benchopt/benchmark_bilevel")
+    ap.add_argument(
+        "--benchmark-bilevel",
+        default=str(REPO / ".benchmark_bilevel"),
+        help="a checkout of github.com/benchopt/benchmark_bilevel",
+    )
     ap.add_argument("--out", default=str(REPO / "tests" / "data" / "stochastic_reference.npz"))
     args = ap.parse_args(argv)
 
@@ -92,9 +99,20 @@ def main(argv=None):
     outer_var0 = -2 * jnp.ones(do)  # objective.py's default start
 
     record = dict(
-        inner_H=inner[0], inner_C=inner[1], inner_X=inner[2], inner_a=inner[3], inner_c=inner[4],
-        outer_H=outer[0], outer_C=outer[1], outer_X=outer[2], outer_a=outer[3], outer_c=outer[4],
-        u0=outer_var0, w0=inner_var0, batch_size=b, steps=steps,
+        inner_H=inner[0],
+        inner_C=inner[1],
+        inner_X=inner[2],
+        inner_a=inner[3],
+        inner_c=inner[4],
+        outer_H=outer[0],
+        outer_C=outer[1],
+        outer_X=outer[2],
+        outer_a=outer[3],
+        outer_c=outer[4],
+        u0=outer_var0,
+        w0=inner_var0,
+        batch_size=b,
+        steps=steps,
     )
 
     # 2. the sampler streams (keys as in StochasticJaxSolver.set_objective)
@@ -137,10 +155,14 @@ def main(argv=None):
                 assert np.array_equal(np.asarray(theirs[k]), np.asarray(mine[k])), (name, which, k)
         if vs:  # v (SOBA, SABA, AmIGO; AmIGO's sign is the opposite of blojax's) or F2SA's z
             record[f"{name}_v"] = np.stack(vs)
-        record.update({
-            f"{name}_u": np.stack(us), f"{name}_w": np.stack(ws),
-            f"{name}_inner_blocks": inner_idx, f"{name}_outer_blocks": outer_idx,
-        })
+        record.update(
+            {
+                f"{name}_u": np.stack(us),
+                f"{name}_w": np.stack(ws),
+                f"{name}_inner_blocks": inner_idx,
+                f"{name}_outer_blocks": outer_idx,
+            }
+        )
         if name == "f2sa":
             record["f2sa_lam"] = np.asarray(carry["lmbda"])
         print(f"{name}: {steps} steps, |u_T| = {np.linalg.norm(us[-1]):.6g}, sampler streams verified")

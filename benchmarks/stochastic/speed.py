@@ -50,16 +50,33 @@ def blojax_solver(name, problem, sampler_in, sampler_out):
     from blojax.stochastic import inverse_power
 
     if name == "SOBA":
-        return blo.SOBA(problem, sampler_in, sampler_out, inner_lr=inverse_power(0.1, 0.5), outer_lr=inverse_power(0.1, 0.5))
+        return blo.SOBA(
+            problem,
+            sampler_in,
+            sampler_out,
+            inner_lr=inverse_power(0.1, 0.5),
+            outer_lr=inverse_power(0.1, 0.5),
+        )
     if name == "SABA":
         return blo.SABA(problem, sampler_in, sampler_out, inner_lr=0.1, outer_lr=0.1)
     if name == "AmIGO":
-        return blo.AmIGO(problem, sampler_in, sampler_out, inner_lr=0.1, v_lr=0.1, outer_lr=0.1, inner_steps=10)
+        return blo.AmIGO(
+            problem, sampler_in, sampler_out, inner_lr=0.1, v_lr=0.1, outer_lr=0.1, inner_steps=10
+        )
     if name == "StocBiO":
-        return blo.StocBiO(problem, sampler_in, sampler_out, inner_lr=0.1, outer_lr=0.1, inner_steps=10, neumann_steps=10)
+        return blo.StocBiO(
+            problem, sampler_in, sampler_out, inner_lr=0.1, outer_lr=0.1, inner_steps=10, neumann_steps=10
+        )
     return blo.F2SA(
-        problem, sampler_in, sampler_out, inner_lr=inverse_power(0.01, 5 / 7), z_lr=inverse_power(0.01, 4 / 7),
-        outer_lr=inverse_power(0.01, 4 / 7), lam_lr=inverse_power(0.1, 1 / 7), lam0=1.0, inner_steps=10,
+        problem,
+        sampler_in,
+        sampler_out,
+        inner_lr=inverse_power(0.01, 5 / 7),
+        z_lr=inverse_power(0.01, 4 / 7),
+        outer_lr=inverse_power(0.01, 4 / 7),
+        lam_lr=inverse_power(0.1, 1 / 7),
+        lam0=1.0,
+        inner_steps=10,
     )
 
 
@@ -86,10 +103,17 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--eval-freq", type=int, default=128)
     ap.add_argument("--iters", type=int, default=128, help="iterations timed per sample (reported per 1000)")
-    ap.add_argument("--repeats", type=int, default=15, help="timing samples per side, the two sides alternating")
+    ap.add_argument(
+        "--repeats", type=int, default=15, help="timing samples per side, the two sides alternating"
+    )
     ap.add_argument("--target-repeats", type=int, default=3, help="time-to-target runs per side (median)")
     ap.add_argument("--target", type=float, default=1e-3)
-    ap.add_argument("--max-iters", type=int, default=4096, help="iteration budget for the time-to-target runs (0: skip them)")
+    ap.add_argument(
+        "--max-iters",
+        type=int,
+        default=4096,
+        help="iteration budget for the time-to-target runs (0: skip them)",
+    )
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "stochastic" / "results"))
     args = ap.parse_args(argv)
 
@@ -158,7 +182,9 @@ def main(argv=None):
             jax.block_until_ready(bstate["s"].u)
 
         sides = {
-            "benchmark_bilevel": Side(r_reset, r_chunk, lambda: (rstate["carry"]["outer_var"], rstate["carry"]["inner_var"])),
+            "benchmark_bilevel": Side(
+                r_reset, r_chunk, lambda: (rstate["carry"]["outer_var"], rstate["carry"]["inner_var"])
+            ),
             "blojax": Side(b_reset, b_chunk, lambda: (bstate["s"].u, bstate["s"].w)),
         }
         for s in sides.values():  # compile
@@ -177,7 +203,9 @@ def main(argv=None):
 
         to_target = {k: [] for k in sides}
         curves = {}
-        for rep in tqdm(range(args.target_repeats if args.max_iters > 0 else 0), desc=f"{name} to target", leave=False):
+        for rep in tqdm(
+            range(args.target_repeats if args.max_iters > 0 else 0), desc=f"{name} to target", leave=False
+        ):
             for k, s in sides.items():
                 s.reset()
                 elapsed, it = 0.0, 0
@@ -201,24 +229,40 @@ def main(argv=None):
             per1000_s={k: statistics.median(v) for k, v in per1000.items()},
             per1000_min_s={k: min(v) for k, v in per1000.items()},
             per1000_all={k: v for k, v in per1000.items()},
-            to_target_s={k: statistics.median([t for t, _ in v]) if v else float("nan") for k, v in to_target.items()},
+            to_target_s={
+                k: statistics.median([t for t, _ in v]) if v else float("nan") for k, v in to_target.items()
+            },
             to_target_iters={k: v[0][1] if v else None for k, v in to_target.items()},
-            curves=curves, n=n, d=d,
+            curves=curves,
+            n=n,
+            d=d,
         )
         row["ratio_per1000"] = row["per1000_s"]["blojax"] / row["per1000_s"]["benchmark_bilevel"]
         row["ratio_per1000_min"] = row["per1000_min_s"]["blojax"] / row["per1000_min_s"]["benchmark_bilevel"]
         tt = row["to_target_s"]
-        row["ratio_to_target"] = (tt["blojax"] / tt["benchmark_bilevel"]) if np.isfinite(tt["blojax"]) and np.isfinite(tt["benchmark_bilevel"]) else None
+        row["ratio_to_target"] = (
+            (tt["blojax"] / tt["benchmark_bilevel"])
+            if np.isfinite(tt["blojax"]) and np.isfinite(tt["benchmark_bilevel"])
+            else None
+        )
         results[name] = row
-        print(f"{name:8s} per 1000 it: blojax {row['per1000_s']['blojax']:.3f}s  bb {row['per1000_s']['benchmark_bilevel']:.3f}s  "
-              f"ratio {row['ratio_per1000']:.2f} | to {args.target:g}: blojax {tt['blojax']:.2f}s "
-              f"({row['to_target_iters']['blojax']} it)  bb {tt['benchmark_bilevel']:.2f}s "
-              f"({row['to_target_iters']['benchmark_bilevel']} it)", flush=True)
+        print(
+            f"{name:8s} per 1000 it: blojax {row['per1000_s']['blojax']:.3f}s  bb {row['per1000_s']['benchmark_bilevel']:.3f}s  "
+            f"ratio {row['ratio_per1000']:.2f} | to {args.target:g}: blojax {tt['blojax']:.2f}s "
+            f"({row['to_target_iters']['blojax']} it)  bb {tt['benchmark_bilevel']:.2f}s "
+            f"({row['to_target_iters']['benchmark_bilevel']} it)",
+            flush=True,
+        )
 
     meta = dict(
         command="make bench-stochastic  (" + " ".join([sys.executable, *sys.argv]) + ")",
-        args=vars(args), machine=platform.platform(), processor=platform.processor(), cpus=os.cpu_count(),
-        load_avg=os.getloadavg(), jax=jax.__version__, blojax=blojax.__version__,
+        args=vars(args),
+        machine=platform.platform(),
+        processor=platform.processor(),
+        cpus=os.cpu_count(),
+        load_avg=os.getloadavg(),
+        jax=jax.__version__,
+        blojax=blojax.__version__,
         date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     )
     tag = f"_n{n}_d{d}"
@@ -275,7 +319,9 @@ def plot(results, out, target):
         ax.set_ylabel(r"$\|\nabla h(u)\|^2$")
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=6, ncol=2)
-    fig.suptitle(f"simulated quadratic n = m = {r0['n']}, dimensions {r0['d']}; solid: blojax, dashed: benchmark_bilevel")
+    fig.suptitle(
+        f"simulated quadratic n = m = {r0['n']}, dimensions {r0['d']}; solid: blojax, dashed: benchmark_bilevel"
+    )
     fig.tight_layout()
     fig.savefig(out / f"speed_suboptimality_n{r0['n']}_d{r0['d']}.png", dpi=120)
     plt.close(fig)

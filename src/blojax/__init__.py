@@ -1,13 +1,13 @@
 """blojax: gradient-based bilevel optimization in JAX, and a laboratory for its implicit bias.
 
-    import blojax as blo, optax
-    problem = blo.Problem(inner=f, outer=F)                # f(u, w), F(u, w) -> scalar
-    inner   = blo.InnerLoop(optax.sgd(0.1), steps=100)
-    method  = blo.Neumann(terms=20, lr=0.1)
-    g, info = blo.hypergradient(problem, u, w, method, inner=inner)
-    algo    = blo.WarmStart(problem, inner, method, outer=optax.adam(1e-2))
-    state, history = algo.run(algo.init(u0, w0), steps=1000)
-    w = blo.solve(problem, u, w0, inner=inner, method=method)   # differentiable: jax.grad uses method
+import blojax as blo, optax
+problem = blo.Problem(inner=f, outer=F)                # f(u, w), F(u, w) -> scalar
+inner   = blo.InnerLoop(optax.sgd(0.1), steps=100)
+method  = blo.Neumann(terms=20, lr=0.1)
+g, info = blo.hypergradient(problem, u, w, method, inner=inner)
+algo    = blo.WarmStart(problem, inner, method, outer=optax.adam(1e-2))
+state, history = algo.run(algo.init(u0, w0), steps=1000)
+w = blo.solve(problem, u, w0, inner=inner, method=method)   # differentiable: jax.grad uses method
 """
 
 from . import analysis, linalg

@@ -88,9 +88,13 @@ def check_int(owner: str, name: str, value, *, minimum: int = 1):
     if is_traced_or_array(value):
         arr = np.asarray(value)
         if not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(f"{owner}.{name} must be a {word} integer (or integer array), got dtype {arr.dtype}")
+            raise TypeError(
+                f"{owner}.{name} must be a {word} integer (or integer array), got dtype {arr.dtype}"
+            )
         if arr.size and arr.min() < minimum:
-            raise ValueError(f"{owner}.{name} must be a {word} integer, got {arr if arr.ndim else arr.item()}")
+            raise ValueError(
+                f"{owner}.{name} must be a {word} integer, got {arr if arr.ndim else arr.item()}"
+            )
         return
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
         raise TypeError(f"{owner}.{name} must be a {word} integer, got {value!r}")
@@ -105,7 +109,10 @@ def check_float(owner: str, name: str, value, *, positive: bool = False, nonneg:
         return
     if is_traced_or_array(value):
         arr = np.asarray(value)
-        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) or arr.dtype == bool:
+        if (
+            not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer))
+            or arr.dtype == bool
+        ):
             raise TypeError(f"{owner}.{name} must be real (a number or real array), got dtype {arr.dtype}")
         shown = arr if arr.ndim else arr.item()
         if not np.all(np.isfinite(arr)):
@@ -142,7 +149,9 @@ def runtime_violations(owner: str, specs, obj):
                 bad = bad | jnp.any(value <= 0)
             elif rule == "nonneg":
                 bad = bad | jnp.any(value < 0)
-            word = {"positive": "finite and positive", "nonneg": "finite and non-negative"}.get(rule, "finite")
+            word = {"positive": "finite and positive", "nonneg": "finite and non-negative"}.get(
+                rule, "finite"
+            )
             out.append((bad, f"{owner}.{name} must be {word} (traced value)"))
     return out
 

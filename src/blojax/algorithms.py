@@ -140,8 +140,15 @@ class _Bilevel:
             w_start, s_start = state.w, state.inner_state
         w_t, s_t, iinfo = self._presolver().solve(problem, u, w_start, s_start, inner_batch)
         g, hinfo = hypergradient(
-            problem, u, w_t, self.method, self.inner,
-            inner_batch=inner_batch, outer_batch=outer_batch, inner_state=s_t, diagnostics=self.diagnostics,
+            problem,
+            u,
+            w_t,
+            self.method,
+            self.inner,
+            inner_batch=inner_batch,
+            outer_batch=outer_batch,
+            inner_state=s_t,
+            diagnostics=self.diagnostics,
             throw=False,  # a non-finite step freezes the state and is reported by run() (on_nonfinite)
         )
         # the point where F and g were taken (after the strategy's own steps, e.g. Unroll's last K)
@@ -157,11 +164,14 @@ class _Bilevel:
 
         def value_fn(u_):  # the bilevel objective u -> F(u, w(u)) from this step's start, for line
             # searches; differentiable with the chosen strategy (blojax.solve)
-            w_ = solve(problem, u_, w_start, inner=self.inner, method=self.method, batch=inner_batch, throw=False)
+            w_ = solve(
+                problem, u_, w_start, inner=self.inner, method=self.method, batch=inner_batch, throw=False
+            )
             return problem.F(u_, w_, outer_batch)
 
-        updates, outer_state = self._outer.update(g, state.outer_state, u, value=hinfo.F, grad=g,
-                                                  value_fn=value_fn)
+        updates, outer_state = self._outer.update(
+            g, state.outer_state, u, value=hinfo.F, grad=g, value_fn=value_fn
+        )
         u_new = optax.apply_updates(u, updates)
 
         metrics = dict(
@@ -174,7 +184,9 @@ class _Bilevel:
             hypergrad_norm=tree_norm(g),
             residual=hinfo.residual,
             inner_steps=n_inner,
-            inner_status=jnp.asarray(iinfo.status, jnp.int32) if hasattr(iinfo, "status") else jnp.asarray(0, jnp.int32),
+            inner_status=jnp.asarray(iinfo.status, jnp.int32)
+            if hasattr(iinfo, "status")
+            else jnp.asarray(0, jnp.int32),
             solve_status=hinfo.status,
         )
         if self.record is not None:
@@ -253,7 +265,11 @@ class _Bilevel:
             state, history = self._jit_scan(state, steps, inner_batches, outer_batches)
         traced = traced or _is_traced(state)  # e.g. objectives closing over traced values
         if not traced and on_nonfinite == "raise":
-            bad = int(jnp.max(state.diverged_step)) if jnp.ndim(state.diverged_step) else int(state.diverged_step)
+            bad = (
+                int(jnp.max(state.diverged_step))
+                if jnp.ndim(state.diverged_step)
+                else int(state.diverged_step)
+            )
             if bad >= 0:
                 raise NonFiniteError(
                     f"{type(self).__name__}: non-finite values (NaN/inf) at outer step {bad}; the state is "

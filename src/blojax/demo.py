@@ -44,10 +44,14 @@ def quadratic_part(outer_steps=2000):
     target = q.min_norm_outer_solution(u0)
     G = q.outer_hessian()
     beta = 0.5 / float(jnp.max(jnp.linalg.eigvalsh(G)))
-    print("Part 1: quadratic bilevel problem, n_w=8 (rank of H: 4), n_u=6, u0=0, w0=0; every method\n"
-          "  reaches an outer solution (same F*), but only Exact reaches the one nearest u0")
-    print(f"  closed form (cold-start + Exact): u* = {np.array2string(np.asarray(target), precision=4)}  "
-          f"||u*|| = {float(jnp.linalg.norm(target)):.4f}  F*(u*) = {float(q.F_star(target)):.6f}")
+    print(
+        "Part 1: quadratic bilevel problem, n_w=8 (rank of H: 4), n_u=6, u0=0, w0=0; every method\n"
+        "  reaches an outer solution (same F*), but only Exact reaches the one nearest u0"
+    )
+    print(
+        f"  closed form (cold-start + Exact): u* = {np.array2string(np.asarray(target), precision=4)}  "
+        f"||u*|| = {float(jnp.linalg.norm(target)):.4f}  F*(u*) = {float(q.F_star(target)):.6f}"
+    )
     print(f"  {'method':<20}{'start':<6}{'F*(u)':>12}{'||u||':>10}{'||u-u*||':>12}")
     for name, m in methods(alpha).items():
         for label, cls in (("cold", blo.ColdStart), ("warm", blo.WarmStart)):
@@ -56,8 +60,10 @@ def quadratic_part(outer_steps=2000):
             state, hist = algo.run(algo.init(u0, w0), outer_steps, on_nonfinite="stop")
             u = state.u
             note = f"  diverged at step {int(state.diverged_step)}" if int(state.diverged_step) >= 0 else ""
-            print(f"  {name:<20}{label:<6}{float(q.F_star(u)):>12.6f}{float(jnp.linalg.norm(u)):>10.4f}"
-                  f"{float(jnp.linalg.norm(u - target)):>12.2e}{note}")
+            print(
+                f"  {name:<20}{label:<6}{float(q.F_star(u)):>12.6f}{float(jnp.linalg.norm(u)):>10.4f}"
+                f"{float(jnp.linalg.norm(u - target)):>12.2e}{note}"
+            )
 
 
 def distillation_part(outer_steps=3000):
@@ -80,17 +86,27 @@ def distillation_part(outer_steps=3000):
     u0 = jnp.asarray(rng.standard_normal((n_syn, d)))
     w0 = jnp.zeros(d)
     runs = {
-        "cold-start (exact)": blo.ColdStart(problem, blo.ClosedForm(lambda u, w: retrain(u)), blo.Exact(), optax.adam(1e-2)),
-        "warm-start (T=1, Unroll(1))": blo.WarmStart(problem, blo.InnerLoop(optax.sgd(0.01), steps=1), blo.Unroll(1), optax.adam(1e-2)),
+        "cold-start (exact)": blo.ColdStart(
+            problem, blo.ClosedForm(lambda u, w: retrain(u)), blo.Exact(), optax.adam(1e-2)
+        ),
+        "warm-start (T=1, Unroll(1))": blo.WarmStart(
+            problem, blo.InnerLoop(optax.sgd(0.01), steps=1), blo.Unroll(1), optax.adam(1e-2)
+        ),
     }
-    print("\nPart 2: least-squares distillation, 2 synthetic points in 10-D (outer u), linear model (inner w)")
+    print(
+        "\nPart 2: least-squares distillation, 2 synthetic points in 10-D (outer u), linear model (inner w)"
+    )
     print(f"  {'algorithm':<30}{'F(u, w)':>10}{'F retrain':>11}{'||w||':>8}{'||u||':>8}")
     for label, algo in runs.items():
         state, hist = algo.run(algo.init(u0, w0), outer_steps)
-        print(f"  {label:<30}{float(hist['F'][-1]):>10.4f}{float(F(state.u, retrain(state.u))):>11.4f}"
-              f"{float(hist['w_norm'][-1]):>8.4f}{float(jnp.linalg.norm(state.u)):>8.4f}")
-    print("  The two reach different outer solutions. The warm model carries weights from every set of\n"
-          "  synthetic points it has fitted, so a fresh model fitted to its final points (retrain) does worse.")
+        print(
+            f"  {label:<30}{float(hist['F'][-1]):>10.4f}{float(F(state.u, retrain(state.u))):>11.4f}"
+            f"{float(hist['w_norm'][-1]):>8.4f}{float(jnp.linalg.norm(state.u)):>8.4f}"
+        )
+    print(
+        "  The two reach different outer solutions. The warm model carries weights from every set of\n"
+        "  synthetic points it has fitted, so a fresh model fitted to its final points (retrain) does worse."
+    )
 
 
 def main():

@@ -57,7 +57,8 @@ def _requires_data(fn: Callable) -> bool:
     except (TypeError, ValueError):
         return False
     required = [
-        p for p in sig.parameters.values()
+        p
+        for p in sig.parameters.values()
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
     ]
     return len(required) >= 3
@@ -88,7 +89,9 @@ class Problem:
     def __init__(self, inner: Callable[..., Any], outer: Callable[..., Any], data: Any = None):
         for name, fn in (("inner", inner), ("outer", outer)):
             if not callable(fn):
-                raise TypeError(f"Problem.{name} must be a callable {name}(u, w[, batch]) -> scalar, got {fn!r}")
+                raise TypeError(
+                    f"Problem.{name} must be a callable {name}(u, w[, batch]) -> scalar, got {fn!r}"
+                )
         object.__setattr__(self, "inner", inner)
         object.__setattr__(self, "outer", outer)
         object.__setattr__(self, "data", data)
@@ -151,16 +154,16 @@ class Problem:
             if d is None and _requires_data(fn):
                 continue  # needs data that is not known here (e.g. at init); checked when called
             try:
-                out = jax.eval_shape(lambda u_, w_, b_, which=which: self._call(which, u_, w_, b_), u, w, batch)
+                out = jax.eval_shape(
+                    lambda u_, w_, b_, which=which: self._call(which, u_, w_, b_), u, w, batch
+                )
             except Exception as exc:  # noqa: BLE001 - re-raised with context
                 raise TypeError(
                     f"Problem.{name} could not be evaluated at the given u and w "
                     f"(u: {_describe(u)}; w: {_describe(w)}): {type(exc).__name__}: {exc}"
                 ) from exc
             if not (hasattr(out, "shape") and out.shape == () and jnp.issubdtype(out.dtype, jnp.floating)):
-                raise TypeError(
-                    f"Problem.{name} must return a real scalar, got {_describe(out)}"
-                )
+                raise TypeError(f"Problem.{name} must return a real scalar, got {_describe(out)}")
             for arg_name, arg in (("u", u), ("w", w)):
                 for leaf in jax.tree_util.tree_leaves(arg):
                     if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
@@ -205,5 +208,7 @@ jax.tree_util.register_pytree_node(Problem, _flatten, _unflatten)
 
 
 def _describe(tree) -> str:
-    shapes = jax.tree_util.tree_map(lambda x: f"{getattr(x, 'dtype', type(x).__name__)}{list(getattr(x, 'shape', ()))}", tree)
+    shapes = jax.tree_util.tree_map(
+        lambda x: f"{getattr(x, 'dtype', type(x).__name__)}{list(getattr(x, 'shape', ()))}", tree
+    )
     return str(shapes)

@@ -137,7 +137,9 @@ class CycleInfo(NamedTuple):
     spread: float
 
 
-def detect_cycle(iterates, *, tol: float = 1e-9, max_period: int | None = None, repeats: int = 3) -> CycleInfo:
+def detect_cycle(
+    iterates, *, tol: float = 1e-9, max_period: int | None = None, repeats: int = 3
+) -> CycleInfo:
     """Find the smallest ``p`` with ``||w_t - w_{t-p}|| <= tol * scale`` over the last ``repeats * p``
     iterates (``scale = max(1, max_t ||w_t||)``). ``p = 1`` means convergence; ``p > 1`` a limit cycle
     of period ``p``; none found gives ``period = 0``."""

@@ -66,9 +66,7 @@ class QuadraticBilevel:
     # -------------------------------------------------------------- the objectives
     def inner(self, u, w):
         """``f(u, w)``."""
-        return (
-            0.5 * w @ self.A @ w + w @ self.B @ u + 0.5 * u @ self.C @ u + self.d @ w + self.e @ u
-        )
+        return 0.5 * w @ self.A @ w + w @ self.B @ u + 0.5 * u @ self.C @ u + self.d @ w + self.e @ u
 
     def outer(self, u, w):
         """``F(u, w)``."""

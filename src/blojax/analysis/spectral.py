@@ -161,14 +161,18 @@ def operator_matrix(method, H, *, lr=None):
     from ..problem import Problem
 
     if isinstance(method, hg.CG):
-        raise TypeError("CG applies a polynomial that depends on b, not a fixed matrix: use response(CG, H=, b=)")
+        raise TypeError(
+            "CG applies a polynomial that depends on b, not a fixed matrix: use response(CG, H=, b=)"
+        )
     H = jnp.asarray(H)
     n = H.shape[0]
     eye = jnp.eye(n, dtype=H.dtype)
     inner = None
     if not method.implicit:
         if lr is None:
-            raise ValueError(f"operator_matrix({type(method).__name__}(...)) needs lr, the SGD step of the unrolled steps")
+            raise ValueError(
+                f"operator_matrix({type(method).__name__}(...)) needs lr, the SGD step of the unrolled steps"
+            )
         inner = InnerLoop(optax.sgd(lr), steps=1)
     # f(u, w) = 1/2 w^T H w - u^T w: M = -I, so the strategy's pullback maps e_i to S e_i (S = J).
     problem = Problem(inner=lambda u, w: 0.5 * w @ H @ w - u @ w, outer=lambda u, w: 0.0 * jnp.sum(w))

@@ -53,8 +53,10 @@ def _decode(raw: bytes, where: str):
     try:
         return _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise DataError(f"{where}: not a readable CIFAR-10 batch ({type(exc).__name__}: {exc}); "
-                        "the file is corrupt, truncated or not a CIFAR-10 python batch") from exc
+        raise DataError(
+            f"{where}: not a readable CIFAR-10 batch ({type(exc).__name__}: {exc}); "
+            "the file is corrupt, truncated or not a CIFAR-10 python batch"
+        ) from exc
 
 
 def read_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -84,8 +86,12 @@ def write_batch(path: str | os.PathLike, images: np.ndarray, labels) -> pathlib.
     path = pathlib.Path(path)
     images = np.asarray(images, dtype=np.uint8)
     data = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
-    obj = {b"batch_label": b"stand-in", b"labels": [int(v) for v in labels], b"data": data,
-           b"filenames": [b"img%d.png" % i for i in range(len(images))]}
+    obj = {
+        b"batch_label": b"stand-in",
+        b"labels": [int(v) for v in labels],
+        b"data": data,
+        b"filenames": [b"img%d.png" % i for i in range(len(images))],
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(obj, protocol=2))
     return path
@@ -112,8 +118,10 @@ def load_cifar10(location: pathlib.Path):
                     data = tar.extractfile(members[n]).read()  # pyright: ignore[reportOptionalMemberAccess]
                     blobs[n] = (data, f"{location}:{members[n].name}")
         except (tarfile.TarError, EOFError, OSError) as exc:
-            raise DataError(f"{location}: cannot read the archive ({type(exc).__name__}: {exc}); "
-                            "it is corrupt or truncated") from exc
+            raise DataError(
+                f"{location}: cannot read the archive ({type(exc).__name__}: {exc}); "
+                "it is corrupt or truncated"
+            ) from exc
     parts = [read_batch(*blobs[n]) for n in TRAIN_BATCHES]
     x_tr = np.concatenate([p[0] for p in parts])
     y_tr = np.concatenate([p[1] for p in parts])

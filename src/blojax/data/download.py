@@ -19,8 +19,17 @@ import dataclasses
 import os
 import pathlib
 
-__all__ = ["DatasetNotFoundError", "Source", "SOURCES", "find_files", "cache_dir", "SYSTEM_DIRS", "files_used",
-           "reset_files_used", "record_source"]
+__all__ = [
+    "DatasetNotFoundError",
+    "Source",
+    "SOURCES",
+    "find_files",
+    "cache_dir",
+    "SYSTEM_DIRS",
+    "files_used",
+    "reset_files_used",
+    "record_source",
+]
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -49,19 +58,24 @@ _IDX = {
 
 SOURCES = {
     "mnist": Source(
-        "mnist", _IDX,
+        "mnist",
+        _IDX,
         {
             "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
             "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
             "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
             "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
         },
-        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+        (
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        ),
         ("mnist", "MNIST", "MNIST/raw"),
         "http://yann.lecun.com/exdb/mnist/",
     ),
     "fashion_mnist": Source(
-        "fashion_mnist", _IDX,
+        "fashion_mnist",
+        _IDX,
         {
             "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
             "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
@@ -73,7 +87,8 @@ SOURCES = {
         "https://github.com/zalandoresearch/fashion-mnist",
     ),
     "kmnist": Source(
-        "kmnist", _IDX,
+        "kmnist",
+        _IDX,
         {
             "train-images-idx3-ubyte.gz": "bdb82020997e1d708af4cf47b453dcf7",
             "train-labels-idx1-ubyte.gz": "e144d726b3acfaa3e44228e80efcd344",
@@ -85,7 +100,8 @@ SOURCES = {
         "https://github.com/rois-codh/kmnist",
     ),
     "cifar10": Source(
-        "cifar10", {"archive": "cifar-10-python.tar.gz"},
+        "cifar10",
+        {"archive": "cifar-10-python.tar.gz"},
         {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
         ("https://www.cs.toronto.edu/~kriz/",),
         ("cifar10", "cifar-10", "CIFAR10"),
@@ -131,8 +147,15 @@ def _record(dataset: str, found_in: str, files: dict) -> dict:
     for role, path in files.items():
         path = pathlib.Path(path)
         size, sha = _digest(path)
-        entry = {"dataset": dataset, "role": role, "name": path.name, "size": size, "sha256": sha,
-                 "path": str(path.resolve()), "found_in": found_in}
+        entry = {
+            "dataset": dataset,
+            "role": role,
+            "name": path.name,
+            "size": size,
+            "sha256": sha,
+            "path": str(path.resolve()),
+            "found_in": found_in,
+        }
         if not any(e["path"] == entry["path"] and e["role"] == role for e in _USED):
             _USED.append(entry)
     return files
@@ -140,8 +163,15 @@ def _record(dataset: str, found_in: str, files: dict) -> dict:
 
 def record_source(dataset: str, description: str, version: str) -> None:
     """Record a dataset that comes from a package rather than files (e.g. scikit-learn's digits)."""
-    entry = {"dataset": dataset, "role": "package", "name": description, "size": None, "sha256": version,
-             "path": None, "found_in": "package"}
+    entry = {
+        "dataset": dataset,
+        "role": "package",
+        "name": description,
+        "size": None,
+        "sha256": version,
+        "path": None,
+        "found_in": "package",
+    }
     if entry not in _USED:
         _USED.append(entry)
 
@@ -248,7 +278,8 @@ def find_files(name: str, root=None, *, download: bool = False) -> dict:
                 f"dataset {name!r}: files not found: {label} {base} {why} ({', '.join(source.files.values())}; searched it and its "
                 f"sub-folders {', '.join(source.folders)}); "
                 f"point root= or BLOJAX_DATA at a folder holding the files, leave both unset to use the system copy "
-                f"or the download cache, or pass download=True")
+                f"or the download cache, or pass download=True"
+            )
 
     error = None
     if download:
@@ -278,7 +309,9 @@ def _download(source: Source, cache: pathlib.Path) -> dict:
     try:
         import pooch
     except ImportError:
-        raise ImportError("downloading datasets needs pooch, which is in the optional extra: pip install 'blojax[data]'") from None
+        raise ImportError(
+            "downloading datasets needs pooch, which is in the optional extra: pip install 'blojax[data]'"
+        ) from None
 
     cache.mkdir(parents=True, exist_ok=True)
     found = {}
@@ -287,7 +320,11 @@ def _download(source: Source, cache: pathlib.Path) -> dict:
         for base in source.urls:
             try:
                 path = pooch.retrieve(
-                    base + fname, known_hash=f"md5:{source.md5[fname]}", fname=fname, path=cache, progressbar=False
+                    base + fname,
+                    known_hash=f"md5:{source.md5[fname]}",
+                    fname=fname,
+                    path=cache,
+                    progressbar=False,
                 )
                 break
             except Exception as exc:  # noqa: BLE001 - try the next mirror

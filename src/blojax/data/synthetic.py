@@ -42,7 +42,9 @@ def _check_real(name, value, *, positive=False, nonneg=False):
         raise ValueError(f"{name} must be non-negative, got {value!r}")
 
 
-def rings(n_per_class: int = 200, n_classes: int = 2, *, noise: float = 0.1, radii=None, seed: int = 0) -> Dataset:
+def rings(
+    n_per_class: int = 200, n_classes: int = 2, *, noise: float = 0.1, radii=None, seed: int = 0
+) -> Dataset:
     """Concentric rings: class ``c`` at ``r_c (cos t, sin t) + noise * e (cos t, sin t)``.
 
     Args:
@@ -61,8 +63,15 @@ def rings(n_per_class: int = 200, n_classes: int = 2, *, noise: float = 0.1, rad
     if radii is None:
         radii = np.arange(1, n_classes + 1, dtype=np.float64)
     radii = np.asarray(radii, dtype=np.float64)
-    if radii.shape != (n_classes,) or not np.all(np.isfinite(radii)) or np.any(radii <= 0) or np.any(np.diff(radii) <= 0):
-        raise ValueError(f"rings(radii) must be {n_classes} positive increasing numbers, got {radii.tolist()}")
+    if (
+        radii.shape != (n_classes,)
+        or not np.all(np.isfinite(radii))
+        or np.any(radii <= 0)
+        or np.any(np.diff(radii) <= 0)
+    ):
+        raise ValueError(
+            f"rings(radii) must be {n_classes} positive increasing numbers, got {radii.tolist()}"
+        )
     rng = np.random.default_rng(seed)
     t = rng.uniform(0.0, 2.0 * np.pi, size=(n_classes, n_per_class))
     r = radii[:, None] + noise * rng.standard_normal((n_classes, n_per_class))

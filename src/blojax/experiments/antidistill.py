@@ -53,7 +53,9 @@ from blojax.data import fourier
 from . import common
 from .common import check_field, check_int_fields
 
-DESCRIPTION = "E5 antidistillation: Fourier-feature regression, Exact/Neumann/Unroll/Damped/CG/proximal (Figs. 10-11)"
+DESCRIPTION = (
+    "E5 antidistillation: Fourier-feature regression, Exact/Neumann/Unroll/Damped/CG/proximal (Figs. 10-11)"
+)
 
 
 def _positive_ints(values) -> bool:
@@ -61,7 +63,9 @@ def _positive_ints(values) -> bool:
 
 
 def _positive_floats(values) -> bool:
-    return len(values) > 0 and all(isinstance(e, (int, float)) and not isinstance(e, bool) and math.isfinite(e) and e > 0 for e in values)
+    return len(values) > 0 and all(
+        isinstance(e, (int, float)) and not isinstance(e, bool) and math.isfinite(e) and e > 0 for e in values
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,29 +141,74 @@ class Config:
         name = "Config"
         check_field(isinstance(self.L, int) and self.L >= 1, name, "L", "a positive integer", self.L)
         p = 2 * self.L + 1 if isinstance(self.L, int) else None
-        check_field(isinstance(self.n, int) and not isinstance(self.n, bool) and self.n >= 1, name, "n",
-                    "a positive integer", self.n)
-        check_field(p is None or self.n < p, name, "n",
-                    f"< 2L + 1 = {p} (the number of Fourier features) so the inner problem is overparameterized", self.n)
-        check_field(isinstance(self.bases, (tuple, list)) and len(self.bases) > 0
-                    and all(b in fourier.BASES for b in self.bases), name, "bases",
-                    f"a non-empty tuple of basis names from {fourier.BASES}", self.bases)
+        check_field(
+            isinstance(self.n, int) and not isinstance(self.n, bool) and self.n >= 1,
+            name,
+            "n",
+            "a positive integer",
+            self.n,
+        )
+        check_field(
+            p is None or self.n < p,
+            name,
+            "n",
+            f"< 2L + 1 = {p} (the number of Fourier features) so the inner problem is overparameterized",
+            self.n,
+        )
+        check_field(
+            isinstance(self.bases, (tuple, list))
+            and len(self.bases) > 0
+            and all(b in fourier.BASES for b in self.bases),
+            name,
+            "bases",
+            f"a non-empty tuple of basis names from {fourier.BASES}",
+            self.bases,
+        )
         check_field(self.x_min < self.x_max, name, "x_min", "< x_max", self.x_min)
         for field in ("ks", "cg_iters", "mlp_ks"):
-            check_field(_positive_ints(getattr(self, field)), name, field, "a non-empty tuple of positive integers (K > 0)",
-                        getattr(self, field))
+            check_field(
+                _positive_ints(getattr(self, field)),
+                name,
+                field,
+                "a non-empty tuple of positive integers (K > 0)",
+                getattr(self, field),
+            )
         for field in ("eps_exponential", "eps_inverse"):
-            check_field(_positive_floats(getattr(self, field)), name, field, "a non-empty tuple of positive damping values (eps > 0)",
-                        getattr(self, field))
-        check_field(0 < self.alpha_scale < 2, name, "alpha_scale", "in (0, 2) (Neumann converges on range(H))", self.alpha_scale)
-        check_int_fields(self, ("outer_steps", "prox_steps", "mlp_width", "mlp_inner_steps", "mlp_outer_steps"))
+            check_field(
+                _positive_floats(getattr(self, field)),
+                name,
+                field,
+                "a non-empty tuple of positive damping values (eps > 0)",
+                getattr(self, field),
+            )
+        check_field(
+            0 < self.alpha_scale < 2,
+            name,
+            "alpha_scale",
+            "in (0, 2) (Neumann converges on range(H))",
+            self.alpha_scale,
+        )
+        check_int_fields(
+            self, ("outer_steps", "prox_steps", "mlp_width", "mlp_inner_steps", "mlp_outer_steps")
+        )
         for field in ("outer_eta", "mlp_outer_eta"):
             v = getattr(self, field)
             check_field(0 < v < 2, name, field, "in (0, 2) (the relative outer step)", v)
-        check_field(0 < self.mlp_inner_lr < 2, name, "mlp_inner_lr", "in (0, 2) (relative to 1 / lambda_max)", self.mlp_inner_lr)
+        check_field(
+            0 < self.mlp_inner_lr < 2,
+            name,
+            "mlp_inner_lr",
+            "in (0, 2) (relative to 1 / lambda_max)",
+            self.mlp_inner_lr,
+        )
         check_field(self.damped_rtol > 0, name, "damped_rtol", "positive", self.damped_rtol)
-        check_field(max(self.mlp_ks) <= self.mlp_inner_steps, name, "mlp_ks",
-                    f"<= mlp_inner_steps={self.mlp_inner_steps} (the unrolled steps are the last K)", self.mlp_ks)
+        check_field(
+            max(self.mlp_ks) <= self.mlp_inner_steps,
+            name,
+            "mlp_ks",
+            f"<= mlp_inner_steps={self.mlp_inner_steps} (the unrolled steps are the last K)",
+            self.mlp_ks,
+        )
         return self
 
 
@@ -189,7 +238,11 @@ def first_step_sgd(eta, curvature) -> optax.GradientTransformation:
 
     def init(params):
         leaf = jax.tree_util.tree_leaves(params)[0]
-        return _FirstStepState(jnp.zeros((), leaf.dtype), jnp.zeros((), jnp.int32), jax.tree_util.tree_map(jnp.zeros_like, params))
+        return _FirstStepState(
+            jnp.zeros((), leaf.dtype),
+            jnp.zeros((), jnp.int32),
+            jax.tree_util.tree_map(jnp.zeros_like, params),
+        )
 
     def update(updates, state, params=None):
         first = state.count == 0
@@ -281,30 +334,59 @@ def _linear_program(cfg: Config, families=None):
 
         all_families = {
             "exact": (lambda q: (problem, closed, blo.Exact(), start), jnp.zeros(1)),
-            "neumann": (lambda K: (problem, closed, blo.Neumann(terms=K, lr=alpha), start), jnp.asarray(cfg.ks)),
-            "unroll": (lambda K: (problem, closed, blo.Unroll(steps=K, max_steps=kmax), start), jnp.asarray(cfg.ks)),
-            "damped": (lambda e: (problem, closed, blo.Damped(eps=e, rtol=cfg.damped_rtol, max_iters=10 * p), start),
-                       eps_grid),
+            "neumann": (
+                lambda K: (problem, closed, blo.Neumann(terms=K, lr=alpha), start),
+                jnp.asarray(cfg.ks),
+            ),
+            "unroll": (
+                lambda K: (problem, closed, blo.Unroll(steps=K, max_steps=kmax), start),
+                jnp.asarray(cfg.ks),
+            ),
+            "damped": (
+                lambda e: (problem, closed, blo.Damped(eps=e, rtol=cfg.damped_rtol, max_iters=10 * p), start),
+                eps_grid,
+            ),
             "proximal": (make_prox, eps_grid),
             "cg": (lambda K: (problem, closed, blo.CG(iters=K), start), jnp.asarray(cfg.cg_iters)),
-            "cgls": (lambda K: (problem, closed, blo.CG(iters=K, normal=True), start), jnp.asarray(cfg.cg_iters)),
+            "cgls": (
+                lambda K: (problem, closed, blo.CG(iters=K, normal=True), start),
+                jnp.asarray(cfg.cg_iters),
+            ),
         }
-        out = dict(lam=lam, alpha=alpha, u_pinv=u_pinv, w_pinv=Pp @ u_pinv, c=c, H=H, phi_o=phi_o,
-                   null_part=phi_o - Phi.T @ c, pinv_curve=Pg @ (Pp @ u_pinv))
+        out = dict(
+            lam=lam,
+            alpha=alpha,
+            u_pinv=u_pinv,
+            w_pinv=Pp @ u_pinv,
+            c=c,
+            H=H,
+            phi_o=phi_o,
+            null_part=phi_o - Phi.T @ c,
+            pinv_curve=Pg @ (Pp @ u_pinv),
+        )
         for name, (make, params) in all_families.items():
             if only is not None and name not in only:
                 continue
             # F*(u) = 1/2 (c^T u - y_o)^2 and g(u) = v (c^T u - y_o) with g(u0) = -y_o v: kappa = c^T v
-            states, kappa, g0, hist = _sweep(make, params, u0, w0, cfg.outer_steps, cfg.outer_eta,
-                                             curvature=lambda g: -(c @ g) / y_o)
+            states, kappa, g0, hist = _sweep(
+                make, params, u0, w0, cfg.outer_steps, cfg.outer_eta, curvature=lambda g: -(c @ g) / y_o
+            )
             U = states.u
             W = jax.vmap(lambda u: w_star(u, w0))(U)
             v = -g0 / y_o  # g(u0) = v (c^T u0 - y_o) = -y_o v: the method's fixed direction
             res = dict(
-                params=params, u=U, w=W, F=jax.vmap(F)(U, W), F_history=hist["F"], kappa=kappa,
-                diverged_step=states.diverged_step, direction=v, curves=jax.vmap(lambda w: Pg @ w)(W),
+                params=params,
+                u=U,
+                w=W,
+                F=jax.vmap(F)(U, W),
+                F_history=hist["F"],
+                kappa=kappa,
+                diverged_step=states.diverged_step,
+                direction=v,
+                curves=jax.vmap(lambda w: Pg @ w)(W),
             )
             if name in ("cg", "cgls"):
+
                 def solve(K, u, w, normal=(name == "cgls")):
                     b = jax.grad(F, argnums=1)(u, w)
                     x, stats = blo.CG(iters=K, normal=normal).solve(lambda z: H @ z, b)
@@ -332,7 +414,12 @@ def _run_linear(cfg: Config, ctx) -> dict:
     Phi = jnp.stack([fourier.features(xs, cfg.L, b) for b in cfg.bases])
     phi_o = jnp.stack([fourier.features(jnp.asarray(cfg.x_orig), cfg.L, b) for b in cfg.bases])
     Pg = jnp.stack([fourier.features(xg, cfg.L, b) for b in cfg.bases])
-    eps = jnp.stack([jnp.asarray(list(eps_of[b]) + [eps_of[b][-1]] * (m - len(eps_of[b])), dtype=float) for b in cfg.bases])
+    eps = jnp.stack(
+        [
+            jnp.asarray(list(eps_of[b]) + [eps_of[b][-1]] * (m - len(eps_of[b])), dtype=float)
+            for b in cfg.bases
+        ]
+    )
     program = jax.jit(jax.vmap(_linear_program(cfg)))
     raw = ctx.stage("linear", program, Phi, phi_o, eps, Pg)
     raw = jax.tree_util.tree_map(np.asarray, raw)
@@ -352,10 +439,17 @@ def _summarize_basis(cfg, basis, r, xs, xg) -> dict:
     lam_max = float(lam[-1])
     c = r["c"]
     out: dict[str, Any] = dict(
-        basis=basis, x=xs, x_grid=xg, lambda_max=lam_max, lambda_min_nonzero=float(lam[-cfg.n]),
-        rank_H=int(np.sum(lam > p * np.finfo(lam.dtype).eps * lam_max)), alpha=float(r["alpha"]),
-        u_pinv=r["u_pinv"], u_pinv_norm=float(np.linalg.norm(r["u_pinv"])),
-        w_pinv_norm=float(np.linalg.norm(r["w_pinv"])), pinv_curve=r["pinv_curve"],
+        basis=basis,
+        x=xs,
+        x_grid=xg,
+        lambda_max=lam_max,
+        lambda_min_nonzero=float(lam[-cfg.n]),
+        rank_H=int(np.sum(lam > p * np.finfo(lam.dtype).eps * lam_max)),
+        alpha=float(r["alpha"]),
+        u_pinv=r["u_pinv"],
+        u_pinv_norm=float(np.linalg.norm(r["u_pinv"])),
+        w_pinv_norm=float(np.linalg.norm(r["w_pinv"])),
+        pinv_curve=r["pinv_curve"],
         dFdw_null_fraction=float(np.linalg.norm(r["null_part"]) / np.linalg.norm(r["phi_o"])),
     )
     for name in FAMILIES:
@@ -366,9 +460,16 @@ def _summarize_basis(cfg, basis, r, xs, xg) -> dict:
         cv = v @ c
         predicted = cfg.y_orig * v / cv[:, None]
         res = dict(
-            params=x["params"], u=U, u_norm=np.linalg.norm(U, axis=1), w_norm=np.linalg.norm(x["w"], axis=1),
-            F=x["F"], F_history=x["F_history"], kappa=x["kappa"], c_dot_v=cv,
-            diverged_step=x["diverged_step"], curves=x["curves"],
+            params=x["params"],
+            u=U,
+            u_norm=np.linalg.norm(U, axis=1),
+            w_norm=np.linalg.norm(x["w"], axis=1),
+            F=x["F"],
+            F_history=x["F_history"],
+            kappa=x["kappa"],
+            c_dot_v=cv,
+            diverged_step=x["diverged_step"],
+            curves=x["curves"],
             predicted_u_rel_err=np.linalg.norm(U - predicted, axis=1) / np.linalg.norm(predicted, axis=1),
         )
         for k in x:
@@ -376,11 +477,17 @@ def _summarize_basis(cfg, basis, r, xs, xg) -> dict:
                 res[k] = x[k]
         bad = np.flatnonzero(np.asarray(x["diverged_step"]) >= 0)
         if bad.size:
-            res["note"] = f"non-finite values for sweep entries {bad.tolist()}; state frozen at the last finite step"
+            res["note"] = (
+                f"non-finite values for sweep entries {bad.tolist()}; state frozen at the last finite step"
+            )
         out[name] = res
-    out["exact_rel_err"] = float(np.linalg.norm(out["exact"]["u"][0] - r["u_pinv"]) / np.linalg.norm(r["u_pinv"]))
+    out["exact_rel_err"] = float(
+        np.linalg.norm(out["exact"]["u"][0] - r["u_pinv"]) / np.linalg.norm(r["u_pinv"])
+    )
     nu, un = out["neumann"]["u"], out["unroll"]["u"]
-    out["neumann_unroll_rel_diff"] = float(np.max(np.linalg.norm(nu - un, axis=1) / np.linalg.norm(nu, axis=1)))
+    out["neumann_unroll_rel_diff"] = float(
+        np.max(np.linalg.norm(nu - un, axis=1) / np.linalg.norm(nu, axis=1))
+    )
     du, dp = out["damped"]["u"], out["proximal"]["u"]
     out["damped_prox_rel_diff"] = float(np.max(np.linalg.norm(du - dp, axis=1) / np.linalg.norm(du, axis=1)))
     out["max_F"] = _max_F(out)
@@ -431,7 +538,12 @@ def _run_mlp(cfg: Config, ctx) -> dict:
 
     def make_unroll(K):
         tail = _MaskedTail(inner, pre, K, kmax)
-        return problem, tail, blo.Unroll(steps=K, max_steps=kmax), lambda u: tail.solve(problem, u, w0, tail.init(w0))[0]
+        return (
+            problem,
+            tail,
+            blo.Unroll(steps=K, max_steps=kmax),
+            lambda u: tail.solve(problem, u, w0, tail.init(w0))[0],
+        )
 
     def program(params):
         out = {}
@@ -440,21 +552,33 @@ def _run_mlp(cfg: Config, ctx) -> dict:
             U = states.u
             Ws = jax.vmap(full)(U)  # a fresh cold-start fit of the final u (T steps from w0)
             out[name] = dict(
-                params=params, u=U, F=jax.vmap(F)(U, Ws), f=jax.vmap(f)(U, Ws), F_history=hist["F"], kappa=kappa,
-                diverged_step=states.diverged_step, w_norm=jax.vmap(tree_norm)(Ws),
+                params=params,
+                u=U,
+                F=jax.vmap(F)(U, Ws),
+                f=jax.vmap(f)(U, Ws),
+                F_history=hist["F"],
+                kappa=kappa,
+                diverged_step=states.diverged_step,
+                w_norm=jax.vmap(tree_norm)(Ws),
                 curves=jax.vmap(lambda w: model(w, xg))(Ws),
             )
         return out
 
     raw = ctx.stage("mlp", jax.jit(program), jnp.asarray(cfg.mlp_ks))
     raw = jax.tree_util.tree_map(np.asarray, raw)
-    out: dict[str, Any] = dict(x=np.asarray(xs), x_grid=np.asarray(xg), inner_lr=lr,
-                               n_weights=int(sum(x.size for x in jax.tree_util.tree_leaves(w0))))
+    out: dict[str, Any] = dict(
+        x=np.asarray(xs),
+        x_grid=np.asarray(xg),
+        inner_lr=lr,
+        n_weights=int(sum(x.size for x in jax.tree_util.tree_leaves(w0))),
+    )
     for name, r in raw.items():
         r["u_norm"] = np.linalg.norm(r["u"], axis=1)
         bad = np.flatnonzero(r["diverged_step"] >= 0)
         if bad.size:
-            r["note"] = f"non-finite values for sweep entries {bad.tolist()}; state frozen at the last finite step"
+            r["note"] = (
+                f"non-finite values for sweep entries {bad.tolist()}; state frozen at the last finite step"
+            )
         out[name] = r
     nu, un = out["neumann"]["u"], out["unroll"]["u"]
     out["neumann_unroll_rel_diff"] = np.linalg.norm(nu - un, axis=1) / np.linalg.norm(nu, axis=1)
@@ -465,8 +589,12 @@ def _init_tanh(seed, width):
     """One-hidden-layer tanh network ``y = sum_j v_j tanh(a_j x + b_j) + c`` with ``a ~ N(0, 1)``,
     ``b ~ U(-2, 2)`` (kinks spread over the data interval), ``v ~ N(0, 1/width)``, ``c = 0``."""
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
-    return dict(a=jax.random.normal(k1, (width,), jnp.float64), b=jax.random.uniform(k2, (width,), jnp.float64, -2.0, 2.0),
-                v=jax.random.normal(k3, (width,), jnp.float64) / np.sqrt(width), c=jnp.zeros((), jnp.float64))
+    return dict(
+        a=jax.random.normal(k1, (width,), jnp.float64),
+        b=jax.random.uniform(k2, (width,), jnp.float64, -2.0, 2.0),
+        v=jax.random.normal(k3, (width,), jnp.float64) / np.sqrt(width),
+        c=jnp.zeros((), jnp.float64),
+    )
 
 
 def _tanh_apply(w, x):
@@ -513,13 +641,18 @@ class Result:
 
     def to_dict(self) -> dict:
         def strip(d):
-            return {k: (strip(v) if isinstance(v, dict) else v) for k, v in d.items()
-                    if k not in ("curves", "pinv_curve", "x_grid", "F_history", "direction", "w")}
+            return {
+                k: (strip(v) if isinstance(v, dict) else v)
+                for k, v in d.items()
+                if k not in ("curves", "pinv_curve", "x_grid", "F_history", "direction", "w")
+            }
 
-        return common.to_jsonable(dict(
-            bases={b: strip(r) for b, r in self.bases.items()},
-            mlp=None if self.mlp is None else strip(self.mlp),
-        ))
+        return common.to_jsonable(
+            dict(
+                bases={b: strip(r) for b, r in self.bases.items()},
+                mlp=None if self.mlp is None else strip(self.mlp),
+            )
+        )
 
 
 def run(config: Config | None = None, ctx: common.Context | None = None) -> Result:
@@ -549,10 +682,15 @@ def run_batch(configs: list[Config], ctx: common.Context | None = None) -> list[
             r = dict(r)
             for name in ("neumann", "unroll"):
                 m = len(np.atleast_1d(r[name]["params"]))
-                r[name] = {k: (v[idx] if isinstance(v, np.ndarray) and v.ndim >= 1 and v.shape[0] == m else v)
-                           for k, v in r[name].items() if k != "note"}
+                r[name] = {
+                    k: (v[idx] if isinstance(v, np.ndarray) and v.ndim >= 1 and v.shape[0] == m else v)
+                    for k, v in r[name].items()
+                    if k != "note"
+                }
             nu, un = r["neumann"]["u"], r["unroll"]["u"]
-            r["neumann_unroll_rel_diff"] = float(np.max(np.linalg.norm(nu - un, axis=1) / np.linalg.norm(nu, axis=1)))
+            r["neumann_unroll_rel_diff"] = float(
+                np.max(np.linalg.norm(nu - un, axis=1) / np.linalg.norm(nu, axis=1))
+            )
             r["max_F"] = _max_F(r)
             bases[basis] = r
         out.append(Result(c, bases, merged.mlp))
@@ -609,13 +747,19 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
         pad = 0.4 * (hi - lo)
         axes[0].set_ylim(lo - pad, hi + pad)
         axes[0].set_ylabel("y (points: learned u; lines: fitted model)")
-        fig.suptitle(f"E5 antidistillation, {label_of[basis]}: learned synthetic points (outer u) and the "
-                     f"min-norm fit through them; every method fits the original point (0, 2)", fontsize=10)
+        fig.suptitle(
+            f"E5 antidistillation, {label_of[basis]}: learned synthetic points (outer u) and the "
+            f"min-norm fit through them; every method fits the original point (0, 2)",
+            fontsize=10,
+        )
         paths.append(common.save_figure(fig, out_dir / f"antidistill_{basis}_points.png"))
 
         # ---- norms against K and eps
         fig, axes = plt.subplots(2, 3, figsize=(14, 7))
-        for row, key, ref, lab in ((0, "u_norm", r["u_pinv_norm"], r"$\|u\|$"), (1, "w_norm", r["w_pinv_norm"], r"$\|w\|$")):
+        for row, key, ref, lab in (
+            (0, "u_norm", r["u_pinv_norm"], r"$\|u\|$"),
+            (1, "w_norm", r["w_pinv_norm"], r"$\|w\|$"),
+        ):
             ax = axes[row, 0]
             ax.plot(r["neumann"]["params"], r["neumann"][key], "o-", label="Neumann")
             ax.plot(r["unroll"]["params"], r["unroll"][key], "x--", ms=9, label="Unroll (from $w^*$)")
@@ -625,7 +769,9 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
             ax.set_ylabel(lab)
             ax = axes[row, 1]
             ax.plot(r["damped"]["params"], r["damped"][key], "o-", label="Damped (IFT)")
-            ax.plot(r["proximal"]["params"], r["proximal"][key], "x--", ms=9, label="proximal inner optimization")
+            ax.plot(
+                r["proximal"]["params"], r["proximal"][key], "x--", ms=9, label="proximal inner optimization"
+            )
             ax.axhline(ref, color="k", ls=":", label="pseudoinverse (Exact)")
             ax.set_xscale("log")
             ax.set_xlabel(r"damping $\epsilon$")
@@ -634,9 +780,17 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
             for K, val, Fv in zip(r["cg"]["params"], np.abs(r["cg"][key]), r["cg"]["F"]):
                 if not Fv < 1e-6:  # the run did not fit the original point
                     ax.plot([K], [val], "kx", ms=12, mew=2)
-                    ax.annotate(f"no fit: F = {Fv:.1e}", (K, val), textcoords="offset points", xytext=(-95, -4), fontsize=7)
+                    ax.annotate(
+                        f"no fit: F = {Fv:.1e}",
+                        (K, val),
+                        textcoords="offset points",
+                        xytext=(-95, -4),
+                        fontsize=7,
+                    )
             if "cgls" in r:
-                ax.plot(r["cgls"]["params"], r["cgls"][key], "s--", color="C2", label="CGLS (normal equations)")
+                ax.plot(
+                    r["cgls"]["params"], r["cgls"][key], "s--", color="C2", label="CGLS (normal equations)"
+                )
             ax.axhline(ref, color="k", ls=":", label="pseudoinverse (Exact)")
             ax.set_xscale("log")
             ax.set_yscale("log")
@@ -648,15 +802,20 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
         axes[0, 0].set_title(r"against K: $\|u\|$ falls, $\|w\|$ rises toward Exact")
         axes[0, 1].set_title(r"against $\epsilon$: smaller $\epsilon$ approaches Exact")
         axes[0, 2].set_title("CG: norms per K")
-        fig.suptitle(f"E5 antidistillation, {label_of[basis]}: norms of the reached outer (u) and inner (w) solutions",
-                     fontsize=10)
+        fig.suptitle(
+            f"E5 antidistillation, {label_of[basis]}: norms of the reached outer (u) and inner (w) solutions",
+            fontsize=10,
+        )
         fig.tight_layout()
         paths.append(common.save_figure(fig, out_dir / f"antidistill_{basis}_norms.png"))
 
     if result.mlp is not None:
         r = result.mlp
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
-        for ax, name, title in ((axes[0], "neumann", "MLP, Neumann K terms"), (axes[1], "unroll", "MLP, Unroll last K steps")):
+        for ax, name, title in (
+            (axes[0], "neumann", "MLP, Neumann K terms"),
+            (axes[1], "unroll", "MLP, Unroll last K steps"),
+        ):
             _plot_family(ax, r, name, "K")
             ax.plot([cfg.x_orig], [cfg.y_orig], "r*", ms=14, label="original point")
             ax.set_title(title)
@@ -672,8 +831,11 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
         ax.set_title("MLP: norm of the learned points against K")
-        fig.suptitle(f"E5 antidistillation with a one-hidden-layer tanh network ({r['n_weights']} weights, cold start, "
-                     f"T = {cfg.mlp_inner_steps} SGD steps from a fixed init; no closed form)", fontsize=10)
+        fig.suptitle(
+            f"E5 antidistillation with a one-hidden-layer tanh network ({r['n_weights']} weights, cold start, "
+            f"T = {cfg.mlp_inner_steps} SGD steps from a fixed init; no closed form)",
+            fontsize=10,
+        )
         fig.tight_layout()
         paths.append(common.save_figure(fig, out_dir / "antidistill_mlp.png"))
     return paths
@@ -689,53 +851,96 @@ def _per_basis(key):
 
 
 def _norms(family, which):
-    return lambda r: {b: {"exact": r["bases"][b]["exact"][which][0], family: r["bases"][b][family][which]} for b in _B}
+    return lambda r: {
+        b: {"exact": r["bases"][b]["exact"][which][0], family: r["bases"][b][family][which]} for b in _B
+    }
 
 
 def _u_toward_exact(o, decreasing):
-    return all(monotone(v[f], decreasing=decreasing) and all(x >= v["exact"] * (1 - 1e-9) for x in v[f])
-               for v in o.values() for f in v if f != "exact")
+    return all(
+        monotone(v[f], decreasing=decreasing) and all(x >= v["exact"] * (1 - 1e-9) for x in v[f])
+        for v in o.values()
+        for f in v
+        if f != "exact"
+    )
 
 
 def _w_toward_exact(o, increasing):
-    return all(monotone(v[f], decreasing=not increasing) and all(x <= v["exact"] * (1 + 1e-9) for x in v[f])
-               for v in o.values() for f in v if f != "exact")
+    return all(
+        monotone(v[f], decreasing=not increasing) and all(x <= v["exact"] * (1 + 1e-9) for x in v[f])
+        for v in o.values()
+        for f in v
+        if f != "exact"
+    )
 
 
 CLAIMS = (
-    Claim("E5.exact-reaches-min-norm",
-          "Antidistillation: cold-start with exact hypergradients from u0 = 0 reaches the minimum-norm outer solution "
-          "(relative error <= 1e-8, both bases)",
-          "exact: the min-norm u (proved)", _per_basis("exact_rel_err"),
-          lambda o: all_at_most(o.values(), 1e-8), "relative error <= 1e-8"),
-    Claim("S4.6-neumann-equals-unroll",
-          "§4.6: K steps of unrolling from a stationary w equal the K-term Neumann hypergradient: reached u agree to "
-          "<= 1e-10 relative, every K, both bases",
-          "equal (proved)", _per_basis("neumann_unroll_rel_diff"),
-          lambda o: all_at_most(o.values(), 1e-10), "relative difference <= 1e-10"),
-    Claim("S4.7-damped-equals-proximal",
-          "§4.7: the damped-Hessian hypergradient equals that of the proximal inner problem: reached u agree to <= 1e-9",
-          "equal (proved)", _per_basis("damped_prox_rel_diff"),
-          lambda o: all_at_most(o.values(), 1e-9), "relative difference <= 1e-9"),
-    Claim("E5.every-method-fits",
-          "Antidistillation: every method (except plain CG) fits the original point: final F <= 1e-20",
-          "every method fits the point", _per_basis("max_F"),
-          lambda o: all_at_most(o.values(), 1e-20), "max final F <= 1e-20"),
-    Claim("E5.u-norm-falls-with-K",
-          "Truncated Neumann reaches larger-norm u than exact; ||u|| falls strictly toward exact's as K grows (both bases)",
-          "larger-norm u, approaching exact as K grows", _norms("neumann", "u_norm"),
-          lambda o: _u_toward_exact(o, decreasing=True), "strictly decreasing in K, every value >= exact (1 - 1e-9)"),
-    Claim("E5.u-norm-falls-as-eps-shrinks",
-          "Damped reaches larger-norm u than exact; ||u|| falls strictly toward exact's as eps shrinks (both bases)",
-          "larger-norm u, approaching exact as eps shrinks", _norms("damped", "u_norm"),
-          lambda o: _u_toward_exact(o, decreasing=False), "strictly increasing in eps, every value >= exact (1 - 1e-9)"),
-    Claim("E5.w-norm-smaller",
-          "Truncated methods reach smaller-norm w than exact: ||w|| rises toward exact's as K grows (Neumann) and as "
-          "eps shrinks (damped)",
-          "smaller-norm w", lambda r: {b: {"exact": r["bases"][b]["exact"]["w_norm"][0],
-                                           "neumann": r["bases"][b]["neumann"]["w_norm"],
-                                           "damped (eps falling)": r["bases"][b]["damped"]["w_norm"][::-1]} for b in _B},
-          lambda o: _w_toward_exact(o, increasing=True), "strictly increasing toward exact, every value <= exact (1 + 1e-9)"),
+    Claim(
+        "E5.exact-reaches-min-norm",
+        "Antidistillation: cold-start with exact hypergradients from u0 = 0 reaches the minimum-norm outer solution "
+        "(relative error <= 1e-8, both bases)",
+        "exact: the min-norm u (proved)",
+        _per_basis("exact_rel_err"),
+        lambda o: all_at_most(o.values(), 1e-8),
+        "relative error <= 1e-8",
+    ),
+    Claim(
+        "S4.6-neumann-equals-unroll",
+        "§4.6: K steps of unrolling from a stationary w equal the K-term Neumann hypergradient: reached u agree to "
+        "<= 1e-10 relative, every K, both bases",
+        "equal (proved)",
+        _per_basis("neumann_unroll_rel_diff"),
+        lambda o: all_at_most(o.values(), 1e-10),
+        "relative difference <= 1e-10",
+    ),
+    Claim(
+        "S4.7-damped-equals-proximal",
+        "§4.7: the damped-Hessian hypergradient equals that of the proximal inner problem: reached u agree to <= 1e-9",
+        "equal (proved)",
+        _per_basis("damped_prox_rel_diff"),
+        lambda o: all_at_most(o.values(), 1e-9),
+        "relative difference <= 1e-9",
+    ),
+    Claim(
+        "E5.every-method-fits",
+        "Antidistillation: every method (except plain CG) fits the original point: final F <= 1e-20",
+        "every method fits the point",
+        _per_basis("max_F"),
+        lambda o: all_at_most(o.values(), 1e-20),
+        "max final F <= 1e-20",
+    ),
+    Claim(
+        "E5.u-norm-falls-with-K",
+        "Truncated Neumann reaches larger-norm u than exact; ||u|| falls strictly toward exact's as K grows (both bases)",
+        "larger-norm u, approaching exact as K grows",
+        _norms("neumann", "u_norm"),
+        lambda o: _u_toward_exact(o, decreasing=True),
+        "strictly decreasing in K, every value >= exact (1 - 1e-9)",
+    ),
+    Claim(
+        "E5.u-norm-falls-as-eps-shrinks",
+        "Damped reaches larger-norm u than exact; ||u|| falls strictly toward exact's as eps shrinks (both bases)",
+        "larger-norm u, approaching exact as eps shrinks",
+        _norms("damped", "u_norm"),
+        lambda o: _u_toward_exact(o, decreasing=False),
+        "strictly increasing in eps, every value >= exact (1 - 1e-9)",
+    ),
+    Claim(
+        "E5.w-norm-smaller",
+        "Truncated methods reach smaller-norm w than exact: ||w|| rises toward exact's as K grows (Neumann) and as "
+        "eps shrinks (damped)",
+        "smaller-norm w",
+        lambda r: {
+            b: {
+                "exact": r["bases"][b]["exact"]["w_norm"][0],
+                "neumann": r["bases"][b]["neumann"]["w_norm"],
+                "damped (eps falling)": r["bases"][b]["damped"]["w_norm"][::-1],
+            }
+            for b in _B
+        },
+        lambda o: _w_toward_exact(o, increasing=True),
+        "strictly increasing toward exact, every value <= exact (1 + 1e-9)",
+    ),
 )
 
 

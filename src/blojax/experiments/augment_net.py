@@ -44,7 +44,9 @@ from . import common
 from .canvas_distill import METHODS, _tree_stack, cold_method, summarize
 from .common import ConfigError, check_field, check_int_fields
 
-DESCRIPTION = "E4: learned linear augmentation network, cold vs warm vs warm+retrain vs no augmentation (Table 3)"
+DESCRIPTION = (
+    "E4: learned linear augmentation network, cold vs warm vs warm+retrain vs no augmentation (Table 3)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,32 +101,91 @@ class Config:
         Neumann hypergradient is taken far from the inner solution and cold-start collapsed (14 %), which
         showed the paper's warm > cold for a reason that is not the paper's; with 100 it stays at ~90 %
         as in the full run. All augment-net claims are left to the full run (docs/claims.md)."""
-        return cls(dataset="digits", train_subset=50, hidden=(64,), cold_steps=100, outer_steps=200,
-                   eval_every=50, batch_size=128, curve_test_size=360, seeds=2, outer_lr=0.005)
+        return cls(
+            dataset="digits",
+            train_subset=50,
+            hidden=(64,),
+            cold_steps=100,
+            outer_steps=200,
+            eval_every=50,
+            batch_size=128,
+            curve_test_size=360,
+            seeds=2,
+            outer_lr=0.005,
+        )
 
     def validate(self) -> None:
         name = type(self).__name__
         check_field(isinstance(self.dataset, str), name, "dataset", "a dataset name", self.dataset)
-        check_int_fields(self, ("train_subset", "cold_steps", "ift_terms", "warm_steps", "outer_steps", "batch_size",
-                                "eval_every", "curve_test_size", "seeds"))
-        check_field(isinstance(self.noise_dim, int) and self.noise_dim >= 0, name, "noise_dim", "an int >= 0", self.noise_dim)
-        check_field(self.aug_rank is None or (isinstance(self.aug_rank, int) and self.aug_rank >= 1), name,
-                    "aug_rank", "a positive int or None", self.aug_rank)
-        check_field(isinstance(self.seed, int) and self.seed >= 0, name, "seed", "a non-negative int", self.seed)
+        check_int_fields(
+            self,
+            (
+                "train_subset",
+                "cold_steps",
+                "ift_terms",
+                "warm_steps",
+                "outer_steps",
+                "batch_size",
+                "eval_every",
+                "curve_test_size",
+                "seeds",
+            ),
+        )
+        check_field(
+            isinstance(self.noise_dim, int) and self.noise_dim >= 0,
+            name,
+            "noise_dim",
+            "an int >= 0",
+            self.noise_dim,
+        )
+        check_field(
+            self.aug_rank is None or (isinstance(self.aug_rank, int) and self.aug_rank >= 1),
+            name,
+            "aug_rank",
+            "a positive int or None",
+            self.aug_rank,
+        )
+        check_field(
+            isinstance(self.seed, int) and self.seed >= 0, name, "seed", "a non-negative int", self.seed
+        )
         check_field(self.model in ("mlp", "convnet"), name, "model", "'mlp' or 'convnet'", self.model)
-        check_field(len(self.hidden) >= 1 and all(isinstance(h, int) and h >= 1 for h in self.hidden),
-                    name, "hidden", "a non-empty tuple of positive ints", self.hidden)
+        check_field(
+            len(self.hidden) >= 1 and all(isinstance(h, int) and h >= 1 for h in self.hidden),
+            name,
+            "hidden",
+            "a non-empty tuple of positive ints",
+            self.hidden,
+        )
         for f in ("inner_lr", "outer_lr"):
             v = getattr(self, f)
-            check_field(isinstance(v, (int, float)) and v > 0 and np.isfinite(v), name, f, "a positive number", v)
+            check_field(
+                isinstance(v, (int, float)) and v > 0 and np.isfinite(v), name, f, "a positive number", v
+            )
         check_field(self.cold_method in METHODS, name, "cold_method", f"one of {METHODS}", self.cold_method)
         check_field(self.warm_steps <= self.cold_steps, name, "warm_steps", "<= cold_steps", self.warm_steps)
-        check_field(self.outer_steps % self.eval_every == 0, name, "outer_steps",
-                    f"a multiple of eval_every={self.eval_every}", self.outer_steps)
-        check_field(self.outer_schedule in ("constant", "cosine"), name, "outer_schedule", "'constant' or 'cosine'",
-                    self.outer_schedule)
-        check_field(isinstance(self.select_size, int) and not isinstance(self.select_size, bool)
-                    and self.select_size >= 0, name, "select_size", "an int >= 0", self.select_size)
+        check_field(
+            self.outer_steps % self.eval_every == 0,
+            name,
+            "outer_steps",
+            f"a multiple of eval_every={self.eval_every}",
+            self.outer_steps,
+        )
+        check_field(
+            self.outer_schedule in ("constant", "cosine"),
+            name,
+            "outer_schedule",
+            "'constant' or 'cosine'",
+            self.outer_schedule,
+        )
+        check_field(
+            isinstance(self.select_size, int)
+            and not isinstance(self.select_size, bool)
+            and self.select_size >= 0,
+            name,
+            "select_size",
+            "an int >= 0",
+            self.select_size,
+        )
 
 
 def run_augment(cfg, ctx=None):
@@ -132,18 +193,27 @@ def run_augment(cfg, ctx=None):
     t0 = time.perf_counter()
     ds = load_dataset(cfg.dataset, root=cfg.root, seed=cfg.seed, train_subset=cfg.train_subset)
     if cfg.batch_size > len(ds.y_val):
-        raise ConfigError(f"{type(cfg).__name__}.batch_size must be <= the {len(ds.y_val)} validation examples, got {cfg.batch_size}")
+        raise ConfigError(
+            f"{type(cfg).__name__}.batch_size must be <= the {len(ds.y_val)} validation examples, got {cfg.batch_size}"
+        )
     if cfg.curve_test_size > len(ds.y_test):
-        raise ConfigError(f"{type(cfg).__name__}.curve_test_size must be <= the {len(ds.y_test)} test examples, got {cfg.curve_test_size}")
+        raise ConfigError(
+            f"{type(cfg).__name__}.curve_test_size must be <= the {len(ds.y_test)} test examples, got {cfg.curve_test_size}"
+        )
     clf = Classifier(cfg.model, ds.image_shape, ds.num_classes, tuple(cfg.hidden))
     Xs, Ys = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
     from blojax.data.images import balanced_subset
 
     if cfg.select_size >= len(ds.y_val):
-        raise ConfigError(f"{type(cfg).__name__}.select_size must be < the {len(ds.y_val)} validation examples, "
-                          f"got {cfg.select_size}")
-    sel = np.sort(balanced_subset(ds.y_val, cfg.select_size, np.random.default_rng(54321))) if cfg.select_size else \
-        np.zeros(0, np.int64)
+        raise ConfigError(
+            f"{type(cfg).__name__}.select_size must be < the {len(ds.y_val)} validation examples, "
+            f"got {cfg.select_size}"
+        )
+    sel = (
+        np.sort(balanced_subset(ds.y_val, cfg.select_size, np.random.default_rng(54321)))
+        if cfg.select_size
+        else np.zeros(0, np.int64)
+    )
     keep = np.setdiff1d(np.arange(len(ds.y_val)), sel)
     Xv, Yv = jnp.asarray(ds.x_val[keep]), jnp.asarray(ds.y_val[keep])
     Xsel, Ysel = jnp.asarray(ds.x_val[sel]), jnp.asarray(ds.y_val[sel])
@@ -166,15 +236,27 @@ def run_augment(cfg, ctx=None):
         return blo.Problem(f, F)
 
     def algos(problem):
-        lr = cfg.outer_lr if cfg.outer_schedule == "constant" else optax.cosine_decay_schedule(cfg.outer_lr, cfg.outer_steps)
+        lr = (
+            cfg.outer_lr
+            if cfg.outer_schedule == "constant"
+            else optax.cosine_decay_schedule(cfg.outer_lr, cfg.outer_steps)
+        )
         outer = optax.adam(lr)
         return {
-            "cold": blo.ColdStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.cold_steps), cold_method(cfg), outer),
-            "warm": blo.WarmStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.warm_steps), blo.Unroll(cfg.warm_steps), outer),
+            "cold": blo.ColdStart(
+                problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.cold_steps), cold_method(cfg), outer
+            ),
+            "warm": blo.WarmStart(
+                problem,
+                blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.warm_steps),
+                blo.Unroll(cfg.warm_steps),
+                outer,
+            ),
         }
 
     def train(u, w0, key, augment=True):
         """T GD steps from w0 on the subset, with fresh noise each step (u=None: clean inputs)."""
+
         def body(w, k):
             x = augment_apply(u, Xs, jax.random.normal(k, (n_sub, m))) if augment else Xs
             g = jax.grad(lambda w_: cross_entropy(clf.apply(w_, x), Ys))(w)
@@ -198,6 +280,7 @@ def run_augment(cfg, ctx=None):
         algs = algos(make_problem(Xs, Ys, Xv, Yv))
         out_states, hists, evals = {}, {}, {}
         for name, algo in algs.items():
+
             def one(state, kb, algo=algo):
                 kb = jax.random.fold_in(kb, b)
                 idx = jax.random.randint(kb, (E, B), 0, Nv)
@@ -228,8 +311,13 @@ def run_augment(cfg, ctx=None):
 
     n_blocks = cfg.outer_steps // E
     t_run = time.perf_counter()
-    (states, _), hist = ctx.scan(chunk, (states, jnp.asarray(0)), n_blocks, key=f"augment-{cfg.dataset}",
-                                 desc=f"augment-net {cfg.dataset}")
+    (states, _), hist = ctx.scan(
+        chunk,
+        (states, jnp.asarray(0)),
+        n_blocks,
+        key=f"augment-{cfg.dataset}",
+        desc=f"augment-net {cfg.dataset}",
+    )
     run_seconds = time.perf_counter() - t_run
 
     @jax.jit
@@ -241,7 +329,12 @@ def run_augment(cfg, ctx=None):
         models["no_aug"] = jax.vmap(lambda w, k: train(None, w, k, augment=False))(w0, kf)
         out = {k: jax.vmap(lambda w: accuracy(clf, w, Xte, Yte))(w) for k, w in models.items()}
         if cfg.select_size:
-            out.update({"select_" + k: jax.vmap(lambda w: accuracy(clf, w, Xsel, Ysel))(w) for k, w in models.items()})
+            out.update(
+                {
+                    "select_" + k: jax.vmap(lambda w: accuracy(clf, w, Xsel, Ysel))(w)
+                    for k, w in models.items()
+                }
+            )
         return out
 
     fin = jax.tree_util.tree_map(np.asarray, final(states, w0, k_t, Xte, Yte, Xsel, Ysel))
@@ -263,11 +356,16 @@ def run_augment(cfg, ctx=None):
         "f_warm": np.swapaxes(hist["hist"]["warm"]["f"], 0, 1).reshape(cfg.seeds, -1),
         "u_dist_cold": np.asarray(hist["eval"]["cold_u_dist"]).T,
         "u_dist_warm": np.asarray(hist["eval"]["warm_u_dist"]).T,
-        **({f"select_{k}": fin[f"select_{k}"] for k in ("cold_retrain", "warm", "warm_retrain", "no_aug")}
-           if cfg.select_size else {}),
+        **(
+            {f"select_{k}": fin[f"select_{k}"] for k in ("cold_retrain", "warm", "warm_retrain", "no_aug")}
+            if cfg.select_size
+            else {}
+        ),
         "select_size": int(cfg.select_size),
-        "u_norm": {k: float(np.sqrt(sum(np.sum(np.asarray(x) ** 2) for x in jax.tree_util.tree_leaves(s.u))))
-                   for k, s in states.items()},
+        "u_norm": {
+            k: float(np.sqrt(sum(np.sum(np.asarray(x) ** 2) for x in jax.tree_util.tree_leaves(s.u))))
+            for k, s in states.items()
+        },
         "run_seconds": run_seconds,
         "seconds": time.perf_counter() - t0,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -276,7 +374,9 @@ def run_augment(cfg, ctx=None):
 
 def _tree_dist(a, b):
     """||a - b|| over all leaves of two pytrees (the distance of u from its start u0)."""
-    return jnp.sqrt(sum(jnp.sum((x - y) ** 2) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))))
+    return jnp.sqrt(
+        sum(jnp.sum((x - y) ** 2) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+    )
 
 
 def _block_mean(h, e):
@@ -292,29 +392,55 @@ class Result:
 
     def to_dict(self) -> dict:
         r = self.raw
-        return common.to_jsonable({
-            "dataset": r["dataset"],
-            "train_subset": r["train_subset"],
-            "seeds": r["seeds"],
-            "test_accuracy_percent": {k: summarize(100 * r[f"final_{k}"]) for k in ("cold", "warm", "warm_retrain", "no_aug")},
-            "curves": {"steps": r["steps"], **{k: r[f"curve_{k}"].mean(0) for k in ("cold", "warm", "warm_retrain")},
-                       "curve_test_size": self.config.curve_test_size},
-            "final_outer_loss": {k: summarize(r[f"F_{k}"][:, -100:].mean(1)) for k in ("cold", "warm")},
-            "aug_param_norm_seedsum": r["u_norm"],
-            # mean over seeds: ||u - u0|| at the evaluation steps; the inner loss f(u, w_T) and the
-            # (minibatch) validation loss F per outer step, averaged over blocks of eval_every steps
-            "dynamics": {"steps": r["steps"],
-                         **{f"{q}_{k}": _block_mean(r[f"{q}_{k}"], self.config.eval_every) if q != "u_dist"
-                            else r[f"{q}_{k}"].mean(0) for q in ("u_dist", "f", "F") for k in ("cold", "warm")}},
-            **({"select_accuracy_percent": {k: summarize(100 * r[f"select_{s}"]) for k, s in
-                                            (("cold", "cold_retrain"), ("warm", "warm"), ("warm_retrain", "warm_retrain"),
-                                             ("no_aug", "no_aug"))},
-                "select_size": r["select_size"]} if r.get("select_size") else {}),
-            "seconds": r["seconds"],
-            "run_seconds": r["run_seconds"],
-            "peak_rss_mb": r["peak_rss_mb"],
-            "cold_hypergradient": self.config.cold_method,
-        })
+        return common.to_jsonable(
+            {
+                "dataset": r["dataset"],
+                "train_subset": r["train_subset"],
+                "seeds": r["seeds"],
+                "test_accuracy_percent": {
+                    k: summarize(100 * r[f"final_{k}"]) for k in ("cold", "warm", "warm_retrain", "no_aug")
+                },
+                "curves": {
+                    "steps": r["steps"],
+                    **{k: r[f"curve_{k}"].mean(0) for k in ("cold", "warm", "warm_retrain")},
+                    "curve_test_size": self.config.curve_test_size,
+                },
+                "final_outer_loss": {k: summarize(r[f"F_{k}"][:, -100:].mean(1)) for k in ("cold", "warm")},
+                "aug_param_norm_seedsum": r["u_norm"],
+                # mean over seeds: ||u - u0|| at the evaluation steps; the inner loss f(u, w_T) and the
+                # (minibatch) validation loss F per outer step, averaged over blocks of eval_every steps
+                "dynamics": {
+                    "steps": r["steps"],
+                    **{
+                        f"{q}_{k}": _block_mean(r[f"{q}_{k}"], self.config.eval_every)
+                        if q != "u_dist"
+                        else r[f"{q}_{k}"].mean(0)
+                        for q in ("u_dist", "f", "F")
+                        for k in ("cold", "warm")
+                    },
+                },
+                **(
+                    {
+                        "select_accuracy_percent": {
+                            k: summarize(100 * r[f"select_{s}"])
+                            for k, s in (
+                                ("cold", "cold_retrain"),
+                                ("warm", "warm"),
+                                ("warm_retrain", "warm_retrain"),
+                                ("no_aug", "no_aug"),
+                            )
+                        },
+                        "select_size": r["select_size"],
+                    }
+                    if r.get("select_size")
+                    else {}
+                ),
+                "seconds": r["seconds"],
+                "run_seconds": r["run_seconds"],
+                "peak_rss_mb": r["peak_rss_mb"],
+                "cold_hypergradient": self.config.cold_method,
+            }
+        )
 
 
 def run(config: Config, ctx=None) -> Result:
@@ -330,8 +456,11 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
 
     r, cfg = result.raw, result.config
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label, color in (("curve_warm", "warm-start", "C1"), ("curve_cold", "cold-start", "C0"),
-                              ("curve_warm_retrain", "warm-start + retrain", "C2")):
+    for key, label, color in (
+        ("curve_warm", "warm-start", "C1"),
+        ("curve_cold", "cold-start", "C0"),
+        ("curve_warm_retrain", "warm-start + retrain", "C2"),
+    ):
         c = 100 * r[key]
         ax.plot(r["steps"], c.mean(0), color=color, label=label)
         ax.fill_between(r["steps"], c.min(0), c.max(0), color=color, alpha=0.2)
@@ -362,8 +491,10 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
 
 # ------------------------------------------------------------------------------------ claims ledger
 
-_NOT_REPRODUCED = ("not reproduced: our cold-start (fixed w0, 100-200 inner steps, Neumann hypergradient) learns a "
-                   "strong augmentation; see docs/experiments/image.md, section 'What the must-show list asked', item 3")
+_NOT_REPRODUCED = (
+    "not reproduced: our cold-start (fixed w0, 100-200 inner steps, Neumann hypergradient) learns a "
+    "strong augmentation; see docs/experiments/image.md, section 'What the must-show list asked', item 3"
+)
 
 
 def _accs(r):
@@ -372,21 +503,38 @@ def _accs(r):
 
 
 CLAIMS = (
-    Claim("E4.augment-warm-beats-cold",
-          "Table 3, augment-net: warm-start beats cold-start",
-          "MNIST 92.81 vs 84.86; CIFAR-10 59.30 vs 45.38",
-          _accs, lambda o: gap(o["warm %"], o["cold %"], 0.0), "warm - cold >= 0 points",
-          quick=False, not_reproduced=_NOT_REPRODUCED),
-    Claim("E4.augment-retrain-collapses",
-          "Table 3, augment-net: a classifier retrained with warm-start's augmentation stays <= 25 %",
-          "MNIST 9.15; CIFAR-10 11.12",
-          _accs, lambda o: o["warm_retrain %"] <= 25.0, "warm+retrain <= 25 %",
-          quick=False, not_reproduced=("not reproduced at stable settings (57.9 % on digits, 72.6 % on Fashion-MNIST); "
-                                       "see docs/experiments/image.md, section 'What the must-show list asked', item 2")),
-    Claim("E4.augment-helps",
-          "Augment-net on a small training subset: warm-start's learned augmentation beats no augmentation by >= 1 point",
-          "the subset is small so that augmentation helps (no number given)",
-          _accs, lambda o: gap(o["warm %"], o["no_aug %"], 1.0), "warm - no augmentation >= 1 point", quick=False),
+    Claim(
+        "E4.augment-warm-beats-cold",
+        "Table 3, augment-net: warm-start beats cold-start",
+        "MNIST 92.81 vs 84.86; CIFAR-10 59.30 vs 45.38",
+        _accs,
+        lambda o: gap(o["warm %"], o["cold %"], 0.0),
+        "warm - cold >= 0 points",
+        quick=False,
+        not_reproduced=_NOT_REPRODUCED,
+    ),
+    Claim(
+        "E4.augment-retrain-collapses",
+        "Table 3, augment-net: a classifier retrained with warm-start's augmentation stays <= 25 %",
+        "MNIST 9.15; CIFAR-10 11.12",
+        _accs,
+        lambda o: o["warm_retrain %"] <= 25.0,
+        "warm+retrain <= 25 %",
+        quick=False,
+        not_reproduced=(
+            "not reproduced at stable settings (57.9 % on digits, 72.6 % on Fashion-MNIST); "
+            "see docs/experiments/image.md, section 'What the must-show list asked', item 2"
+        ),
+    ),
+    Claim(
+        "E4.augment-helps",
+        "Augment-net on a small training subset: warm-start's learned augmentation beats no augmentation by >= 1 point",
+        "the subset is small so that augmentation helps (no number given)",
+        _accs,
+        lambda o: gap(o["warm %"], o["no_aug %"], 1.0),
+        "warm - no augmentation >= 1 point",
+        quick=False,
+    ),
 )
 
 

@@ -117,30 +117,79 @@ class Config:
         """Digits, 2 seeds, 1000 outer steps: the shortest run in which warm-start pulls clearly away from
         cold-start (at 300 steps it leads by 8 points, at 200 it trails; at 1000 it leads by 23-34 points over 5
         base seeds); 5 evaluation points, enough for the soft-label drift over the second half."""
-        return cls(dataset="digits", hidden=(64,), inner_lr=0.1, outer_steps=1000, eval_every=200, cold_steps=30,
-                   retrain_steps=30, batch_size=512, curve_test_size=360, seeds=2)
+        return cls(
+            dataset="digits",
+            hidden=(64,),
+            inner_lr=0.1,
+            outer_steps=1000,
+            eval_every=200,
+            cold_steps=30,
+            retrain_steps=30,
+            batch_size=512,
+            curve_test_size=360,
+            seeds=2,
+        )
 
     def validate(self) -> None:
         name = type(self).__name__
         check_field(isinstance(self.dataset, str), name, "dataset", "a dataset name", self.dataset)
-        check_int_fields(self, ("n_samples", "cold_steps", "ift_terms", "warm_steps", "outer_steps", "batch_size",
-                                "eval_every", "retrain_steps", "curve_test_size", "seeds"))
-        check_field(isinstance(self.seed, int) and self.seed >= 0, name, "seed", "a non-negative int", self.seed)
-        check_field(self.label_init in ("uniform", "onehot"), name, "label_init", "'uniform' or 'onehot'", self.label_init)
+        check_int_fields(
+            self,
+            (
+                "n_samples",
+                "cold_steps",
+                "ift_terms",
+                "warm_steps",
+                "outer_steps",
+                "batch_size",
+                "eval_every",
+                "retrain_steps",
+                "curve_test_size",
+                "seeds",
+            ),
+        )
+        check_field(
+            isinstance(self.seed, int) and self.seed >= 0, name, "seed", "a non-negative int", self.seed
+        )
+        check_field(
+            self.label_init in ("uniform", "onehot"),
+            name,
+            "label_init",
+            "'uniform' or 'onehot'",
+            self.label_init,
+        )
         check_field(self.model in ("mlp", "convnet"), name, "model", "'mlp' or 'convnet'", self.model)
-        check_field(len(self.hidden) >= 1 and all(isinstance(h, int) and h >= 1 for h in self.hidden),
-                    name, "hidden", "a non-empty tuple of positive ints", self.hidden)
+        check_field(
+            len(self.hidden) >= 1 and all(isinstance(h, int) and h >= 1 for h in self.hidden),
+            name,
+            "hidden",
+            "a non-empty tuple of positive ints",
+            self.hidden,
+        )
         for f in ("inner_lr", "outer_lr", "canvas_std"):
             v = getattr(self, f)
-            check_field(isinstance(v, (int, float)) and v > 0 and np.isfinite(v), name, f, "a positive number", v)
-        check_field(self.canvas_param in ("sigmoid", "free"), name, "canvas_param", "'sigmoid' or 'free'", self.canvas_param)
+            check_field(
+                isinstance(v, (int, float)) and v > 0 and np.isfinite(v), name, f, "a positive number", v
+            )
+        check_field(
+            self.canvas_param in ("sigmoid", "free"),
+            name,
+            "canvas_param",
+            "'sigmoid' or 'free'",
+            self.canvas_param,
+        )
         for f in ("outer_b1", "outer_b2"):
             v = getattr(self, f)
             check_field(isinstance(v, (int, float)) and 0 <= v < 1, name, f, "a number in [0, 1)", v)
         check_field(self.cold_method in METHODS, name, "cold_method", f"one of {METHODS}", self.cold_method)
         check_field(self.warm_steps <= self.cold_steps, name, "warm_steps", "<= cold_steps", self.warm_steps)
-        check_field(self.outer_steps % self.eval_every == 0, name, "outer_steps",
-                    f"a multiple of eval_every={self.eval_every}", self.outer_steps)
+        check_field(
+            self.outer_steps % self.eval_every == 0,
+            name,
+            "outer_steps",
+            f"a multiple of eval_every={self.eval_every}",
+            self.outer_steps,
+        )
 
 
 # ------------------------------------------------------------------------------------ engine
@@ -188,10 +237,20 @@ def build(cfg, ds):
 
     def algos(problem):
         outer = optax.adam(cfg.outer_lr, b1=cfg.outer_b1, b2=cfg.outer_b2)
-        cold = blo.ColdStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.cold_steps),
-                             cold_method(cfg), outer, record=record)
-        warm = blo.WarmStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.warm_steps),
-                             blo.Unroll(cfg.warm_steps), outer, record=record)
+        cold = blo.ColdStart(
+            problem,
+            blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.cold_steps),
+            cold_method(cfg),
+            outer,
+            record=record,
+        )
+        warm = blo.WarmStart(
+            problem,
+            blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.warm_steps),
+            blo.Unroll(cfg.warm_steps),
+            outer,
+            record=record,
+        )
         return {"cold": cold, "warm": warm}
 
     return clf, make_problem, algos
@@ -230,11 +289,15 @@ def distill(cfg, ctx=None, *, key_prefix="distill"):
     ds = load_dataset(cfg.dataset, root=cfg.root, seed=cfg.seed)
     clf, make_problem, algos = build(cfg, ds)
     if cfg.batch_size > len(ds.y_train):
-        raise ConfigError(f"{type(cfg).__name__}.batch_size must be <= the {len(ds.y_train)} training examples "
-                          f"of {ds.name}, got {cfg.batch_size}")
+        raise ConfigError(
+            f"{type(cfg).__name__}.batch_size must be <= the {len(ds.y_train)} training examples "
+            f"of {ds.name}, got {cfg.batch_size}"
+        )
     if cfg.curve_test_size > len(ds.y_test):
-        raise ConfigError(f"{type(cfg).__name__}.curve_test_size must be <= the {len(ds.y_test)} test examples "
-                          f"of {ds.name}, got {cfg.curve_test_size}")
+        raise ConfigError(
+            f"{type(cfg).__name__}.curve_test_size must be <= the {len(ds.y_test)} test examples "
+            f"of {ds.name}, got {cfg.curve_test_size}"
+        )
     X, Y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
     Xte, Yte = jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)
     from blojax.data.images import balanced_subset
@@ -258,6 +321,7 @@ def distill(cfg, ctx=None, *, key_prefix="distill"):
         algs = algos(make_problem(X, Y))
         out_states, hists, evals = {}, {}, {}
         for name, algo in algs.items():
+
             def one(state, kb, algo=algo):
                 idx = jax.random.randint(jax.random.fold_in(kb, b), (E, B), 0, N)
                 return algo.run(state, E, outer_batches=idx)
@@ -284,8 +348,13 @@ def distill(cfg, ctx=None, *, key_prefix="distill"):
 
     n_blocks = cfg.outer_steps // E
     t_run = time.perf_counter()
-    (states, _), hist = ctx.scan(chunk, (states, jnp.asarray(0)), n_blocks, key=f"{key_prefix}-{cfg.dataset}-n{cfg.n_samples}",
-                                 desc=f"distill {cfg.dataset} n={cfg.n_samples}")
+    (states, _), hist = ctx.scan(
+        chunk,
+        (states, jnp.asarray(0)),
+        n_blocks,
+        key=f"{key_prefix}-{cfg.dataset}-n{cfg.n_samples}",
+        desc=f"distill {cfg.dataset} n={cfg.n_samples}",
+    )
     run_seconds = time.perf_counter() - t_run
 
     @jax.jit
@@ -354,7 +423,10 @@ def cold_step_memory(cfg, methods=("unroll", "unroll_no_remat", "neumann", "cg")
             ma = jax.jit(step).lower(state, X, Y, idx).compile().memory_analysis()
             if ma is None:
                 raise RuntimeError("the backend gives no memory analysis")
-            out[m] = {"temp_mb": ma.temp_size_in_bytes / 2**20, "argument_mb": ma.argument_size_in_bytes / 2**20}
+            out[m] = {
+                "temp_mb": ma.temp_size_in_bytes / 2**20,
+                "argument_mb": ma.argument_size_in_bytes / 2**20,
+            }
         except Exception as exc:  # noqa: BLE001 - backends without memory analysis
             out[m] = {"error": f"{type(exc).__name__}: {exc}"}
     return out
@@ -367,7 +439,7 @@ def label_stats(labels: np.ndarray, eval_every: int) -> dict:
     p = labels[:, :, 0, :]
     ent = -np.sum(p * np.log(np.clip(p, 1e-12, None)), axis=-1)  # (seeds, steps)
     am = np.argmax(p, axis=-1)
-    sw = (am[:, 1:] != am[:, :-1])
+    sw = am[:, 1:] != am[:, :-1]
     half = p.shape[1] // 2
     late = p[:, half::eval_every]
     drift = np.abs(np.diff(late, axis=1)).sum(-1).mean(-1) if late.shape[1] > 1 else np.zeros(p.shape[0])
@@ -404,12 +476,18 @@ class Result:
             },
             "curves": {
                 "steps": r["steps"],
-                "cold": r["curve_cold"].mean(0), "warm": r["curve_warm"].mean(0),
+                "cold": r["curve_cold"].mean(0),
+                "warm": r["curve_warm"].mean(0),
                 "warm_retrain": r["curve_warm_retrain"].mean(0),
                 "curve_test_size": self.config.curve_test_size,
             },
-            "soft_label": {k: {kk: np.asarray(vv).tolist() for kk, vv in label_stats(r[f"label_{k}"], self.config.eval_every).items()}
-                           for k in ("cold", "warm")},
+            "soft_label": {
+                k: {
+                    kk: np.asarray(vv).tolist()
+                    for kk, vv in label_stats(r[f"label_{k}"], self.config.eval_every).items()
+                }
+                for k in ("cold", "warm")
+            },
             "final_soft_label": {k: r[f"label_{k}"][:, -1, 0].tolist() for k in ("cold", "warm")},
             "final_outer_loss": {k: summarize(r[f"F_{k}"][:, -100:].mean(1)) for k in ("cold", "warm")},
             "seconds": r["seconds"],
@@ -436,15 +514,20 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     paths = []
     steps = r["steps"]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label, color in (("curve_warm", "warm-start", "C1"), ("curve_cold", "cold-start", "C0"),
-                              ("curve_warm_retrain", "warm-start + retrain", "C2")):
+    for key, label, color in (
+        ("curve_warm", "warm-start", "C1"),
+        ("curve_cold", "cold-start", "C0"),
+        ("curve_warm_retrain", "warm-start + retrain", "C2"),
+    ):
         c = 100 * r[key]
         ax.plot(steps, c.mean(0), color=color, label=label)
         ax.fill_between(steps, c.min(0), c.max(0), color=color, alpha=0.2)
     ax.axhline(100 / 10, color="gray", ls=":", lw=1, label="chance")
     ax.set_xlabel("outer iteration")
     ax.set_ylabel(f"test accuracy (%)  [{cfg.curve_test_size} test images]")
-    ax.set_title(f"{r['dataset']}: {cfg.n_samples} synthetic sample(s), mean and range over {cfg.seeds} seeds")
+    ax.set_title(
+        f"{r['dataset']}: {cfg.n_samples} synthetic sample(s), mean and range over {cfg.seeds} seeds"
+    )
     ax.legend()
     paths.append(common.save_figure(fig, out_dir / "accuracy_curves.png"))
 
@@ -465,7 +548,9 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     fig, axes = plt.subplots(1, 2, figsize=(6, 3.2))
     for ax, k, title in zip(axes, ("cold", "warm"), ("cold-start", "warm-start")):
         img = r[f"images_{k}"][0, 0]
-        ax.imshow(img[..., 0] if img.shape[-1] == 1 else (img - img.min()) / (np.ptp(img) + 1e-8), cmap="gray")
+        ax.imshow(
+            img[..., 0] if img.shape[-1] == 1 else (img - img.min()) / (np.ptp(img) + 1e-8), cmap="gray"
+        )
         ax.set_title(f"final canvas, {title}")
         ax.axis("off")
     paths.append(common.save_figure(fig, out_dir / "canvases.png"))
@@ -477,29 +562,50 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
 
 def _accs(r):
     acc = r["test_accuracy_percent"]
-    return {"cold %": round(acc["cold"]["mean"], 1), "warm %": round(acc["warm"]["mean"], 1),
-            "warm+retrain %": round(acc["warm_retrain"]["mean"], 1)}
+    return {
+        "cold %": round(acc["cold"]["mean"], 1),
+        "warm %": round(acc["warm"]["mean"], 1),
+        "warm+retrain %": round(acc["warm_retrain"]["mean"], 1),
+    }
 
 
 CLAIMS = (
-    Claim("E3.canvas-warm-beats-cold",
-          "One distilled canvas + soft label: warm-start's accuracy on the original task exceeds cold-start's by >= 10 points",
-          "Fig. 9: warm-start accuracy high, cold-start low",
-          _accs, lambda o: gap(o["warm %"], o["cold %"], 10.0), "warm - cold >= 10 points (mean over seeds)"),
-    Claim("E3.canvas-retrain-collapses",
-          "One canvas: a fresh model retrained on warm-start's canvas scores <= 25 % and >= 20 points below warm-start",
-          "Fig. 9: warm-start + retrain low",
-          _accs, lambda o: o["warm+retrain %"] <= 25.0 and gap(o["warm %"], o["warm+retrain %"], 20.0),
-          "warm+retrain <= 25 % and warm - warm+retrain >= 20 points"),
-    Claim("E3.soft-label-keeps-moving",
-          "One canvas: warm-start's soft label keeps moving between classes (L1 change per evaluation in the second "
-          "half >= 2x cold-start's, whose label settles)",
-          "Fig. 9: cold-start's soft label settles on a class mixture; warm-start's keeps moving",
-          lambda r: {"drift warm": round(sum(r["soft_label"]["warm"]["l1_drift_per_eval_second_half"])
-                                         / len(r["soft_label"]["warm"]["l1_drift_per_eval_second_half"]), 4),
-                     "drift cold": round(sum(r["soft_label"]["cold"]["l1_drift_per_eval_second_half"])
-                                         / len(r["soft_label"]["cold"]["l1_drift_per_eval_second_half"]), 4)},
-          lambda o: o["drift warm"] > 0 and o["drift warm"] >= 2 * o["drift cold"], "drift_warm >= 2 drift_cold"),
+    Claim(
+        "E3.canvas-warm-beats-cold",
+        "One distilled canvas + soft label: warm-start's accuracy on the original task exceeds cold-start's by >= 10 points",
+        "Fig. 9: warm-start accuracy high, cold-start low",
+        _accs,
+        lambda o: gap(o["warm %"], o["cold %"], 10.0),
+        "warm - cold >= 10 points (mean over seeds)",
+    ),
+    Claim(
+        "E3.canvas-retrain-collapses",
+        "One canvas: a fresh model retrained on warm-start's canvas scores <= 25 % and >= 20 points below warm-start",
+        "Fig. 9: warm-start + retrain low",
+        _accs,
+        lambda o: o["warm+retrain %"] <= 25.0 and gap(o["warm %"], o["warm+retrain %"], 20.0),
+        "warm+retrain <= 25 % and warm - warm+retrain >= 20 points",
+    ),
+    Claim(
+        "E3.soft-label-keeps-moving",
+        "One canvas: warm-start's soft label keeps moving between classes (L1 change per evaluation in the second "
+        "half >= 2x cold-start's, whose label settles)",
+        "Fig. 9: cold-start's soft label settles on a class mixture; warm-start's keeps moving",
+        lambda r: {
+            "drift warm": round(
+                sum(r["soft_label"]["warm"]["l1_drift_per_eval_second_half"])
+                / len(r["soft_label"]["warm"]["l1_drift_per_eval_second_half"]),
+                4,
+            ),
+            "drift cold": round(
+                sum(r["soft_label"]["cold"]["l1_drift_per_eval_second_half"])
+                / len(r["soft_label"]["cold"]["l1_drift_per_eval_second_half"]),
+                4,
+            ),
+        },
+        lambda o: o["drift warm"] > 0 and o["drift warm"] >= 2 * o["drift cold"],
+        "drift_warm >= 2 drift_cold",
+    ),
 )
 
 

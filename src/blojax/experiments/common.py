@@ -99,6 +99,7 @@ def check_int_fields(config, fields) -> None:
 _UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it)
 os.umask(_UMASK)
 
+
 def atomic_write_bytes(path, data: bytes) -> pathlib.Path:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``: an
     interruption never leaves a half-written file behind."""
@@ -169,7 +170,12 @@ def environment() -> dict:
     """Versions and platform, for results.json."""
     import optax
 
-    versions = {"python": sys.version.split()[0], "jax": jax.__version__, "optax": optax.__version__, "numpy": np.__version__}
+    versions = {
+        "python": sys.version.split()[0],
+        "jax": jax.__version__,
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+    }
     for mod in ("jaxlib", "lineax", "equinox", "matplotlib", "blojax"):
         try:
             versions[mod] = importlib.import_module(mod).__version__
@@ -186,7 +192,9 @@ def environment() -> dict:
     }
 
 
-def write_results(out_dir, name: str, config, result, seconds: float, extra: dict | None = None) -> pathlib.Path:
+def write_results(
+    out_dir, name: str, config, result, seconds: float, extra: dict | None = None
+) -> pathlib.Path:
     payload = {
         "experiment": name,
         "config": config,
@@ -282,9 +290,13 @@ class Context:
         if self.checkpoint_dir is not None:
             self.checkpoint_dir = pathlib.Path(self.checkpoint_dir)
         if self.checkpoint_every is not None and (
-            not isinstance(self.checkpoint_every, int) or isinstance(self.checkpoint_every, bool) or self.checkpoint_every < 1
+            not isinstance(self.checkpoint_every, int)
+            or isinstance(self.checkpoint_every, bool)
+            or self.checkpoint_every < 1
         ):
-            raise ValueError(f"Context.checkpoint_every must be a positive integer or None, got {self.checkpoint_every!r}")
+            raise ValueError(
+                f"Context.checkpoint_every must be a positive integer or None, got {self.checkpoint_every!r}"
+            )
         if not isinstance(self.chunks, int) or self.chunks < 1:
             raise ValueError(f"Context.chunks must be a positive integer, got {self.chunks!r}")
 
@@ -320,17 +332,31 @@ class Context:
             with open(path, "rb") as fh:
                 saved = pickle.load(fh)
         except Exception as exc:  # noqa: BLE001 - truncated, garbage, unknown classes: all one answer
-            raise CheckpointError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); {again}") from None
-        if not isinstance(saved, dict) or saved.get("format") != _CHECKPOINT_FORMAT or any(k not in saved for k in required):
-            got = f"format {saved.get('format')!r}" if isinstance(saved, dict) else f"a {type(saved).__name__}"
-            raise CheckpointError(f"checkpoint {path} is not a blojax checkpoint of format {_CHECKPOINT_FORMAT} (found {got}); {again}")
+            raise CheckpointError(
+                f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); {again}"
+            ) from None
+        if (
+            not isinstance(saved, dict)
+            or saved.get("format") != _CHECKPOINT_FORMAT
+            or any(k not in saved for k in required)
+        ):
+            got = (
+                f"format {saved.get('format')!r}" if isinstance(saved, dict) else f"a {type(saved).__name__}"
+            )
+            raise CheckpointError(
+                f"checkpoint {path} is not a blojax checkpoint of format {_CHECKPOINT_FORMAT} (found {got}); {again}"
+            )
         ident = self._identity()
         if saved.get("fingerprint") != ident["fingerprint"]:
-            raise CheckpointError(f"checkpoint {path} belongs to another run (fingerprint {saved.get('fingerprint')}, "
-                                  f"this run is {ident['fingerprint']}); {again}")
+            raise CheckpointError(
+                f"checkpoint {path} belongs to another run (fingerprint {saved.get('fingerprint')}, "
+                f"this run is {ident['fingerprint']}); {again}"
+            )
         if saved.get("data") != ident["data"]:
-            raise CheckpointError(f"checkpoint {path} was computed from other data files ({_data_line(saved.get('data'))}; "
-                                  f"this run reads {_data_line(ident['data'])}); {again}")
+            raise CheckpointError(
+                f"checkpoint {path} was computed from other data files ({_data_line(saved.get('data'))}; "
+                f"this run reads {_data_line(ident['data'])}); {again}"
+            )
         return saved
 
     def save(self, key: str, obj: dict) -> None:
@@ -370,13 +396,17 @@ class Context:
             except Exception:  # noqa: BLE001 - a chunk that cannot be traced abstractly is not guarded
                 shapes = None
             if shapes is not None:
-                per_step = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree_util.tree_leaves(shapes))
+                per_step = sum(
+                    int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
+                    for x in jax.tree_util.tree_leaves(shapes)
+                )
                 need, avail = per_step * steps, _available_memory()
                 if avail is not None and need > self.memory_fraction * avail:
                     raise ResourceError(
                         f"{key}: {steps} steps x {per_step} B of per-step history = {_gb(need)}, above "
                         f"{self.memory_fraction:.0%} of the available memory ({_gb(avail)}); lower the step count, "
-                        "or pass --force to proceed")
+                        "or pass --force to proceed"
+                    )
         if self.time_budget is not None:
             t = []
             for _ in range(2):
@@ -387,7 +417,8 @@ class Context:
             if est > self.time_budget:
                 raise ResourceError(
                     f"{key}: {steps} steps x {t[1] * 1e3:.2f} ms per compiled step = about {est:.0f} s, above the "
-                    f"time budget of {self.time_budget:g} s; lower the step count, raise the budget, or pass --force")
+                    f"time budget of {self.time_budget:g} s; lower the step count, raise the budget, or pass --force"
+                )
 
     def stage(self, key: str, fn: Callable, *args, **kwargs):
         """Compute ``fn(*args, **kwargs)`` once: with ``resume`` a finished stage is loaded back."""
@@ -411,7 +442,16 @@ class Context:
             return steps
         return max(1, -(-steps // max(1, self.chunks)))
 
-    def scan(self, chunk_fn: Callable, carry, steps: int, *, key: str, desc: str | None = None, history_axis: int = 0):
+    def scan(
+        self,
+        chunk_fn: Callable,
+        carry,
+        steps: int,
+        *,
+        key: str,
+        desc: str | None = None,
+        history_axis: int = 0,
+    ):
         """Run ``steps`` steps of ``chunk_fn(carry, n) -> (carry, history)`` in compiled chunks.
 
         ``history`` leaves have the step axis at ``history_axis`` (1 for a run vmapped over seeds).
@@ -421,8 +461,14 @@ class Context:
         interrupted, so a resumed run performs exactly the same computations as an uninterrupted one
         and ends bit-identical to it.
         """
-        return self._scan(lambda c, n, start: chunk_fn(c, n), carry, steps, key=self._claim(f"scan-{key}"),
-                          desc=desc or key, history_axis=history_axis)
+        return self._scan(
+            lambda c, n, start: chunk_fn(c, n),
+            carry,
+            steps,
+            key=self._claim(f"scan-{key}"),
+            desc=desc or key,
+            history_axis=history_axis,
+        )
 
     def _scan(self, chunk_fn, carry, steps, *, key, desc, history_axis, after_chunk=None):
         if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 0:
@@ -444,10 +490,15 @@ class Context:
                     f"this run asks for {steps} steps in chunks of {size}; resume with the same settings or start afresh"
                 )
             shapes = lambda t: [(np.shape(x), np.asarray(x).dtype) for x in jax.tree_util.tree_leaves(t)]  # noqa: E731
-            if (jax.tree_util.tree_structure(saved["carry"]) != jax.tree_util.tree_structure(carry)
-                    or shapes(saved["carry"]) != shapes(carry) or not 0 < int(saved["done"]) <= steps):
-                raise CheckpointError(f"checkpoint {self._path(key)} holds a state of another shape than this run's "
-                                      "(or an impossible step count); start afresh (blojax run ... --force clears the folder)")
+            if (
+                jax.tree_util.tree_structure(saved["carry"]) != jax.tree_util.tree_structure(carry)
+                or shapes(saved["carry"]) != shapes(carry)
+                or not 0 < int(saved["done"]) <= steps
+            ):
+                raise CheckpointError(
+                    f"checkpoint {self._path(key)} holds a state of another shape than this run's "
+                    "(or an impossible step count); start afresh (blojax run ... --force clears the folder)"
+                )
             done = int(saved["done"])
             carry = jax.tree_util.tree_map(jnp.asarray, saved["carry"])
             parts = [saved["history"]] if saved["history"] is not None else []
@@ -465,7 +516,9 @@ class Context:
                 done += n
                 if len(parts) > 1:
                     parts = [_tree_concat(parts, history_axis)]
-                self.save(key, {"steps": steps, "size": size, "done": done, "carry": carry, "history": parts[0]})
+                self.save(
+                    key, {"steps": steps, "size": size, "done": done, "carry": carry, "history": parts[0]}
+                )
                 if bar is not None:
                     bar.update(n)
                 if after_chunk is not None:
@@ -484,7 +537,9 @@ class Context:
 
         def chunk(st, n, start):
             sl = lambda t: jax.tree_util.tree_map(lambda x: x[start : start + n], t)  # noqa: E731
-            return algo.run(st, n, inner_batches=sl(inner_batches), outer_batches=sl(outer_batches), on_nonfinite="stop")
+            return algo.run(
+                st, n, inner_batches=sl(inner_batches), outer_batches=sl(outer_batches), on_nonfinite="stop"
+            )
 
         def check(st, history, done):
             bad = np.asarray(st.diverged_step)
@@ -496,14 +551,23 @@ class Context:
                     history,
                 )
 
-        return self._scan(chunk, state, steps, key=self._claim(f"scan-{key}"), desc=desc or key, history_axis=0,
-                          after_chunk=check)
+        return self._scan(
+            chunk,
+            state,
+            steps,
+            key=self._claim(f"scan-{key}"),
+            desc=desc or key,
+            history_axis=0,
+            after_chunk=check,
+        )
 
 
 def _data_line(files) -> str:
     if not files:
         return "no data files"
-    return ", ".join(f"{f.get('name')} ({f.get('size')} B, sha256 {str(f.get('sha256'))[:12]})" for f in files)
+    return ", ".join(
+        f"{f.get('name')} ({f.get('size')} B, sha256 {str(f.get('sha256'))[:12]})" for f in files
+    )
 
 
 def timed(fn: Callable, *args, **kwargs):

@@ -42,10 +42,20 @@ class Config(cd.Config):
     def validate(self) -> None:
         super().validate()
         name = type(self).__name__
-        check_field(len(self.sizes) >= 1 and all(isinstance(n, int) and n >= 1 for n in self.sizes), name, "sizes",
-                    "a non-empty tuple of positive ints", self.sizes)
-        check_field(self.multi_label_init in ("onehot", "uniform"), name, "multi_label_init", "'onehot' or 'uniform'",
-                    self.multi_label_init)
+        check_field(
+            len(self.sizes) >= 1 and all(isinstance(n, int) and n >= 1 for n in self.sizes),
+            name,
+            "sizes",
+            "a non-empty tuple of positive ints",
+            self.sizes,
+        )
+        check_field(
+            self.multi_label_init in ("onehot", "uniform"),
+            name,
+            "multi_label_init",
+            "'onehot' or 'uniform'",
+            self.multi_label_init,
+        )
 
     def for_size(self, n: int) -> cd.Config:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(cd.Config)}
@@ -65,28 +75,52 @@ class Result:
         return out
 
     def to_dict(self) -> dict:
-        return common.to_jsonable({
-            "dataset": next(iter(self.raw.values()))["dataset"],
-            "seeds": next(iter(self.raw.values()))["seeds"],
-            "test_accuracy_percent": self.table(),
-            "curves": {str(n): {"steps": r["steps"], "cold": r["curve_cold"].mean(0), "warm": r["curve_warm"].mean(0),
-                                "warm_retrain": r["curve_warm_retrain"].mean(0)} for n, r in self.raw.items()},
-            "seconds": {str(n): r["seconds"] for n, r in self.raw.items()},
-            "run_seconds": {str(n): r["run_seconds"] for n, r in self.raw.items()},
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in self.raw.values()),
-            "soft_label": {str(n): {k: {kk: np.asarray(vv).tolist() for kk, vv in
-                                        cd.label_stats(r[f"label_{k}"], self.config.eval_every).items()}
-                                    for k in ("cold", "warm")}
-                           for n, r in self.raw.items() if n == 1},
-            "cold_hypergradient": self.config.cold_method,
-        })
+        return common.to_jsonable(
+            {
+                "dataset": next(iter(self.raw.values()))["dataset"],
+                "seeds": next(iter(self.raw.values()))["seeds"],
+                "test_accuracy_percent": self.table(),
+                "curves": {
+                    str(n): {
+                        "steps": r["steps"],
+                        "cold": r["curve_cold"].mean(0),
+                        "warm": r["curve_warm"].mean(0),
+                        "warm_retrain": r["curve_warm_retrain"].mean(0),
+                    }
+                    for n, r in self.raw.items()
+                },
+                "seconds": {str(n): r["seconds"] for n, r in self.raw.items()},
+                "run_seconds": {str(n): r["run_seconds"] for n, r in self.raw.items()},
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in self.raw.values()),
+                "soft_label": {
+                    str(n): {
+                        k: {
+                            kk: np.asarray(vv).tolist()
+                            for kk, vv in cd.label_stats(r[f"label_{k}"], self.config.eval_every).items()
+                        }
+                        for k in ("cold", "warm")
+                    }
+                    for n, r in self.raw.items()
+                    if n == 1
+                },
+                "cold_hypergradient": self.config.cold_method,
+            }
+        )
 
     def markdown(self) -> str:
         t = self.table()
         ns = list(t)
         lines = ["| method | " + " | ".join(f"{n} sample(s)" for n in ns) + " |", "|---|" + "---|" * len(ns)]
-        for k, label in (("cold", "cold-start"), ("warm", "warm-start"), ("warm_retrain", "warm-start + retrain")):
-            lines.append(f"| {label} | " + " | ".join(f"{t[n][k]['mean']:.1f} ± {t[n][k]['std']:.1f}" for n in ns) + " |")
+        for k, label in (
+            ("cold", "cold-start"),
+            ("warm", "warm-start"),
+            ("warm_retrain", "warm-start + retrain"),
+        ):
+            lines.append(
+                f"| {label} | "
+                + " | ".join(f"{t[n][k]['mean']:.1f} ± {t[n][k]['std']:.1f}" for n in ns)
+                + " |"
+            )
         return "\n".join(lines)
 
 
@@ -108,8 +142,11 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 3.8), squeeze=False)
     for ax, n in zip(axes[0], sizes):
         r = result.raw[n]
-        for key, label, color in (("curve_warm", "warm-start", "C1"), ("curve_cold", "cold-start", "C0"),
-                                  ("curve_warm_retrain", "warm-start + retrain", "C2")):
+        for key, label, color in (
+            ("curve_warm", "warm-start", "C1"),
+            ("curve_cold", "cold-start", "C0"),
+            ("curve_warm_retrain", "warm-start + retrain", "C2"),
+        ):
             c = 100 * r[key]
             ax.plot(r["steps"], c.mean(0), color=color, label=label)
             ax.fill_between(r["steps"], c.min(0), c.max(0), color=color, alpha=0.2)
@@ -132,26 +169,44 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
 def _accs(n):
     def ours(r):
         acc = r["test_accuracy_percent"][str(n)]
-        return {"cold %": round(acc["cold"]["mean"], 1), "warm %": round(acc["warm"]["mean"], 1),
-                "warm+retrain %": round(acc["warm_retrain"]["mean"], 1)}
+        return {
+            "cold %": round(acc["cold"]["mean"], 1),
+            "warm %": round(acc["warm"]["mean"], 1),
+            "warm+retrain %": round(acc["warm_retrain"]["mean"], 1),
+        }
+
     return ours
 
 
 CLAIMS = (
-    Claim("E4.distill-1-warm-beats-cold",
-          "Table 3, distillation into 1 sample: warm-start beats cold-start by >= 10 points",
-          "MNIST 90.8 vs 30.7; CIFAR-10 50.3 vs 17.6",
-          _accs(1), lambda o: gap(o["warm %"], o["cold %"], 10.0), "warm - cold >= 10 points"),
-    Claim("E4.distill-10-warm-beats-cold",
-          "Table 3, distillation into 10 samples: warm-start is above cold-start",
-          "MNIST 97.5 vs 89.1; CIFAR-10 59.8 vs 46.9",
-          _accs(10), lambda o: gap(o["warm %"], o["cold %"], 0.0), "warm - cold >= 0 points", quick=False),
-    Claim("E4.distill-retrain-collapses",
-          "Table 3, distillation (every size run: 1 and 10 samples): warm-start + retrain stays <= 25 % (near chance)",
-          "MNIST 12.9 / 17.1; CIFAR-10 10.2 / 8.9",
-          lambda r: {f"{n} sample(s) %": round(r["test_accuracy_percent"][n]["warm_retrain"]["mean"], 1)
-                     for n in r["test_accuracy_percent"]},
-          lambda o: len(o) > 0 and max(o.values()) <= 25.0, "warm+retrain <= 25 % in every column run"),
+    Claim(
+        "E4.distill-1-warm-beats-cold",
+        "Table 3, distillation into 1 sample: warm-start beats cold-start by >= 10 points",
+        "MNIST 90.8 vs 30.7; CIFAR-10 50.3 vs 17.6",
+        _accs(1),
+        lambda o: gap(o["warm %"], o["cold %"], 10.0),
+        "warm - cold >= 10 points",
+    ),
+    Claim(
+        "E4.distill-10-warm-beats-cold",
+        "Table 3, distillation into 10 samples: warm-start is above cold-start",
+        "MNIST 97.5 vs 89.1; CIFAR-10 59.8 vs 46.9",
+        _accs(10),
+        lambda o: gap(o["warm %"], o["cold %"], 0.0),
+        "warm - cold >= 0 points",
+        quick=False,
+    ),
+    Claim(
+        "E4.distill-retrain-collapses",
+        "Table 3, distillation (every size run: 1 and 10 samples): warm-start + retrain stays <= 25 % (near chance)",
+        "MNIST 12.9 / 17.1; CIFAR-10 10.2 / 8.9",
+        lambda r: {
+            f"{n} sample(s) %": round(r["test_accuracy_percent"][n]["warm_retrain"]["mean"], 1)
+            for n in r["test_accuracy_percent"]
+        },
+        lambda o: len(o) > 0 and max(o.values()) <= 25.0,
+        "warm+retrain <= 25 % in every column run",
+    ),
 )
 
 

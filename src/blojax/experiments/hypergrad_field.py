@@ -70,19 +70,44 @@ class Config:
 
     def validate(self) -> "Config":
         n = "Config"
-        check_field(len(self.x_synth) == 2 and self.x_synth[0] != self.x_synth[1], n, "x_synth",
-                    "two distinct x values", self.x_synth)
+        check_field(
+            len(self.x_synth) == 2 and self.x_synth[0] != self.x_synth[1],
+            n,
+            "x_synth",
+            "two distinct x values",
+            self.x_synth,
+        )
         check_field(len(self.u0) == 2, n, "u0", "a pair (u1, u2)", self.u0)
-        check_field(len(self.u0) != 2 or abs(sum(self.u0) - 2 * self.y_orig) > 1e-12 or self.x_orig != 1.0, n, "u0",
-                    "off the solution line u1 + u2 = 2 y_o (else there is nothing to learn)", self.u0)
-        check_field(len(self.neumann_ks) > 0 and all(isinstance(k, int) and not isinstance(k, bool) and k > 0
-                                                     for k in self.neumann_ks), n, "neumann_ks",
-                    "a non-empty tuple of positive integers (K > 0)", self.neumann_ks)
+        check_field(
+            len(self.u0) != 2 or abs(sum(self.u0) - 2 * self.y_orig) > 1e-12 or self.x_orig != 1.0,
+            n,
+            "u0",
+            "off the solution line u1 + u2 = 2 y_o (else there is nothing to learn)",
+            self.u0,
+        )
+        check_field(
+            len(self.neumann_ks) > 0
+            and all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in self.neumann_ks),
+            n,
+            "neumann_ks",
+            "a non-empty tuple of positive integers (K > 0)",
+            self.neumann_ks,
+        )
         lam_max = 3.0 + math.sqrt(5.0) if tuple(self.x_synth) == (0.0, 2.0) else None
-        check_field(self.alpha > 0 and (lam_max is None or self.alpha < 2.0 / lam_max), n, "alpha",
-                    "positive and < 2 / lambda_max(H) (the Neumann series must converge)", self.alpha)
-        check_field(isinstance(self.outer_steps, int) and self.outer_steps > 0, n, "outer_steps", "a positive integer",
-                    self.outer_steps)
+        check_field(
+            self.alpha > 0 and (lam_max is None or self.alpha < 2.0 / lam_max),
+            n,
+            "alpha",
+            "positive and < 2 / lambda_max(H) (the Neumann series must converge)",
+            self.alpha,
+        )
+        check_field(
+            isinstance(self.outer_steps, int) and self.outer_steps > 0,
+            n,
+            "outer_steps",
+            "a positive integer",
+            self.outer_steps,
+        )
         check_field(0 < self.outer_eta < 2, n, "outer_eta", "in (0, 2)", self.outer_eta)
         check_field(isinstance(self.grid, int) and self.grid >= 5, n, "grid", "an integer >= 5", self.grid)
         return self
@@ -102,15 +127,17 @@ class Result:
     field: dict
 
     def to_dict(self) -> dict:
-        return common.to_jsonable(dict(
-            methods=self.methods,
-            final_u=self.final_u,
-            final_F=self.final_F,
-            line_residual=self.line_residual,  # u1 + u2 - 2 at the end
-            dist_to_exact_point=self.dist_to_exact_point,  # || u_end - (1, 1) ||
-            predicted_end=self.predicted_end,  # y_o v / (c^T v): where the fixed direction meets the line
-            directions=self.directions,
-        ))
+        return common.to_jsonable(
+            dict(
+                methods=self.methods,
+                final_u=self.final_u,
+                final_F=self.final_F,
+                line_residual=self.line_residual,  # u1 + u2 - 2 at the end
+                dist_to_exact_point=self.dist_to_exact_point,  # || u_end - (1, 1) ||
+                predicted_end=self.predicted_end,  # y_o v / (c^T v): where the fixed direction meets the line
+                directions=self.directions,
+            )
+        )
 
 
 def _setting(cfg):
@@ -144,7 +171,9 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
         def hyper(u, K, exact):
             w, _ = inner.run(problem, u, w0)
             g_ex = blo.hypergradient(problem, u, w, blo.Exact(), inner, diagnostics=False)[0]
-            g_n = blo.hypergradient(problem, u, w, blo.Neumann(terms=K, lr=cfg.alpha), inner, diagnostics=False)[0]
+            g_n = blo.hypergradient(
+                problem, u, w, blo.Neumann(terms=K, lr=cfg.alpha), inner, diagnostics=False
+            )[0]
             return jnp.where(exact, g_ex, g_n)
 
         def one(K, exact):
@@ -176,9 +205,15 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
         c = np.asarray(c)
     exact_point = cfg.y_orig * c / (c @ c)
     return Result(
-        config=cfg, methods=names, trajectories=traj, final_u=final, final_F=final_F,
-        dist_to_exact_point=np.linalg.norm(final - exact_point, axis=1), predicted_end=pred,
-        line_residual=final @ np.asarray(c) - cfg.y_orig, directions=dirs,
+        config=cfg,
+        methods=names,
+        trajectories=traj,
+        final_u=final,
+        final_F=final_F,
+        dist_to_exact_point=np.linalg.norm(final - exact_point, axis=1),
+        predicted_end=pred,
+        line_residual=final @ np.asarray(c) - cfg.y_orig,
+        directions=dirs,
         field=dict(u1=U1, u2=U2, F=Fgrid, g=fields, exact_point=exact_point, c=np.asarray(c)),
     )
 
@@ -198,13 +233,21 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     g = fld["u1"][0]
     c = fld["c"]
     ax.plot(g, (result.config.y_orig - c[0] * g) / c[1], "w--", lw=1.5, label=r"outer solutions $F^* = 0$")
-    colors = ["k"] + [plt.get_cmap("autumn")(i / max(1, len(result.methods) - 1)) for i in range(1, len(result.methods))]
+    colors = ["k"] + [
+        plt.get_cmap("autumn")(i / max(1, len(result.methods) - 1)) for i in range(1, len(result.methods))
+    ]
     for i, name in enumerate(result.methods):
         tr = result.trajectories[i]
         ax.plot(tr[:, 0], tr[:, 1], "-", color=colors[i] if i else "tab:blue", lw=2)
         ax.plot(tr[::5, 0], tr[::5, 1], ".", color=colors[i] if i else "tab:blue", ms=5)
-        ax.plot(*result.final_u[i], "o", color=colors[i] if i else "tab:blue", ms=9, mec="k",
-                label=f"{name}: ends at ({result.final_u[i][0]:.3f}, {result.final_u[i][1]:.3f})")
+        ax.plot(
+            *result.final_u[i],
+            "o",
+            color=colors[i] if i else "tab:blue",
+            ms=9,
+            mec="k",
+            label=f"{name}: ends at ({result.final_u[i][0]:.3f}, {result.final_u[i][1]:.3f})",
+        )
     ax.plot(*result.trajectories[0, 0], "ks", ms=8, label="start $u_0$")
     ax.set_xlim(g[0], g[-1])
     ax.set_ylim(g[0], g[-1])
@@ -222,15 +265,27 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
         G = -result.field["g"][name]
         nrm = np.linalg.norm(G, axis=-1, keepdims=True)
         G = G / np.where(nrm == 0, 1, nrm)
-        ax.quiver(fld["u1"][sl], fld["u2"][sl], G[sl][..., 0], G[sl][..., 1], color=colors[i] if i else "tab:blue",
-                  scale=14, width=0.006, label=name, alpha=0.85)
+        ax.quiver(
+            fld["u1"][sl],
+            fld["u2"][sl],
+            G[sl][..., 0],
+            G[sl][..., 1],
+            color=colors[i] if i else "tab:blue",
+            scale=14,
+            width=0.006,
+            label=name,
+            alpha=0.85,
+        )
     ax.set_aspect("equal")
     ax.set_xlabel("$u_1$")
     ax.set_ylabel("$u_2$")
     ax.set_title("Descent directions $-g(u)$ (normalized): Exact vs Neumann K=1")
     ax.legend(fontsize=7, loc="upper right")
-    fig.suptitle("E6: exact hypergradients reach the outer solution nearest $u_0$, (1, 1); "
-                 "K-term Neumann reaches other points of $u_1 + u_2 = 2$", fontsize=10)
+    fig.suptitle(
+        "E6: exact hypergradients reach the outer solution nearest $u_0$, (1, 1); "
+        "K-term Neumann reaches other points of $u_1 + u_2 = 2$",
+        fontsize=10,
+    )
     fig.tight_layout()
     return [common.save_figure(fig, out_dir / "hypergrad_field.png")]
 
@@ -243,19 +298,33 @@ def _by_method(r, key):
 
 
 CLAIMS = (
-    Claim("E6.exact-ends-at-1-1",
-          "Hypergradient field: the exact hypergradient ends at (1, 1) on the solution line u1 + u2 = 2 (distance <= 1e-6)",
-          "exact ends at (1, 1)", lambda r: {"distance": _by_method(r, "dist_to_exact_point")["Exact"],
-                                             "final F": _by_method(r, "final_F")["Exact"]},
-          lambda o: o["distance"] <= 1e-6 and o["final F"] <= 1e-12, "distance <= 1e-6 and F <= 1e-12"),
-    Claim("E6.neumann-ends-elsewhere",
-          "Neumann K = 1, 100, 200 end at other points of the line (distance from (1, 1) >= 0.05, |u1 + u2 - 2| <= 1e-6), "
-          "closer as K grows",
-          "Neumann K = 1, 100, 200 end at other points of it",
-          lambda r: {"distance": [d for m, d in _by_method(r, "dist_to_exact_point").items() if m != "Exact"],
-                     "max line residual": max(abs(x) for x in r["line_residual"])},
-          lambda o: min(o["distance"]) >= 0.05 and monotone(o["distance"], decreasing=True) and o["max line residual"] <= 1e-6,
-          "distance >= 0.05, decreasing in K; line residual <= 1e-6"),
+    Claim(
+        "E6.exact-ends-at-1-1",
+        "Hypergradient field: the exact hypergradient ends at (1, 1) on the solution line u1 + u2 = 2 (distance <= 1e-6)",
+        "exact ends at (1, 1)",
+        lambda r: {
+            "distance": _by_method(r, "dist_to_exact_point")["Exact"],
+            "final F": _by_method(r, "final_F")["Exact"],
+        },
+        lambda o: o["distance"] <= 1e-6 and o["final F"] <= 1e-12,
+        "distance <= 1e-6 and F <= 1e-12",
+    ),
+    Claim(
+        "E6.neumann-ends-elsewhere",
+        "Neumann K = 1, 100, 200 end at other points of the line (distance from (1, 1) >= 0.05, |u1 + u2 - 2| <= 1e-6), "
+        "closer as K grows",
+        "Neumann K = 1, 100, 200 end at other points of it",
+        lambda r: {
+            "distance": [d for m, d in _by_method(r, "dist_to_exact_point").items() if m != "Exact"],
+            "max line residual": max(abs(x) for x in r["line_residual"]),
+        },
+        lambda o: (
+            min(o["distance"]) >= 0.05
+            and monotone(o["distance"], decreasing=True)
+            and o["max line residual"] <= 1e-6
+        ),
+        "distance >= 0.05, decreasing in K; line residual <= 1e-6",
+    ),
 )
 
 

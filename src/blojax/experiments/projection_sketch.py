@@ -66,13 +66,32 @@ class Config:
 
     def validate(self) -> "Config":
         n = "Config"
-        check_field(len(self.xs) >= 2 and len(set(self.xs)) == len(self.xs), n, "xs", "at least two distinct x values", self.xs)
-        check_field(len(self.offsets) == len(self.xs), n, "offsets", f"one offset per datapoint ({len(self.xs)})", self.offsets)
+        check_field(
+            len(self.xs) >= 2 and len(set(self.xs)) == len(self.xs),
+            n,
+            "xs",
+            "at least two distinct x values",
+            self.xs,
+        )
+        check_field(
+            len(self.offsets) == len(self.xs),
+            n,
+            "offsets",
+            f"one offset per datapoint ({len(self.xs)})",
+            self.offsets,
+        )
         check_field(len(self.w_common) == 2, n, "w_common", "a pair (slope, intercept)", self.w_common)
         check_field(len(self.w0) == 2, n, "w0", "a pair (slope, intercept)", self.w0)
-        check_field(isinstance(self.sweeps, int) and self.sweeps >= 4, n, "sweeps", "an integer >= 4", self.sweeps)
-        check_field(isinstance(self.partial_steps, int) and self.partial_steps > 0, n, "partial_steps", "a positive integer (K > 0)",
-                    self.partial_steps)
+        check_field(
+            isinstance(self.sweeps, int) and self.sweeps >= 4, n, "sweeps", "an integer >= 4", self.sweeps
+        )
+        check_field(
+            isinstance(self.partial_steps, int) and self.partial_steps > 0,
+            n,
+            "partial_steps",
+            "a positive integer (K > 0)",
+            self.partial_steps,
+        )
         check_field(self.inner_tol > 0, n, "inner_tol", "positive", self.inner_tol)
         check_field(0 < self.lr_scale < 2, n, "lr_scale", "in (0, 2) (stable GD)", self.lr_scale)
         return self
@@ -123,14 +142,22 @@ def _run_case(cfg: Config, ys, runs, ctx, key) -> dict:
     steps = cfg.sweeps * m
     batches = (A[jnp.arange(steps) % m, 0], b[jnp.arange(steps) % m, 0])
     u = jnp.zeros(1)  # the outer parameters are not optimized here (outer step 0)
-    out: dict = dict(data=np.stack([np.asarray(xs), np.asarray(ys)], 1), A=np.asarray(A), b=np.asarray(b), iterates={})
+    out: dict = dict(
+        data=np.stack([np.asarray(xs), np.asarray(ys)], 1), A=np.asarray(A), b=np.asarray(b), iterates={}
+    )
     for name, algo in runs.items():
         _, hist = ctx.run(algo, algo.init(u, w0), steps, key=f"{key}-{name}", inner_batches=batches)
         ws = np.concatenate([np.asarray(w0)[None], np.asarray(hist["w_t"])])
         out["iterates"][name] = ws
         cyc = projections.detect_cycle(ws, tol=1e-9, max_period=2 * m)
-        out[name] = dict(converged=cyc.converged, period=cyc.period, cycle_points=cyc.points, cycle_gap=cyc.gap,
-                         cycle_spread=cyc.spread, max_inner_steps=int(np.max(hist["inner_steps"])))
+        out[name] = dict(
+            converged=cyc.converged,
+            period=cyc.period,
+            cycle_points=cyc.points,
+            cycle_gap=cyc.gap,
+            cycle_spread=cyc.spread,
+            max_inner_steps=int(np.max(hist["inner_steps"])),
+        )
     ref_warm = np.asarray(projections.alternating_projections(A, b, w0, cfg.sweeps))
     ref_cold = np.asarray(projections.cold_start_projections(A, b, w0, cfg.sweeps))
     out["warm_full_vs_projections"] = float(np.max(np.abs(out["iterates"]["warm_full"] - ref_warm)))
@@ -140,7 +167,9 @@ def _run_case(cfg: Config, ys, runs, ctx, key) -> dict:
     out["dykstra_point"] = w_dyk
     out["dykstra_residual"] = float(np.max(np.abs(np.asarray(A[:, 0]) @ w_dyk - np.asarray(b[:, 0]))))
     lsq = np.linalg.lstsq(np.asarray(A[:, 0]), np.asarray(b[:, 0]), rcond=None)
-    out["lines_have_common_point"] = bool(np.allclose(np.asarray(A[:, 0]) @ lsq[0], np.asarray(b[:, 0]), atol=1e-12))
+    out["lines_have_common_point"] = bool(
+        np.allclose(np.asarray(A[:, 0]) @ lsq[0], np.asarray(b[:, 0]), atol=1e-12)
+    )
     if out["warm_full"]["converged"]:
         out["warm_limit_vs_dykstra"] = float(np.linalg.norm(out["warm_full"]["cycle_points"][0] - w_dyk))
     return out
@@ -171,9 +200,11 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     m = len(cfg.xs)
     fig, axes = plt.subplots(2, 2, figsize=(13, 11))
     set_colors = [plt.get_cmap("tab10")(i) for i in range(m)]
-    styles = {"cold": ("s", "tab:gray", "cold-start: $P_{S_t}(w_0)$"),
-              "warm_full": ("o", "k", "full warm-start: $P_{S_t}(w_{t-1})$"),
-              "warm_partial": ("^", "tab:purple", f"partial warm-start ({cfg.partial_steps} GD steps)")}
+    styles = {
+        "cold": ("s", "tab:gray", "cold-start: $P_{S_t}(w_0)$"),
+        "warm_full": ("o", "k", "full warm-start: $P_{S_t}(w_{t-1})$"),
+        "warm_partial": ("^", "tab:purple", f"partial warm-start ({cfg.partial_steps} GD steps)"),
+    }
     for row, case in enumerate(("consistent", "inconsistent")):
         r = result.cases[case]
         ax = axes[row, 0]
@@ -182,15 +213,33 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
         g = np.linspace(lo[0], hi[0], 50)
         for t in range(m):
             x, y = r["data"][t]
-            ax.plot(g, y - x * g, color=set_colors[t], lw=1.5, label=f"$S_{t + 1}$: $w_1 \\cdot {x:g} + w_2 = {y:.2f}$")
+            ax.plot(
+                g,
+                y - x * g,
+                color=set_colors[t],
+                lw=1.5,
+                label=f"$S_{t + 1}$: $w_1 \\cdot {x:g} + w_2 = {y:.2f}$",
+            )
         for name, (mk, col, lab) in styles.items():
             ws = r["iterates"][name]
             n_show = min(len(ws), 4 * m + 1)
             if name != "cold":
                 ax.plot(ws[:n_show, 0], ws[:n_show, 1], "-", color=col, lw=0.8, alpha=0.7)
-            ax.plot(ws[1:n_show, 0], ws[1:n_show, 1], mk, color=col, ms=6, mfc="none" if name == "cold" else col, label=lab)
+            ax.plot(
+                ws[1:n_show, 0],
+                ws[1:n_show, 1],
+                mk,
+                color=col,
+                ms=6,
+                mfc="none" if name == "cold" else col,
+                label=lab,
+            )
             info = r[name]
-            desc = "converges" if info["converged"] else (f"limit cycle, period {info['period']}" if info["period"] else "no cycle found")
+            desc = (
+                "converges"
+                if info["converged"]
+                else (f"limit cycle, period {info['period']}" if info["period"] else "no cycle found")
+            )
             pts = info["cycle_points"]
             ax.plot(pts[:, 0], pts[:, 1], mk, color=col, ms=13, mfc="none", mew=2, label=f"   tail: {desc}")
         ax.plot(*cfg.w0, "k*", ms=14, label="$w_0$")
@@ -206,21 +255,40 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
         xg = np.linspace(min(cfg.xs) - 0.5, max(cfg.xs) + 0.5, 50)
         for t in range(m):
             x, y = r["data"][t]
-            ax.plot([x], [y], "o", color=set_colors[t], ms=11, mec="k", label=f"datapoint {t + 1} (defines $S_{t + 1}$)")
+            ax.plot(
+                [x],
+                [y],
+                "o",
+                color=set_colors[t],
+                ms=11,
+                mec="k",
+                label=f"datapoint {t + 1} (defines $S_{t + 1}$)",
+            )
         for name in ("warm_full", "cold"):
             mk, col, lab = styles[name]
             tail = r["iterates"][name][-m:]
             for k, w in enumerate(tail):
                 t = (len(r["iterates"][name]) - 1 - m + k) % m
-                ax.plot(xg, w[0] * xg + w[1], "-" if name == "warm_full" else ":", color=set_colors[t], lw=1.3,
-                        label=(f"{lab.split(':')[0]} fits (last pass)" if k == 0 else None))
+                ax.plot(
+                    xg,
+                    w[0] * xg + w[1],
+                    "-" if name == "warm_full" else ":",
+                    color=set_colors[t],
+                    lw=1.3,
+                    label=(f"{lab.split(':')[0]} fits (last pass)" if k == 0 else None),
+                )
         ax.set_xlabel("x")
         ax.set_ylabel("y")
-        ax.set_title(f"Data space, {case}: the fitted lines $y = w_1 x + w_2$ of the last pass\n"
-                     "(solid: full warm-start, dotted: cold-start; colour = datapoint just fitted)")
+        ax.set_title(
+            f"Data space, {case}: the fitted lines $y = w_1 x + w_2$ of the last pass\n"
+            "(solid: full warm-start, dotted: cold-start; colour = datapoint just fitted)"
+        )
         ax.legend(fontsize=7, loc="best")
-    fig.suptitle("E7: warm-start remembers — full warm-start projects the previous $w$ (alternating projections), "
-                 "cold-start re-projects $w_0$", fontsize=11)
+    fig.suptitle(
+        "E7: warm-start remembers — full warm-start projects the previous $w$ (alternating projections), "
+        "cold-start re-projects $w_0$",
+        fontsize=11,
+    )
     fig.tight_layout()
     return [common.save_figure(fig, out_dir / "projection_sketch.png")]
 
@@ -228,36 +296,66 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
 # ------------------------------------------------------------------------------------ claims ledger
 
 CLAIMS = (
-    Claim("S4.8-kaczmarz-converges",
-          "§4.8: when the solution sets intersect, full warm-start (alternating projection) converges to their "
-          "intersection (distance to Dykstra's point <= 1e-10)",
-          "converges to the intersection",
-          lambda r: {"converged": r["consistent"]["warm_full"]["converged"],
-                     "distance": r["consistent"]["warm_limit_vs_dykstra"]},
-          lambda o: o["converged"] is True and o["distance"] <= 1e-10, "converged and distance <= 1e-10"),
-    Claim("S4.8-limit-cycle-period-4",
-          "§4.8: for a cyclic sequence of 4 lines with no common point, full warm-start ends in a limit cycle of "
-          "period 4 (spread > 0.1) and cold-start re-projects w0 (period 4)",
-          "limit cycle (period of the sequence, 4)",
-          lambda r: {"common point": r["inconsistent"]["lines_have_common_point"],
-                     "warm period": r["inconsistent"]["warm_full"]["period"],
-                     "warm spread": r["inconsistent"]["warm_full"]["cycle_spread"],
-                     "cold period": r["inconsistent"]["cold"]["period"]},
-          lambda o: o["common point"] is False and o["warm period"] == 4 and o["cold period"] == 4 and o["warm spread"] > 0.1,
-          "periods exactly 4, spread > 0.1"),
-    Claim("S4.8-warm-is-alternating-projection",
-          "§4.8: full warm-start iterates equal alternating projections, cold-start iterates the projections of w0 "
-          "(<= 1e-10, both cases)",
-          "equal (proved)",
-          lambda r: {c: max(r[c]["warm_full_vs_projections"], r[c]["cold_vs_projections"]) for c in ("consistent", "inconsistent")},
-          lambda o: all(v <= 1e-10 for v in o.values()), "max deviation <= 1e-10"),
-    Claim("S4.5-partial-equals-full",
-          "§4.5: partial warm-start (2 inner steps) reaches the same equilibrium as full warm-start where one exists "
-          "(the lines intersect): distance <= 1e-8",
-          "partial and full warm-start equilibria coincide",
-          lambda r: {"distance": max(abs(a - b) for a, b in zip(r["consistent"]["warm_partial"]["cycle_points"][0],
-                                                                 r["consistent"]["warm_full"]["cycle_points"][0]))},
-          lambda o: o["distance"] <= 1e-8, "distance <= 1e-8"),
+    Claim(
+        "S4.8-kaczmarz-converges",
+        "§4.8: when the solution sets intersect, full warm-start (alternating projection) converges to their "
+        "intersection (distance to Dykstra's point <= 1e-10)",
+        "converges to the intersection",
+        lambda r: {
+            "converged": r["consistent"]["warm_full"]["converged"],
+            "distance": r["consistent"]["warm_limit_vs_dykstra"],
+        },
+        lambda o: o["converged"] is True and o["distance"] <= 1e-10,
+        "converged and distance <= 1e-10",
+    ),
+    Claim(
+        "S4.8-limit-cycle-period-4",
+        "§4.8: for a cyclic sequence of 4 lines with no common point, full warm-start ends in a limit cycle of "
+        "period 4 (spread > 0.1) and cold-start re-projects w0 (period 4)",
+        "limit cycle (period of the sequence, 4)",
+        lambda r: {
+            "common point": r["inconsistent"]["lines_have_common_point"],
+            "warm period": r["inconsistent"]["warm_full"]["period"],
+            "warm spread": r["inconsistent"]["warm_full"]["cycle_spread"],
+            "cold period": r["inconsistent"]["cold"]["period"],
+        },
+        lambda o: (
+            o["common point"] is False
+            and o["warm period"] == 4
+            and o["cold period"] == 4
+            and o["warm spread"] > 0.1
+        ),
+        "periods exactly 4, spread > 0.1",
+    ),
+    Claim(
+        "S4.8-warm-is-alternating-projection",
+        "§4.8: full warm-start iterates equal alternating projections, cold-start iterates the projections of w0 "
+        "(<= 1e-10, both cases)",
+        "equal (proved)",
+        lambda r: {
+            c: max(r[c]["warm_full_vs_projections"], r[c]["cold_vs_projections"])
+            for c in ("consistent", "inconsistent")
+        },
+        lambda o: all(v <= 1e-10 for v in o.values()),
+        "max deviation <= 1e-10",
+    ),
+    Claim(
+        "S4.5-partial-equals-full",
+        "§4.5: partial warm-start (2 inner steps) reaches the same equilibrium as full warm-start where one exists "
+        "(the lines intersect): distance <= 1e-8",
+        "partial and full warm-start equilibria coincide",
+        lambda r: {
+            "distance": max(
+                abs(a - b)
+                for a, b in zip(
+                    r["consistent"]["warm_partial"]["cycle_points"][0],
+                    r["consistent"]["warm_full"]["cycle_points"][0],
+                )
+            )
+        },
+        lambda o: o["distance"] <= 1e-8,
+        "distance <= 1e-8",
+    ),
 )
 
 

@@ -129,41 +129,103 @@ class Config:
 
     def validate(self) -> "Config":
         name = "Config"
-        ok_classes = isinstance(self.classes, (tuple, list)) and len(self.classes) > 0 and all(
-            isinstance(c, int) and not isinstance(c, bool) and 2 <= c <= 6 for c in self.classes
+        ok_classes = (
+            isinstance(self.classes, (tuple, list))
+            and len(self.classes) > 0
+            and all(isinstance(c, int) and not isinstance(c, bool) and 2 <= c <= 6 for c in self.classes)
         )
         check_field(ok_classes, name, "classes", "a non-empty tuple of integers in [2, 6]", self.classes)
-        ok_soft = isinstance(self.soft_labels, (tuple, list)) and len(self.soft_labels) > 0 and all(
-            isinstance(s, bool) for s in self.soft_labels
+        ok_soft = (
+            isinstance(self.soft_labels, (tuple, list))
+            and len(self.soft_labels) > 0
+            and all(isinstance(s, bool) for s in self.soft_labels)
         )
         check_field(ok_soft, name, "soft_labels", "a non-empty tuple of booleans", self.soft_labels)
-        check_int_fields(self, (("n_per_class", 4), "width", "depth", "warm_steps", "cold_steps", "cold_inner_steps",
-                                "cold_unroll", "retrain_steps", "snapshots", "seeds"))
-        check_field(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, name, "seed",
-                    "a non-negative integer", self.seed)
-        for field in ("inner_lr", "fit_lr", "outer_lr", "cold_outer_lr", "label_lr", "outer_eps", "first_layer_scale"):
+        check_int_fields(
+            self,
+            (
+                ("n_per_class", 4),
+                "width",
+                "depth",
+                "warm_steps",
+                "cold_steps",
+                "cold_inner_steps",
+                "cold_unroll",
+                "retrain_steps",
+                "snapshots",
+                "seeds",
+            ),
+        )
+        check_field(
+            isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0,
+            name,
+            "seed",
+            "a non-negative integer",
+            self.seed,
+        )
+        for field in (
+            "inner_lr",
+            "fit_lr",
+            "outer_lr",
+            "cold_outer_lr",
+            "label_lr",
+            "outer_eps",
+            "first_layer_scale",
+        ):
             v = getattr(self, field)
             check_field(_is_real(v) and v > 0, name, field, "a positive finite number", v)
         for field in ("noise", "bias_scale", "point_bound"):
             v = getattr(self, field)
             check_field(_is_real(v) and v >= 0, name, field, "a non-negative finite number", v)
-        check_field(_is_real(self.outer_b2) and 0 <= self.outer_b2 < 1, name, "outer_b2", "a number in [0, 1)", self.outer_b2)
-        check_field(_is_real(self.test_fraction) and 0 < self.test_fraction < 1, name, "test_fraction",
-                    "a number in (0, 1)", self.test_fraction)
-        check_field(self.point_init in ("data", "center"), name, "point_init", "'data' or 'center'", self.point_init)
+        check_field(
+            _is_real(self.outer_b2) and 0 <= self.outer_b2 < 1,
+            name,
+            "outer_b2",
+            "a number in [0, 1)",
+            self.outer_b2,
+        )
+        check_field(
+            _is_real(self.test_fraction) and 0 < self.test_fraction < 1,
+            name,
+            "test_fraction",
+            "a number in (0, 1)",
+            self.test_fraction,
+        )
+        check_field(
+            self.point_init in ("data", "center"), name, "point_init", "'data' or 'center'", self.point_init
+        )
         check_field(self.inner_loss in ("ce", "mse"), name, "inner_loss", "'ce' or 'mse'", self.inner_loss)
-        check_field(self.cold_unroll <= self.cold_inner_steps, name, "cold_unroll",
-                    f"<= cold_inner_steps ({self.cold_inner_steps})", self.cold_unroll)
-        check_field(self.warm_steps % self.snapshots == 0, name, "snapshots",
-                    f"a divisor of warm_steps ({self.warm_steps})", self.snapshots)
+        check_field(
+            self.cold_unroll <= self.cold_inner_steps,
+            name,
+            "cold_unroll",
+            f"<= cold_inner_steps ({self.cold_inner_steps})",
+            self.cold_unroll,
+        )
+        check_field(
+            self.warm_steps % self.snapshots == 0,
+            name,
+            "snapshots",
+            f"a divisor of warm_steps ({self.warm_steps})",
+            self.snapshots,
+        )
         return self
 
     @classmethod
     def quick(cls) -> "Config":
         """Two rings with fixed labels, 3000 warm steps, 2 seeds, a short cold-start: the warm vs
         retrain gap in seconds (cold-start is only exercised, not converged)."""
-        return cls(classes=(2,), soft_labels=(False,), warm_steps=3000, cold_steps=10, cold_inner_steps=200,
-                   cold_unroll=10, retrain_steps=300, snapshots=10, seeds=2)
+        return cls(
+            classes=(2,),
+            soft_labels=(False,),
+            warm_steps=3000,
+            cold_steps=10,
+            cold_inner_steps=200,
+            cold_unroll=10,
+            retrain_steps=300,
+            snapshots=10,
+            seeds=2,
+        )
 
 
 def _is_real(v) -> bool:
@@ -242,13 +304,17 @@ def disk_projection(radius: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(init, update)
 
 
-def outer_optimizer(cfg: Config, soft: bool, data_radius: float = 1.0, lr: float | None = None) -> optax.GradientTransformation:
+def outer_optimizer(
+    cfg: Config, soft: bool, data_radius: float = 1.0, lr: float | None = None
+) -> optax.GradientTransformation:
     """Adam on the points (step ``lr``, default ``cfg.outer_lr``) and on the soft-label logits
     (``cfg.label_lr``), then the optional projection onto the data disk."""
     lr = cfg.outer_lr if lr is None else lr
     adam = lambda lr: optax.adam(lr, b2=cfg.outer_b2, eps=cfg.outer_eps)  # noqa: E731
     if soft:
-        opt = optax.multi_transform({"x": adam(lr), "logits": adam(cfg.label_lr)}, {"x": "x", "logits": "logits"})
+        opt = optax.multi_transform(
+            {"x": adam(lr), "logits": adam(cfg.label_lr)}, {"x": "x", "logits": "logits"}
+        )
     else:
         opt = adam(lr)
     if cfg.point_bound > 0:
@@ -303,8 +369,13 @@ def switches(label_probs):
 
 def stats(x) -> dict:
     a = np.asarray(x, dtype=np.float64)
-    return {"mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()), "max": float(a.max()),
-            "per_seed": a.tolist()}
+    return {
+        "mean": float(a.mean()),
+        "std": float(a.std()),
+        "min": float(a.min()),
+        "max": float(a.max()),
+        "per_seed": a.tolist(),
+    }
 
 
 def _check_finite(name: str, diverged_step) -> None:
@@ -333,8 +404,13 @@ def run_variant(cfg: Config, n_classes: int, soft: bool, ctx: common.Context) ->
     timings = {}
 
     # --- warm-start: T = 1, 1-step unrolled hypergradient, Adam on u; snapshots of (u, w) per frame
-    warm = blo.WarmStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=1), blo.Unroll(1),
-                         outer_optimizer(cfg, soft, radius), record=record)
+    warm = blo.WarmStart(
+        problem,
+        blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=1),
+        blo.Unroll(1),
+        outer_optimizer(cfg, soft, radius),
+        record=record,
+    )
     per = cfg.warm_steps // cfg.snapshots
     state0 = jax.vmap(warm.init)(u0, w0)
 
@@ -348,12 +424,18 @@ def run_variant(cfg: Config, n_classes: int, soft: bool, ctx: common.Context) ->
     frames_jit = jax.jit(frames, static_argnums=1)
     chunk = lambda st, n: frames_jit(st, n)  # noqa: E731
     t0 = time.perf_counter()
-    wstate, (wh, snap_u, snap_w) = ctx.scan(chunk, state0, cfg.snapshots, key=f"{tag}-warm", desc=f"{tag} warm")
+    wstate, (wh, snap_u, snap_w) = ctx.scan(
+        chunk, state0, cfg.snapshots, key=f"{tag}-warm", desc=f"{tag} warm"
+    )
     timings["warm_s"] = time.perf_counter() - t0
     _check_finite(f"{tag} warm-start", wstate.diverged_step)
     # history leaves: (frames, seeds, per, ...) -> (seeds, steps, ...)
-    wh = jax.tree_util.tree_map(lambda a: np.moveaxis(np.asarray(a), 1, 0).reshape((cfg.seeds, cfg.warm_steps) + a.shape[3:]), wh)
-    snap_u = jax.tree_util.tree_map(lambda a: np.moveaxis(np.asarray(a), 1, 0), snap_u)  # (seeds, frames, ...)
+    wh = jax.tree_util.tree_map(
+        lambda a: np.moveaxis(np.asarray(a), 1, 0).reshape((cfg.seeds, cfg.warm_steps) + a.shape[3:]), wh
+    )
+    snap_u = jax.tree_util.tree_map(
+        lambda a: np.moveaxis(np.asarray(a), 1, 0), snap_u
+    )  # (seeds, frames, ...)
     snap_w = jax.tree_util.tree_map(lambda a: np.moveaxis(np.asarray(a), 1, 0), snap_w)
 
     acc_frames = jax.vmap(jax.vmap(lambda w: accuracy(w, Xte, Yte)))(snap_w)  # (seeds, frames)
@@ -371,22 +453,37 @@ def run_variant(cfg: Config, n_classes: int, soft: bool, ctx: common.Context) ->
         def one(x, lab):
             w = train_fresh(w0_s, x, lab, cfg.fit_lr, cfg.retrain_steps, cfg.inner_loss)
             return accuracy(w, Xte, Yte), problem.F({"x": x}, w), problem.f({"x": x, **extra(lab)}, w), w
+
         acc, Fv, fv, ws = jax.vmap(one)(xs, ls)
-        w_all = train_fresh(w0_s, xs.reshape(-1, 2), ls.reshape(-1, C), cfg.fit_lr, cfg.retrain_steps, cfg.inner_loss)
+        w_all = train_fresh(
+            w0_s, xs.reshape(-1, 2), ls.reshape(-1, C), cfg.fit_lr, cfg.retrain_steps, cfg.inner_loss
+        )
         last = jax.tree_util.tree_map(lambda a: a[-1], ws)
         return acc, Fv, fv, accuracy(w_all, Xte, Yte), problem.F({"x": xs[0]}, w_all), last, w_all
 
-    r_acc, r_F, r_f, all_acc, all_F, w_retrain, w_all = jax.jit(jax.vmap(retrain_seed))(w0, snap_u["x"], snap_labels)
+    r_acc, r_F, r_f, all_acc, all_F, w_retrain, w_all = jax.jit(jax.vmap(retrain_seed))(
+        w0, snap_u["x"], snap_labels
+    )
     timings["retrain_s"] = time.perf_counter() - t0
 
     # --- cold-start: w0 retrained for T steps every outer step, Unroll(K) hypergradient, Adam on u
-    cold = blo.ColdStart(problem, blo.InnerLoop(optax.sgd(cfg.fit_lr), steps=cfg.cold_inner_steps),
-                         blo.Unroll(cfg.cold_unroll), outer_optimizer(cfg, soft, radius, cfg.cold_outer_lr),
-                         record=record)
+    cold = blo.ColdStart(
+        problem,
+        blo.InnerLoop(optax.sgd(cfg.fit_lr), steps=cfg.cold_inner_steps),
+        blo.Unroll(cfg.cold_unroll),
+        outer_optimizer(cfg, soft, radius, cfg.cold_outer_lr),
+        record=record,
+    )
     cold_jit = jax.jit(lambda st, n: jax.vmap(lambda s: cold.run(s, n))(st), static_argnums=1)
     t0 = time.perf_counter()
-    cstate, ch = ctx.scan(cold_jit, jax.vmap(cold.init)(u0, w0), cfg.cold_steps, key=f"{tag}-cold",
-                          desc=f"{tag} cold", history_axis=1)
+    cstate, ch = ctx.scan(
+        cold_jit,
+        jax.vmap(cold.init)(u0, w0),
+        cfg.cold_steps,
+        key=f"{tag}-cold",
+        desc=f"{tag} cold",
+        history_axis=1,
+    )
     _check_finite(f"{tag} cold-start", cstate.diverged_step)
     inner_T = blo.InnerLoop(optax.sgd(cfg.fit_lr), steps=cfg.cold_inner_steps)
     w_cold = jax.jit(jax.vmap(lambda u, w: inner_T.run(problem, u, w)[0]))(cstate.u, w0)
@@ -395,17 +492,34 @@ def run_variant(cfg: Config, n_classes: int, soft: bool, ctx: common.Context) ->
     timings["cold_s"] = time.perf_counter() - t0
 
     out = dict(
-        n_classes=C, soft=soft, tag=tag,
-        train=train, test=test,
-        warm_F=warm_F, warm_f=wh["f"], x_traj=wh["x"], label_traj=wh["labels"],
+        n_classes=C,
+        soft=soft,
+        tag=tag,
+        train=train,
+        test=test,
+        warm_F=warm_F,
+        warm_f=wh["f"],
+        x_traj=wh["x"],
+        label_traj=wh["labels"],
         snap_step=np.arange(1, cfg.snapshots + 1) * per,
-        snap_acc=np.asarray(acc_frames), snap_w=snap_w, snap_x=snap_u["x"], snap_labels=np.asarray(snap_labels),
-        retrain_acc=np.asarray(r_acc), retrain_F=np.asarray(r_F), retrain_f=np.asarray(r_f),
-        all_acc=np.asarray(all_acc), all_F=np.asarray(all_F),
-        w_warm=jax.tree_util.tree_map(np.asarray, wstate.w), u_warm=jax.tree_util.tree_map(np.asarray, wstate.u),
-        w_retrain=jax.tree_util.tree_map(np.asarray, w_retrain), w_all=jax.tree_util.tree_map(np.asarray, w_all),
-        w_cold=jax.tree_util.tree_map(np.asarray, w_cold), u_cold=jax.tree_util.tree_map(np.asarray, cstate.u),
-        cold_F_hist=np.asarray(ch["F"]), cold_acc=np.asarray(cold_acc), cold_F=np.asarray(cold_F),
+        snap_acc=np.asarray(acc_frames),
+        snap_w=snap_w,
+        snap_x=snap_u["x"],
+        snap_labels=np.asarray(snap_labels),
+        retrain_acc=np.asarray(r_acc),
+        retrain_F=np.asarray(r_F),
+        retrain_f=np.asarray(r_f),
+        all_acc=np.asarray(all_acc),
+        all_F=np.asarray(all_F),
+        w_warm=jax.tree_util.tree_map(np.asarray, wstate.w),
+        u_warm=jax.tree_util.tree_map(np.asarray, wstate.u),
+        w_retrain=jax.tree_util.tree_map(np.asarray, w_retrain),
+        w_all=jax.tree_util.tree_map(np.asarray, w_all),
+        w_cold=jax.tree_util.tree_map(np.asarray, w_cold),
+        u_cold=jax.tree_util.tree_map(np.asarray, cstate.u),
+        cold_F_hist=np.asarray(ch["F"]),
+        cold_acc=np.asarray(cold_acc),
+        cold_F=np.asarray(cold_F),
         warm_train_acc=np.asarray(jax.vmap(lambda w: accuracy(w, Xtr, Ytr))(wstate.w)),
         timings=timings,
     )
@@ -446,7 +560,9 @@ class Result:
             },
         }
         if v["soft"]:
-            per_seed = np.stack([np.asarray(switches(jnp.asarray(lt))) for lt in v["label_traj"]])  # (seeds, C)
+            per_seed = np.stack(
+                [np.asarray(switches(jnp.asarray(lt))) for lt in v["label_traj"]]
+            )  # (seeds, C)
             final_lab = np.argmax(v["label_traj"][:, -1], axis=-1)  # (seeds, C)
             d["soft_label_switches"] = {
                 "per_point_mean": per_seed.mean(axis=0).tolist(),
@@ -458,27 +574,41 @@ class Result:
 
     def to_dict(self) -> dict:
         # wall times in one top-level "seconds" entry (run.json's measurements, not results.json)
-        return {"variants": {tag: self.summary(tag) for tag in self.variants},
-                "seconds": {"total": self.seconds, **{tag: v["timings"] for tag, v in self.variants.items()}}}
+        return {
+            "variants": {tag: self.summary(tag) for tag in self.variants},
+            "seconds": {"total": self.seconds, **{tag: v["timings"] for tag, v in self.variants.items()}},
+        }
 
 
 def paper_comparison(results: dict) -> list[dict]:
     """Rows for the report: our numbers beside PAPER.md E2 (which gives outer losses, not accuracies)."""
     rows = []
-    for tag, name, warm, retrain in (("2rings-fixed", "2 rings", "~0.1", "~1"),
-                                     ("3rings-fixed", "3 rings", "not given", "not given")):
+    for tag, name, warm, retrain in (
+        ("2rings-fixed", "2 rings", "~0.1", "~1"),
+        ("3rings-fixed", "3 rings", "not given", "not given"),
+    ):
         v = results.get("variants", {}).get(tag)
         if v is None:
             continue
         loss, acc = v["outer_loss_final"], v["test_accuracy"]
         rows += [
-            {"quantity": f"{name}: warm-start outer loss (final, mean over seeds)",
-             "ours": round(loss["warm"]["mean"], 3), "paper": warm},
-            {"quantity": f"{name}: retrain on final points, outer loss",
-             "ours": round(loss["warm_retrain_final_points"]["mean"], 3), "paper": retrain},
-            {"quantity": f"{name}: test accuracy warm / retrain / cold (%)",
-             "ours": " / ".join(f"{100 * acc[k]['mean']:.1f}" for k in ("warm", "warm_retrain_final_points", "cold")),
-             "paper": "warm separates the rings; retrain does not"},
+            {
+                "quantity": f"{name}: warm-start outer loss (final, mean over seeds)",
+                "ours": round(loss["warm"]["mean"], 3),
+                "paper": warm,
+            },
+            {
+                "quantity": f"{name}: retrain on final points, outer loss",
+                "ours": round(loss["warm_retrain_final_points"]["mean"], 3),
+                "paper": retrain,
+            },
+            {
+                "quantity": f"{name}: test accuracy warm / retrain / cold (%)",
+                "ours": " / ".join(
+                    f"{100 * acc[k]['mean']:.1f}" for k in ("warm", "warm_retrain_final_points", "cold")
+                ),
+                "paper": "warm separates the rings; retrain does not",
+            },
         ]
     return rows
 
@@ -550,22 +680,52 @@ def plot_boundaries(v, out_dir, seed_index=0) -> pathlib.Path:
     traj = v["x_traj"][s]
     labs = v["label_traj"][s]
     tail = min(300, traj.shape[0])
-    _boundary(axs[1], _take(v["w_warm"], s), C, test,
-              f"warm-start model; points: last {tail} steps (lines),\n{len(v['snap_step'])} snapshots (dots); accuracy {acc:.0%}")
+    _boundary(
+        axs[1],
+        _take(v["w_warm"], s),
+        C,
+        test,
+        f"warm-start model; points: last {tail} steps (lines),\n{len(v['snap_step'])} snapshots (dots); accuracy {acc:.0%}",
+    )
     for c in range(C):
         col = _COLORS[int(np.argmax(labs[-1, c]))]
         axs[1].plot(traj[-tail:, c, 0], traj[-tail:, c, 1], "-", color=col, lw=0.5, alpha=0.6)
         snaps = v["snap_x"][s][:, c]
-        axs[1].scatter(snaps[:, 0], snaps[:, 1], s=12, c=[_COLORS[int(np.argmax(l))] for l in v["snap_labels"][s][:, c]],
-                       edgecolors="k", linewidths=0.4, zorder=4)
+        axs[1].scatter(
+            snaps[:, 0],
+            snaps[:, 1],
+            s=12,
+            c=[_COLORS[int(np.argmax(l))] for l in v["snap_labels"][s][:, c]],
+            edgecolors="k",
+            linewidths=0.4,
+            zorder=4,
+        )
     _points(axs[1], v["u_warm"]["x"][s], C, labs[-1])
-    _boundary(axs[2], _take(v["w_retrain"], s), C, test,
-              f"retrain on final points\naccuracy {v['retrain_acc'][s, -1]:.0%}")
+    _boundary(
+        axs[2],
+        _take(v["w_retrain"], s),
+        C,
+        test,
+        f"retrain on final points\naccuracy {v['retrain_acc'][s, -1]:.0%}",
+    )
     _points(axs[2], v["snap_x"][s][-1], C, v["snap_labels"][s][-1])
-    _boundary(axs[3], _take(v["w_cold"], s), C, test, f"cold-start (T fixed-init steps)\naccuracy {v['cold_acc'][s]:.0%}")
-    _points(axs[3], v["u_cold"]["x"][s], C, np.asarray(labels_of({k: jnp.asarray(a[s]) for k, a in v["u_cold"].items()}, C)))
-    fig.suptitle(f"{v['tag']}: decision boundaries (seed index {s}); stars: synthetic points, dots: trajectory snapshots",
-                 fontsize=10)
+    _boundary(
+        axs[3],
+        _take(v["w_cold"], s),
+        C,
+        test,
+        f"cold-start (T fixed-init steps)\naccuracy {v['cold_acc'][s]:.0%}",
+    )
+    _points(
+        axs[3],
+        v["u_cold"]["x"][s],
+        C,
+        np.asarray(labels_of({k: jnp.asarray(a[s]) for k, a in v["u_cold"].items()}, C)),
+    )
+    fig.suptitle(
+        f"{v['tag']}: decision boundaries (seed index {s}); stars: synthetic points, dots: trajectory snapshots",
+        fontsize=10,
+    )
     return common.save_figure(fig, pathlib.Path(out_dir) / f"boundaries_{v['tag']}.png")
 
 
@@ -588,7 +748,10 @@ def plot_losses(result: Result, out_dir) -> pathlib.Path:
         ax.set_ylabel("outer loss F (train split, CE)")
         ax.set_title(tag, fontsize=9)
         ax.legend(fontsize=7)
-    fig.suptitle(f"Outer loss: warm-start vs retrain (mean, band: min–max over {result.config.seeds} seeds)", fontsize=10)
+    fig.suptitle(
+        f"Outer loss: warm-start vs retrain (mean, band: min–max over {result.config.seeds} seeds)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return common.save_figure(fig, pathlib.Path(out_dir) / "outer_loss_warm_vs_retrain.png")
 
@@ -619,7 +782,9 @@ def plot_soft_labels(result: Result, out_dir, seed_index=0) -> pathlib.Path | No
             ax.set_title(f"{tag}: point {j} (starts on ring {j})", fontsize=8)
             if j == 0:
                 ax.legend(fontsize=7)
-    fig.suptitle(f"Learned soft labels along the warm-start trajectory (seed index {seed_index})", fontsize=10)
+    fig.suptitle(
+        f"Learned soft labels along the warm-start trajectory (seed index {seed_index})", fontsize=10
+    )
     fig.tight_layout()
     return common.save_figure(fig, pathlib.Path(out_dir) / "soft_label_trajectories.png")
 
@@ -634,12 +799,17 @@ def animate(v, out_dir, seed_index=0, dpi=60) -> pathlib.Path:
     traj = v["x_traj"][s]
     for k, step in enumerate(v["snap_step"]):
         fig, ax = plt.subplots(figsize=(3.4, 3.6))
-        _boundary(ax, _take(_take(v["snap_w"], s), k), C, v["test"],
-                  f"{v['tag']} warm-start\nstep {int(step)}  accuracy {v['snap_acc'][s, k]:.0%} (last 100 steps)")
+        _boundary(
+            ax,
+            _take(_take(v["snap_w"], s), k),
+            C,
+            v["test"],
+            f"{v['tag']} warm-start\nstep {int(step)}  accuracy {v['snap_acc'][s, k]:.0%} (last 100 steps)",
+        )
         labs = v["snap_labels"][s][k]
         lo = max(0, int(step) - 100)
         for c in range(C):
-            ax.plot(traj[lo: int(step), c, 0], traj[lo: int(step), c, 1], "-", color="k", lw=0.5, alpha=0.6)
+            ax.plot(traj[lo : int(step), c, 0], traj[lo : int(step), c, 1], "-", color="k", lw=0.5, alpha=0.6)
         _points(ax, v["snap_x"][s][k], C, labs, size=90)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi)
@@ -647,7 +817,9 @@ def animate(v, out_dir, seed_index=0, dpi=60) -> pathlib.Path:
         buf.seek(0)
         frames.append(Image.open(buf).convert("P", palette=Image.Palette.ADAPTIVE, colors=64))
     out = io.BytesIO()
-    frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], duration=150, loop=0, optimize=True)
+    frames[0].save(
+        out, format="GIF", save_all=True, append_images=frames[1:], duration=150, loop=0, optimize=True
+    )
     return common.atomic_write_bytes(pathlib.Path(out_dir) / f"animation_{v['tag']}.gif", out.getvalue())
 
 
@@ -676,46 +848,74 @@ def _pct(stats):
 def _warm_retrain_cold(tag):
     def ours(r):
         acc = r["variants"][tag]["test_accuracy"]
-        return {"warm %": _pct(acc["warm"]), "retrain %": _pct(acc["warm_retrain_final_points"]),
-                "cold %": _pct(acc["cold"])}
+        return {
+            "warm %": _pct(acc["warm"]),
+            "retrain %": _pct(acc["warm_retrain_final_points"]),
+            "cold %": _pct(acc["cold"]),
+        }
+
     return ours
 
 
 CLAIMS = (
-    Claim("E2.warm-separates-rings",
-          "2 rings: the warm-start model separates the rings (test accuracy >= 90 %) while a fresh model retrained on "
-          "the final two points does not (>= 20 points lower)",
-          "Figs. 6-7: warm-start separates the rings; retraining on the final points gives a poor boundary",
-          _warm_retrain_cold("2rings-fixed"),
-          lambda o: o["warm %"] >= 90.0 and gap(o["warm %"], o["retrain %"], 20.0),
-          "warm >= 90 % and warm - retrain >= 20 points"),
-    Claim("E2.outer-loss-warm-vs-retrain",
-          "2 rings: the retrained model's outer loss F is >= 3x the warm-start model's",
-          "outer loss ~0.1 (warm) vs ~1 (retrain on the final points)",
-          lambda r: {"F warm": r["variants"]["2rings-fixed"]["outer_loss_final"]["warm"]["mean"],
-                     "F retrain": r["variants"]["2rings-fixed"]["outer_loss_final"]["warm_retrain_final_points"]["mean"]},
-          lambda o: o["F retrain"] >= 3 * o["F warm"], "F_retrain >= 3 F_warm"),
-    Claim("E2.no-single-snapshot-suffices",
-          "2 rings: a fresh model trained on any single snapshot of the points (the best one) stays >= 15 points below "
-          "the warm-start model",
-          "retraining on any single snapshot gives a poor boundary",
-          lambda r: {"warm %": _pct(r["variants"]["2rings-fixed"]["information_leak"]["warm_accuracy"]),
-                     "best snapshot %": _pct(r["variants"]["2rings-fixed"]["information_leak"]["best_single_snapshot_accuracy"])},
-          lambda o: gap(o["warm %"], o["best snapshot %"], 15.0), "warm - best single snapshot >= 15 points"),
-    Claim("E2.three-rings",
-          "3 rings: warm-start beats both retrain-on-final-points and cold-start by >= 20 points",
-          "three rings (3 classes) show the same picture",
-          _warm_retrain_cold("3rings-fixed"),
-          lambda o: gap(o["warm %"], max(o["retrain %"], o["cold %"]), 20.0),
-          "warm - max(retrain, cold) >= 20 points", quick=False),
-    Claim("E2.soft-labels-switch",
-          "2 rings, learned soft labels: a point's arg-max class switches along the warm-start trajectory (>= 1 switch "
-          "per point on average) and warm-start still beats retrain by >= 20 points",
-          "learned soft labels whose class can switch along the trajectory",
-          lambda r: {"switches per point": r["variants"]["2rings-soft"]["soft_label_switches"]["mean_per_point"],
-                     **_warm_retrain_cold("2rings-soft")(r)},
-          lambda o: o["switches per point"] >= 1.0 and gap(o["warm %"], o["retrain %"], 20.0),
-          "mean switches per point >= 1 and warm - retrain >= 20 points", quick=False),
+    Claim(
+        "E2.warm-separates-rings",
+        "2 rings: the warm-start model separates the rings (test accuracy >= 90 %) while a fresh model retrained on "
+        "the final two points does not (>= 20 points lower)",
+        "Figs. 6-7: warm-start separates the rings; retraining on the final points gives a poor boundary",
+        _warm_retrain_cold("2rings-fixed"),
+        lambda o: o["warm %"] >= 90.0 and gap(o["warm %"], o["retrain %"], 20.0),
+        "warm >= 90 % and warm - retrain >= 20 points",
+    ),
+    Claim(
+        "E2.outer-loss-warm-vs-retrain",
+        "2 rings: the retrained model's outer loss F is >= 3x the warm-start model's",
+        "outer loss ~0.1 (warm) vs ~1 (retrain on the final points)",
+        lambda r: {
+            "F warm": r["variants"]["2rings-fixed"]["outer_loss_final"]["warm"]["mean"],
+            "F retrain": r["variants"]["2rings-fixed"]["outer_loss_final"]["warm_retrain_final_points"][
+                "mean"
+            ],
+        },
+        lambda o: o["F retrain"] >= 3 * o["F warm"],
+        "F_retrain >= 3 F_warm",
+    ),
+    Claim(
+        "E2.no-single-snapshot-suffices",
+        "2 rings: a fresh model trained on any single snapshot of the points (the best one) stays >= 15 points below "
+        "the warm-start model",
+        "retraining on any single snapshot gives a poor boundary",
+        lambda r: {
+            "warm %": _pct(r["variants"]["2rings-fixed"]["information_leak"]["warm_accuracy"]),
+            "best snapshot %": _pct(
+                r["variants"]["2rings-fixed"]["information_leak"]["best_single_snapshot_accuracy"]
+            ),
+        },
+        lambda o: gap(o["warm %"], o["best snapshot %"], 15.0),
+        "warm - best single snapshot >= 15 points",
+    ),
+    Claim(
+        "E2.three-rings",
+        "3 rings: warm-start beats both retrain-on-final-points and cold-start by >= 20 points",
+        "three rings (3 classes) show the same picture",
+        _warm_retrain_cold("3rings-fixed"),
+        lambda o: gap(o["warm %"], max(o["retrain %"], o["cold %"]), 20.0),
+        "warm - max(retrain, cold) >= 20 points",
+        quick=False,
+    ),
+    Claim(
+        "E2.soft-labels-switch",
+        "2 rings, learned soft labels: a point's arg-max class switches along the warm-start trajectory (>= 1 switch "
+        "per point on average) and warm-start still beats retrain by >= 20 points",
+        "learned soft labels whose class can switch along the trajectory",
+        lambda r: {
+            "switches per point": r["variants"]["2rings-soft"]["soft_label_switches"]["mean_per_point"],
+            **_warm_retrain_cold("2rings-soft")(r),
+        },
+        lambda o: o["switches per point"] >= 1.0 and gap(o["warm %"], o["retrain %"], 20.0),
+        "mean switches per point >= 1 and warm - retrain >= 20 points",
+        quick=False,
+    ),
 )
 
 

@@ -101,30 +101,71 @@ class Config:
 
     def validate(self) -> "Config":
         name = "Config"
-        check_int_fields(self, (("n", 20), "width", "depth", "warm_steps", "cold_steps", "cold_inner_steps",
-                                "cold_unroll", "pairs", "models", "fit_steps", "seeds"))
-        check_field(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, name, "seed",
-                    "a non-negative integer", self.seed)
+        check_int_fields(
+            self,
+            (
+                ("n", 20),
+                "width",
+                "depth",
+                "warm_steps",
+                "cold_steps",
+                "cold_inner_steps",
+                "cold_unroll",
+                "pairs",
+                "models",
+                "fit_steps",
+                "seeds",
+            ),
+        )
+        check_field(
+            isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0,
+            name,
+            "seed",
+            "a non-negative integer",
+            self.seed,
+        )
         for field in ("inner_lr", "outer_lr", "cold_outer_lr", "fit_lr", "fit_tol", "frequency"):
             v = getattr(self, field)
             check_field(_is_real(v) and v > 0, name, field, "a positive finite number", v)
         for field in ("amplitude", "bias_scale", "point_bound"):
             v = getattr(self, field)
             check_field(_is_real(v) and v >= 0, name, field, "a non-negative finite number", v)
-        check_field(_is_real(self.test_fraction) and 0 < self.test_fraction < 1, name, "test_fraction",
-                    "a number in (0, 1)", self.test_fraction)
-        ok = isinstance(self.init_scales, (tuple, list)) and len(self.init_scales) > 0 and all(
-            _is_real(s) and s > 0 for s in self.init_scales)
+        check_field(
+            _is_real(self.test_fraction) and 0 < self.test_fraction < 1,
+            name,
+            "test_fraction",
+            "a number in (0, 1)",
+            self.test_fraction,
+        )
+        ok = (
+            isinstance(self.init_scales, (tuple, list))
+            and len(self.init_scales) > 0
+            and all(_is_real(s) and s > 0 for s in self.init_scales)
+        )
         check_field(ok, name, "init_scales", "a non-empty tuple of positive numbers", self.init_scales)
-        check_field(self.cold_unroll <= self.cold_inner_steps, name, "cold_unroll",
-                    f"<= cold_inner_steps ({self.cold_inner_steps})", self.cold_unroll)
+        check_field(
+            self.cold_unroll <= self.cold_inner_steps,
+            name,
+            "cold_unroll",
+            f"<= cold_inner_steps ({self.cold_inner_steps})",
+            self.cold_unroll,
+        )
         return self
 
     @classmethod
     def quick(cls) -> "Config":
         """Fewer steps, samples and seeds: the pipeline in seconds."""
-        return cls(warm_steps=600, cold_steps=10, cold_inner_steps=200, cold_unroll=10, pairs=6, models=6,
-                   fit_steps=300, seeds=2, width=16)
+        return cls(
+            warm_steps=600,
+            cold_steps=10,
+            cold_inner_steps=200,
+            cold_unroll=10,
+            pairs=6,
+            models=6,
+            fit_steps=300,
+            seeds=2,
+            width=16,
+        )
 
 
 @dataclasses.dataclass
@@ -132,11 +173,11 @@ class Result:
     config: Config
     train: synthetic.Dataset
     test: synthetic.Dataset
-    acc: dict          # concept -> (seeds,) test accuracy
-    F: dict            # concept -> (seeds,) outer loss on the training split
-    points: dict       # concept -> (seeds, 2, 2)
-    models: dict       # concept -> MLP params with a leading seed axis
-    warm_traj: np.ndarray   # (seeds, steps, 2, 2)
+    acc: dict  # concept -> (seeds,) test accuracy
+    F: dict  # concept -> (seeds,) outer loss on the training split
+    points: dict  # concept -> (seeds, 2, 2)
+    models: dict  # concept -> MLP params with a leading seed axis
+    warm_traj: np.ndarray  # (seeds, steps, 2, 2)
     fit_fraction: np.ndarray  # (seeds,) share of samples that fit their two points
     seconds: dict
 
@@ -160,9 +201,16 @@ def draw_samples(cfg: Config, rng, X, Y):
     inits (leaves ``(P, M, ...)``), init scales cycled through ``init_scales``."""
     sizes = [2] + [cfg.width] * cfg.depth + [2]
     pairs = jnp.stack([init_points(rng, X, Y, 2, False)["x"] for _ in range(cfg.pairs)])
-    inits = [[jax.tree_util.tree_map(lambda a, m=m: a * cfg.init_scales[m % len(cfg.init_scales)],
-                                     init_mlp(rng, sizes, bias_scale=cfg.bias_scale))
-              for m in range(cfg.models)] for _ in range(cfg.pairs)]
+    inits = [
+        [
+            jax.tree_util.tree_map(
+                lambda a, m=m: a * cfg.init_scales[m % len(cfg.init_scales)],
+                init_mlp(rng, sizes, bias_scale=cfg.bias_scale),
+            )
+            for m in range(cfg.models)
+        ]
+        for _ in range(cfg.pairs)
+    ]
     return pairs, stack_trees([stack_trees(row) for row in inits])
 
 
@@ -178,15 +226,17 @@ def sample_solutions(cfg: Config, pairs, inits, problem):
     def fit(x, w0):
         w = train_fresh(w0, x, eye, cfg.fit_lr, cfg.fit_steps)
         logits = mlp_apply(w, x)
-        ok = jnp.logical_and(cross_entropy(logits, eye) < cfg.fit_tol, jnp.all(jnp.argmax(logits, -1) == jnp.arange(2)))
+        ok = jnp.logical_and(
+            cross_entropy(logits, eye) < cfg.fit_tol, jnp.all(jnp.argmax(logits, -1) == jnp.arange(2))
+        )
         return w, ok, problem.F({"x": x}, w)
 
     w, ok, Fv = jax.vmap(lambda x, ws: jax.vmap(fit, in_axes=(None, 0))(x, ws))(pairs, inits)
     inf = jnp.asarray(jnp.inf, Fv.dtype)
     F_opt = jnp.where(ok, Fv, inf)
     i_opt = jnp.unravel_index(jnp.argmin(F_opt), F_opt.shape)
-    F_worst = jnp.max(jnp.where(ok, Fv, -inf), axis=1)              # worst solution per pair
-    F_worst = jnp.where(jnp.any(ok, axis=1), F_worst, inf)           # pairs with no solution are out
+    F_worst = jnp.max(jnp.where(ok, Fv, -inf), axis=1)  # worst solution per pair
+    F_worst = jnp.where(jnp.any(ok, axis=1), F_worst, inf)  # pairs with no solution are out
     p_pes = jnp.argmin(F_worst)
     m_pes = jnp.argmax(jnp.where(ok[p_pes], Fv[p_pes], -inf))
     pick = lambda p, m: jax.tree_util.tree_map(lambda a: a[p, m], w)  # noqa: E731
@@ -197,12 +247,18 @@ def paper_comparison(results: dict) -> list[dict]:
     """Rows for the report: our order of the four concepts beside the one PAPER.md E1 implies."""
     acc = results["test_accuracy"]
     return [
-        {"quantity": "order by mean test accuracy",
-         "ours": " > ".join(results["order_by_mean_accuracy"]),
-         "paper": "optimistic >= warm >= cold ~ pessimistic"},
-        {"quantity": "test accuracy optimistic / warm / cold / pessimistic (%)",
-         "ours": " / ".join(f"{100 * acc[c]['mean']:.1f}" for c in ("optimistic", "warm", "cold", "pessimistic")),
-         "paper": "not given (Fig. 2 is a sketch)"},
+        {
+            "quantity": "order by mean test accuracy",
+            "ours": " > ".join(results["order_by_mean_accuracy"]),
+            "paper": "optimistic >= warm >= cold ~ pessimistic",
+        },
+        {
+            "quantity": "test accuracy optimistic / warm / cold / pessimistic (%)",
+            "ours": " / ".join(
+                f"{100 * acc[c]['mean']:.1f}" for c in ("optimistic", "warm", "cold", "pessimistic")
+            ),
+            "paper": "not given (Fig. 2 is a sketch)",
+        },
     ]
 
 
@@ -238,10 +294,14 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
         return optax.chain(optax.adam(lr), disk_projection(radius)) if cfg.point_bound > 0 else optax.adam(lr)
 
     outer = outer_opt(cfg.outer_lr)
-    warm = blo.WarmStart(problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=1), blo.Unroll(1), outer, record=record)
+    warm = blo.WarmStart(
+        problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=1), blo.Unroll(1), outer, record=record
+    )
     warm_jit = jax.jit(lambda st, n: jax.vmap(lambda s: warm.run(s, n))(st), static_argnums=1)
     t0 = time.perf_counter()
-    wst, wh = ctx.scan(warm_jit, jax.vmap(warm.init)(u0, w0), cfg.warm_steps, key="warm", desc="warm-start", history_axis=1)
+    wst, wh = ctx.scan(
+        warm_jit, jax.vmap(warm.init)(u0, w0), cfg.warm_steps, key="warm", desc="warm-start", history_axis=1
+    )
     _check(wst, "warm-start")
     finish("warm", wst.u, wst.w)
     secs["warm_s"] = time.perf_counter() - t0
@@ -251,7 +311,9 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
     cold = blo.ColdStart(problem, inner, blo.Unroll(cfg.cold_unroll), outer_opt(cfg.cold_outer_lr))
     cold_jit = jax.jit(lambda st, n: jax.vmap(lambda s: cold.run(s, n))(st), static_argnums=1)
     t0 = time.perf_counter()
-    cst, _ = ctx.scan(cold_jit, jax.vmap(cold.init)(u0, w0), cfg.cold_steps, key="cold", desc="cold-start", history_axis=1)
+    cst, _ = ctx.scan(
+        cold_jit, jax.vmap(cold.init)(u0, w0), cfg.cold_steps, key="cold", desc="cold-start", history_axis=1
+    )
     _check(cst, "cold-start")
     w_cold = jax.jit(jax.vmap(lambda u, w: inner.run(problem, u, w)[0]))(cst.u, w0)
     finish("cold", cst.u, w_cold)
@@ -271,8 +333,10 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
 def _check(state, name):
     d = np.asarray(state.diverged_step)
     if np.any(d >= 0):
-        raise blo.NonFiniteError(f"{name}: non-finite values (NaN/inf) at outer step {int(d[d >= 0].min())}; "
-                                 "stopping before any figure is written. Lower inner_lr / outer_lr.")
+        raise blo.NonFiniteError(
+            f"{name}: non-finite values (NaN/inf) at outer step {int(d[d >= 0].min())}; "
+            "stopping before any figure is written. Lower inner_lr / outer_lr."
+        )
 
 
 def plot(result: Result, out_dir) -> list[pathlib.Path]:
@@ -281,8 +345,12 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     from matplotlib.patches import Rectangle
 
     cfg, s = result.config, 0
-    titles = {"optimistic": "optimistic (best sampled w in S(u))", "pessimistic": "pessimistic (worst sampled w in S(u))",
-              "cold": "cold-start (w0 re-trained each step)", "warm": "warm-start (T=1, points move)"}
+    titles = {
+        "optimistic": "optimistic (best sampled w in S(u))",
+        "pessimistic": "pessimistic (worst sampled w in S(u))",
+        "cold": "cold-start (w0 re-trained each step)",
+        "warm": "warm-start (T=1, points move)",
+    }
     # the data box, enlarged to show every synthetic point and the warm trajectory of seed index s
     pts = np.concatenate([result.points[c][s] for c in CONCEPTS] + [result.warm_traj[s].reshape(-1, 2)])
     xl = max(np.pi, float(np.abs(pts[:, 0]).max()) + 0.3)
@@ -298,7 +366,13 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
         pred = np.asarray(jnp.argmax(mlp_apply(w, G), -1)).reshape(GX.shape)
         ax.contourf(GX, GY, pred, levels=[-0.5, 0.5, 1.5], cmap=ListedColormap(colors), alpha=0.2)
         ax.contour(GX, GY, pred, levels=[0.5], colors="k", linewidths=1)
-        ax.scatter(result.test.x[:, 0], result.test.x[:, 1], c=[colors[int(y)] for y in result.test.y], s=3, alpha=0.6)
+        ax.scatter(
+            result.test.x[:, 0],
+            result.test.x[:, 1],
+            c=[colors[int(y)] for y in result.test.y],
+            s=3,
+            alpha=0.6,
+        )
         ax.plot(g1, cfg.amplitude * np.sin(cfg.frequency * g1), "k:", lw=0.8)
         if c == "warm":
             tr = result.warm_traj[s]
@@ -310,12 +384,17 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
         ax.add_patch(Rectangle((-np.pi, -2), 2 * np.pi, 4, fill=False, ls="--", lw=0.6, color="gray"))
         ax.set_xlim(-xl, xl)
         ax.set_ylim(-yl, yl)
-        ax.set_title(f"{titles[c]}\ntest accuracy {result.acc[c][s]:.0%} (mean over seeds {np.mean(result.acc[c]):.0%})",
-                     fontsize=9)
+        ax.set_title(
+            f"{titles[c]}\ntest accuracy {result.acc[c][s]:.0%} (mean over seeds {np.mean(result.acc[c]):.0%})",
+            fontsize=9,
+        )
         ax.set_xlabel("x1")
         ax.set_ylabel("x2")
-    fig.suptitle("Four solution concepts for distilling a sinusoid-split dataset into 2 points (stars); "
-                 "dotted: true boundary, solid: learned boundary, dashed box: data region (seed index 0)", fontsize=10)
+    fig.suptitle(
+        "Four solution concepts for distilling a sinusoid-split dataset into 2 points (stars); "
+        "dotted: true boundary, solid: learned boundary, dashed box: data region (seed index 0)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return [common.save_figure(fig, pathlib.Path(out_dir) / "solution_concepts.png")]
 
@@ -332,21 +411,31 @@ def _acc(r, c):
 
 
 CLAIMS = (
-    Claim("E1.warm-beats-cold",
-          "Warm-start's points move and its model fits the data: warm-start's test accuracy exceeds cold-start's "
-          "(min-norm boundary) by >= 5 points",
-          "Fig. 2: cold-start gives the min-norm boundary, warm-start fits the data (no numbers)",
-          lambda r: {"warm %": _acc(r, "warm"), "cold %": _acc(r, "cold")},
-          lambda o: gap(o["warm %"], o["cold %"], 5.0), "warm - cold >= 5 points (mean over seeds)"),
-    Claim("E1.optimistic-beats-pessimistic",
-          "The optimistic solution (best inner solution for F) beats the pessimistic one (worst) in test accuracy by "
-          ">= 5 points and in outer loss F by a factor >= 3",
-          "Fig. 2: optimistic and pessimistic solutions differ (no numbers)",
-          lambda r: {"optimistic %": _acc(r, "optimistic"), "pessimistic %": _acc(r, "pessimistic"),
-                     "F optimistic": r["outer_loss_train"]["optimistic"]["mean"],
-                     "F pessimistic": r["outer_loss_train"]["pessimistic"]["mean"]},
-          lambda o: gap(o["optimistic %"], o["pessimistic %"], 5.0) and o["F pessimistic"] >= 3 * o["F optimistic"],
-          "optimistic - pessimistic >= 5 points and F_pes >= 3 F_opt"),
+    Claim(
+        "E1.warm-beats-cold",
+        "Warm-start's points move and its model fits the data: warm-start's test accuracy exceeds cold-start's "
+        "(min-norm boundary) by >= 5 points",
+        "Fig. 2: cold-start gives the min-norm boundary, warm-start fits the data (no numbers)",
+        lambda r: {"warm %": _acc(r, "warm"), "cold %": _acc(r, "cold")},
+        lambda o: gap(o["warm %"], o["cold %"], 5.0),
+        "warm - cold >= 5 points (mean over seeds)",
+    ),
+    Claim(
+        "E1.optimistic-beats-pessimistic",
+        "The optimistic solution (best inner solution for F) beats the pessimistic one (worst) in test accuracy by "
+        ">= 5 points and in outer loss F by a factor >= 3",
+        "Fig. 2: optimistic and pessimistic solutions differ (no numbers)",
+        lambda r: {
+            "optimistic %": _acc(r, "optimistic"),
+            "pessimistic %": _acc(r, "pessimistic"),
+            "F optimistic": r["outer_loss_train"]["optimistic"]["mean"],
+            "F pessimistic": r["outer_loss_train"]["pessimistic"]["mean"],
+        },
+        lambda o: (
+            gap(o["optimistic %"], o["pessimistic %"], 5.0) and o["F pessimistic"] >= 3 * o["F optimistic"]
+        ),
+        "optimistic - pessimistic >= 5 points and F_pes >= 3 F_opt",
+    ),
 )
 
 

@@ -62,16 +62,41 @@ class Config:
 
     def validate(self) -> "Config":
         c = "Config"
-        check_field(0 < self.lam_min < self.lam_max, c, "lam_min", f"positive and < lam_max={self.lam_max}", self.lam_min)
+        check_field(
+            0 < self.lam_min < self.lam_max,
+            c,
+            "lam_min",
+            f"positive and < lam_max={self.lam_max}",
+            self.lam_min,
+        )
         for field in ("ks", "cg_ks"):
             v = getattr(self, field)
-            check_field(len(v) > 0 and all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in v), c, field,
-                        "a non-empty tuple of positive integers (K > 0)", v)
-        check_field(len(self.eps) > 0 and all(e >= 0 for e in self.eps), c, "eps", "a non-empty tuple of eps >= 0", self.eps)
+            check_field(
+                len(v) > 0 and all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in v),
+                c,
+                field,
+                "a non-empty tuple of positive integers (K > 0)",
+                v,
+            )
+        check_field(
+            len(self.eps) > 0 and all(e >= 0 for e in self.eps),
+            c,
+            "eps",
+            "a non-empty tuple of eps >= 0",
+            self.eps,
+        )
         check_field(isinstance(self.n, int) and self.n >= 2, c, "n", "an integer >= 2", self.n)
-        check_field(isinstance(self.rank, int) and 1 <= self.rank <= self.n, c, "rank", f"in [1, n={self.n}]", self.rank)
+        check_field(
+            isinstance(self.rank, int) and 1 <= self.rank <= self.n,
+            c,
+            "rank",
+            f"in [1, n={self.n}]",
+            self.rank,
+        )
         check_field(self.cond >= 1, c, "cond", ">= 1", self.cond)
-        check_field(isinstance(self.trials, int) and self.trials > 0, c, "trials", "a positive integer", self.trials)
+        check_field(
+            isinstance(self.trials, int) and self.trials > 0, c, "trials", "a positive integer", self.trials
+        )
         check_field(max(self.cg_ks) <= self.n, c, "cg_ks", f"<= n={self.n}", self.cg_ks)
         return self
 
@@ -85,7 +110,9 @@ class Result:
     check: dict
 
     def to_dict(self) -> dict:
-        return common.to_jsonable(dict(check=self.check, cg_example={k: v for k, v in self.cg_example.items() if k != "grid"}))
+        return common.to_jsonable(
+            dict(check=self.check, cg_example={k: v for k, v in self.cg_example.items() if k != "grid"})
+        )
 
 
 def random_psd(rng, n, rank, cond):
@@ -186,15 +213,31 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     blues = plt.get_cmap("Blues")
     oranges = plt.get_cmap("Oranges")
     for ax, scaled in ((axes[0], False), (axes[1], True)):
-        ax.plot(lam, lam * result.curves["inverse"] if scaled else result.curves["inverse"], "k-", lw=2.5, label=r"inverse $1/\lambda$")
+        ax.plot(
+            lam,
+            lam * result.curves["inverse"] if scaled else result.curves["inverse"],
+            "k-",
+            lw=2.5,
+            label=r"inverse $1/\lambda$",
+        )
         for i, K in enumerate(cfg.ks):
             y = result.curves[f"Neumann / Unroll K={K}"]
-            ax.plot(lam, lam * y if scaled else y, "-", color=blues(0.4 + 0.6 * i / max(1, len(cfg.ks) - 1)),
-                    label=rf"Neumann / Unroll K={K} ($\alpha = 1/\lambda_{{max}}$)")
+            ax.plot(
+                lam,
+                lam * y if scaled else y,
+                "-",
+                color=blues(0.4 + 0.6 * i / max(1, len(cfg.ks) - 1)),
+                label=rf"Neumann / Unroll K={K} ($\alpha = 1/\lambda_{{max}}$)",
+            )
         for i, e in enumerate(cfg.eps):
             y = result.curves[f"Damped eps={e:g}"]
-            ax.plot(lam, lam * y if scaled else y, "--", color=oranges(0.4 + 0.6 * i / max(1, len(cfg.eps) - 1)),
-                    label=rf"damped $\epsilon$={e:g}")
+            ax.plot(
+                lam,
+                lam * y if scaled else y,
+                "--",
+                color=oranges(0.4 + 0.6 * i / max(1, len(cfg.eps) - 1)),
+                label=rf"damped $\epsilon$={e:g}",
+            )
         ax.set_xscale("log")
         ax.set_xlabel(r"eigenvalue $\lambda$ of $H$")
         ax.grid(alpha=0.3, which="both")
@@ -203,14 +246,22 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     axes[0].set_title(r"Spectral maps $\lambda \to h(\lambda)$")
     axes[0].legend(fontsize=7)
     axes[1].set_ylabel(r"$\lambda\, h(\lambda)$ (1 = exactly inverted)")
-    axes[1].set_title(r"Fraction inverted: high curvature inverted, low curvature ignored" "\n"
-                      r"(K-term Neumann $\approx$ damping with $\epsilon = 1/(\alpha K)$)", fontsize=9)
+    axes[1].set_title(
+        r"Fraction inverted: high curvature inverted, low curvature ignored"
+        "\n"
+        r"(K-term Neumann $\approx$ damping with $\epsilon = 1/(\alpha K)$)",
+        fontsize=9,
+    )
     ex = result.cg_example
     ax = axes[2]
     greens = plt.get_cmap("Greens")
     for i, K in enumerate(cfg.cg_ks):
-        ax.plot(ex["grid"], ex["grid"] * ex[f"K={K}"], color=greens(0.4 + 0.6 * i / max(1, len(cfg.cg_ks) - 1)),
-                label=f"CG, K={K}")
+        ax.plot(
+            ex["grid"],
+            ex["grid"] * ex[f"K={K}"],
+            color=greens(0.4 + 0.6 * i / max(1, len(cfg.cg_ks) - 1)),
+            label=f"CG, K={K}",
+        )
     for j, e in enumerate(ex["eigenvalues"]):
         ax.axvline(e, color="0.6", lw=0.8, ls=":", label="eigenvalues of H" if j == 0 else None)
     ax.axhline(1.0, color="k", lw=1)
@@ -218,13 +269,19 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     ax.set_ylim(-1.5, 2.5)
     ax.set_xlabel(r"$\lambda$")
     ax.set_ylabel(r"$\lambda\, h_{CG}(\lambda)$")
-    ax.set_title("CG: a polynomial fitted to the eigenvalues that b excites\n"
-                 r"($h_{CG}(\lambda) = (1 - \prod_j (1 - \lambda/\theta_j))/\lambda$, $\theta_j$ Ritz values)", fontsize=9)
+    ax.set_title(
+        "CG: a polynomial fitted to the eigenvalues that b excites\n"
+        r"($h_{CG}(\lambda) = (1 - \prod_j (1 - \lambda/\theta_j))/\lambda$, $\theta_j$ Ritz values)",
+        fontsize=9,
+    )
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
     worst = max(result.check["max_rel_deviation"].values())
-    fig.suptitle(f"E8: spectral picture of the hypergradient approximations (checked against the library's solvers on "
-                 f"{cfg.trials} random PSD matrices: max relative deviation {worst:.1e})", fontsize=10)
+    fig.suptitle(
+        f"E8: spectral picture of the hypergradient approximations (checked against the library's solvers on "
+        f"{cfg.trials} random PSD matrices: max relative deviation {worst:.1e})",
+        fontsize=10,
+    )
     fig.tight_layout()
     return [common.save_figure(fig, out_dir / "spectral.png")]
 
@@ -232,13 +289,18 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
 # ------------------------------------------------------------------------------------ claims ledger
 
 CLAIMS = (
-    Claim("E8.spectral-maps",
-          "Spectral picture: the matrix each strategy applies equals Q diag(h(lambda)) Q^T with the paper's map h "
-          "(inverse 1/lambda, damped 1/(lambda + eps), K-term Neumann (1 - (1 - alpha lambda)^(K+1)) / lambda, CG's "
-          "polynomial): largest relative deviation <= 1e-10",
-          "Fig. 5 (the maps; exact by construction)",
-          lambda r: {"max deviation": max(r["check"]["max_rel_deviation"][k] for k in r["check"]["max_rel_deviation"])},
-          lambda o: o["max deviation"] <= 1e-10, "max relative deviation <= 1e-10"),
+    Claim(
+        "E8.spectral-maps",
+        "Spectral picture: the matrix each strategy applies equals Q diag(h(lambda)) Q^T with the paper's map h "
+        "(inverse 1/lambda, damped 1/(lambda + eps), K-term Neumann (1 - (1 - alpha lambda)^(K+1)) / lambda, CG's "
+        "polynomial): largest relative deviation <= 1e-10",
+        "Fig. 5 (the maps; exact by construction)",
+        lambda r: {
+            "max deviation": max(r["check"]["max_rel_deviation"][k] for k in r["check"]["max_rel_deviation"])
+        },
+        lambda o: o["max deviation"] <= 1e-10,
+        "max relative deviation <= 1e-10",
+    ),
 )
 
 

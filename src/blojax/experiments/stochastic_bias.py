@@ -84,14 +84,48 @@ class Config:
 
     def validate(self) -> "Config":
         n = "Config"
-        check_int_fields(self, ("n_train", "n_features", "n_val", "steps", "seeds", "inner_steps", ("seed", 0)))
-        check_field(self.n_train < self.n_features, n, "n_train", f"< n_features ({self.n_features}): a singular inner Hessian", self.n_train)
-        check_field(self.n_val < self.n_train, n, "n_val", f"< n_train ({self.n_train}): an overparameterized outer problem", self.n_val)
-        check_field(len(self.solvers) > 0 and all(s in SOLVERS for s in self.solvers), n, "solvers", f"a non-empty subset of {SOLVERS}", self.solvers)
-        check_field(len(self.batch_sizes) > 0 and all(isinstance(b, int) and 1 <= b <= self.n_train for b in self.batch_sizes),
-                    n, "batch_sizes", f"integers in [1, n_train={self.n_train}]", self.batch_sizes)
-        check_field(len(self.step_scales) > 0 and all(0 < s <= 1.5 for s in self.step_scales), n, "step_scales", "numbers in (0, 1.5]", self.step_scales)
-        check_field(0 < self.lr < 1.5, n, "lr", "in (0, 1.5) (stable SGD: per-sample curvature <~ 1)", self.lr)
+        check_int_fields(
+            self, ("n_train", "n_features", "n_val", "steps", "seeds", "inner_steps", ("seed", 0))
+        )
+        check_field(
+            self.n_train < self.n_features,
+            n,
+            "n_train",
+            f"< n_features ({self.n_features}): a singular inner Hessian",
+            self.n_train,
+        )
+        check_field(
+            self.n_val < self.n_train,
+            n,
+            "n_val",
+            f"< n_train ({self.n_train}): an overparameterized outer problem",
+            self.n_val,
+        )
+        check_field(
+            len(self.solvers) > 0 and all(s in SOLVERS for s in self.solvers),
+            n,
+            "solvers",
+            f"a non-empty subset of {SOLVERS}",
+            self.solvers,
+        )
+        check_field(
+            len(self.batch_sizes) > 0
+            and all(isinstance(b, int) and 1 <= b <= self.n_train for b in self.batch_sizes),
+            n,
+            "batch_sizes",
+            f"integers in [1, n_train={self.n_train}]",
+            self.batch_sizes,
+        )
+        check_field(
+            len(self.step_scales) > 0 and all(0 < s <= 1.5 for s in self.step_scales),
+            n,
+            "step_scales",
+            "numbers in (0, 1.5]",
+            self.step_scales,
+        )
+        check_field(
+            0 < self.lr < 1.5, n, "lr", "in (0, 1.5) (stable SGD: per-sample curvature <~ 1)", self.lr
+        )
         check_field(self.outer_lr > 0, n, "outer_lr", "positive", self.outer_lr)
         return self
 
@@ -136,7 +170,9 @@ def make_problem(X, Z, y):
         z, t = batch
         return 0.5 * jnp.mean((z @ w - t) ** 2)
 
-    return MinibatchProblem(f, F, inner_data=(jnp.asarray(X), jnp.arange(n)), outer_data=(jnp.asarray(Z), jnp.asarray(y)))
+    return MinibatchProblem(
+        f, F, inner_data=(jnp.asarray(X), jnp.arange(n)), outer_data=(jnp.asarray(Z), jnp.asarray(y))
+    )
 
 
 def make_solver(name, problem, cfg: Config, b: int, scale: float, record):
@@ -148,12 +184,32 @@ def make_solver(name, problem, cfg: Config, b: int, scale: float, record):
     if name == "SABA":
         return blo.SABA(problem, ins, outs, inner_lr=a, outer_lr=c, record=record)
     if name in ("AmIGO-warm", "AmIGO-cold"):
-        return blo.AmIGO(problem, ins, outs, inner_lr=a, outer_lr=c, inner_steps=T, warm_v=name == "AmIGO-warm", record=record)
+        return blo.AmIGO(
+            problem,
+            ins,
+            outs,
+            inner_lr=a,
+            outer_lr=c,
+            inner_steps=T,
+            warm_v=name == "AmIGO-warm",
+            record=record,
+        )
     if name == "StocBiO":
-        return blo.StocBiO(problem, ins, outs, inner_lr=a, outer_lr=c, inner_steps=T, neumann_steps=T, record=record)
+        return blo.StocBiO(
+            problem, ins, outs, inner_lr=a, outer_lr=c, inner_steps=T, neumann_steps=T, record=record
+        )
     # F2SA: its own decays (the penalty lam grows); bases scaled like the others
-    return blo.F2SA(problem, ins, outs, inner_lr=inverse_power(0.2 * a, 5 / 7), z_lr=inverse_power(a, 4 / 7),
-                    outer_lr=inverse_power(c, 4 / 7), lam_lr=inverse_power(0.1, 1 / 7), inner_steps=T, record=record)
+    return blo.F2SA(
+        problem,
+        ins,
+        outs,
+        inner_lr=inverse_power(0.2 * a, 5 / 7),
+        z_lr=inverse_power(a, 4 / 7),
+        outer_lr=inverse_power(c, 4 / 7),
+        lam_lr=inverse_power(0.1, 1 / 7),
+        inner_steps=T,
+        record=record,
+    )
 
 
 def run(config: Config | None = None, ctx: common.Context | None = None) -> Result:
@@ -199,7 +255,14 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
                     hist = {k: np.asarray(hist[k]) for k in METRICS}
                     diverged = bool(np.any(np.asarray(state.diverged_step) >= 0))
                     row: dict[str, Any] = dict(solver=name, batch=b, step_scale=scale, diverged=diverged)
-                    row.update({k: float(np.nanmedian(hist[k][:, -1])) if not np.all(np.isnan(hist[k][:, -1])) else None for k in METRICS})
+                    row.update(
+                        {
+                            k: float(np.nanmedian(hist[k][:, -1]))
+                            if not np.all(np.isnan(hist[k][:, -1]))
+                            else None
+                            for k in METRICS
+                        }
+                    )
                     table.append(row)
                     stride = max(1, cfg.steps // 300)
                     curves[tag] = {k: hist[k][:, ::stride] for k in ("dist_mn", "h", "u_null", "v_null")}
@@ -220,7 +283,13 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     for ax, scale in zip(axes[0], cfg.step_scales):
         for name in cfg.solvers:
             rows = [r for r in result.table if r["solver"] == name and r["step_scale"] == scale]
-            ax.plot([r["batch"] for r in rows], [r["dist_mn"] if r["dist_mn"] is not None else np.nan for r in rows], "o-", color=colors[name], label=name)
+            ax.plot(
+                [r["batch"] for r in rows],
+                [r["dist_mn"] if r["dist_mn"] is not None else np.nan for r in rows],
+                "o-",
+                color=colors[name],
+                label=name,
+            )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("inner batch size")
@@ -241,8 +310,14 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
         x = np.linspace(0, cfg.steps, c["dist_mn"].shape[1])
         for ax, k in zip(axes, ("dist_mn", "u_null", "v_null")):
             ax.semilogy(x, np.median(c[k], axis=0), color=colors[name], label=name)
-    for ax, t in zip(axes, (r"$\|u_k - u_{mn}\| / \|u_{mn} - u_0\|$", r"$\|P_{null(A)}(u_k - u_0)\|$ (drift along the solution set)",
-                            r"$\|P_{null(H)} v_k\|$")):
+    for ax, t in zip(
+        axes,
+        (
+            r"$\|u_k - u_{mn}\| / \|u_{mn} - u_0\|$",
+            r"$\|P_{null(A)}(u_k - u_0)\|$ (drift along the solution set)",
+            r"$\|P_{null(H)} v_k\|$",
+        ),
+    ):
         ax.set_title(t, fontsize=9)
         ax.set_xlabel("outer step")
         ax.grid(alpha=0.3)

@@ -18,16 +18,22 @@ from blojax.data import DatasetNotFoundError, load_dataset
 from . import augment_net, common, distill_table
 from .common import check_field
 
-DESCRIPTION = "Table 3: distill 1/10 and augment-net, cold / warm / warm + retrain, beside the paper's numbers"
+DESCRIPTION = (
+    "Table 3: distill 1/10 and augment-net, cold / warm / warm + retrain, beside the paper's numbers"
+)
 
 #: PAPER.md E4 (accuracy %, original test data).
 PAPER = {
-    "mnist": {"distill_1": {"cold": 30.7, "warm": 90.8, "warm_retrain": 12.9},
-              "distill_10": {"cold": 89.1, "warm": 97.5, "warm_retrain": 17.1},
-              "augment": {"cold": 84.86, "warm": 92.81, "warm_retrain": 9.15}},
-    "cifar10": {"distill_1": {"cold": 17.6, "warm": 50.3, "warm_retrain": 10.2},
-                "distill_10": {"cold": 46.9, "warm": 59.8, "warm_retrain": 8.9},
-                "augment": {"cold": 45.38, "warm": 59.30, "warm_retrain": 11.12}},
+    "mnist": {
+        "distill_1": {"cold": 30.7, "warm": 90.8, "warm_retrain": 12.9},
+        "distill_10": {"cold": 89.1, "warm": 97.5, "warm_retrain": 17.1},
+        "augment": {"cold": 84.86, "warm": 92.81, "warm_retrain": 9.15},
+    },
+    "cifar10": {
+        "distill_1": {"cold": 17.6, "warm": 50.3, "warm_retrain": 10.2},
+        "distill_10": {"cold": 46.9, "warm": 59.8, "warm_retrain": 8.9},
+        "augment": {"cold": 45.38, "warm": 59.30, "warm_retrain": 11.12},
+    },
 }
 
 
@@ -38,10 +44,26 @@ def settings(dataset: str, quick: bool = False) -> tuple[dict, dict]:
     if quick:  # the two experiments' own quick settings, whose claims hold (docs/claims.md)
         return ({"dataset": dataset}, {"dataset": dataset})
     if dataset == "digits":
-        return ({"dataset": dataset, "hidden": (64,), "curve_test_size": 360, "outer_steps": 3000, "eval_every": 100,
-                 "inner_lr": 0.1},
-                {"dataset": dataset, "hidden": (64,), "curve_test_size": 360, "train_subset": 50, "batch_size": 256,
-                 "outer_steps": 1000, "cold_steps": 200, "outer_lr": 0.005})
+        return (
+            {
+                "dataset": dataset,
+                "hidden": (64,),
+                "curve_test_size": 360,
+                "outer_steps": 3000,
+                "eval_every": 100,
+                "inner_lr": 0.1,
+            },
+            {
+                "dataset": dataset,
+                "hidden": (64,),
+                "curve_test_size": 360,
+                "train_subset": 50,
+                "batch_size": 256,
+                "outer_steps": 1000,
+                "cold_steps": 200,
+                "outer_lr": 0.005,
+            },
+        )
     return ({"dataset": dataset}, {"dataset": dataset})
 
 
@@ -61,10 +83,19 @@ class Config:
 
     def validate(self) -> None:
         name = type(self).__name__
-        check_field(len(self.datasets) >= 1 and all(isinstance(d, str) for d in self.datasets), name, "datasets",
-                    "a non-empty tuple of dataset names", self.datasets)
-        check_field(isinstance(self.seeds, int) and self.seeds >= 1, name, "seeds", "a positive int", self.seeds)
-        check_field(isinstance(self.seed, int) and self.seed >= 0, name, "seed", "a non-negative int", self.seed)
+        check_field(
+            len(self.datasets) >= 1 and all(isinstance(d, str) for d in self.datasets),
+            name,
+            "datasets",
+            "a non-empty tuple of dataset names",
+            self.datasets,
+        )
+        check_field(
+            isinstance(self.seeds, int) and self.seeds >= 1, name, "seeds", "a positive int", self.seeds
+        )
+        check_field(
+            isinstance(self.seed, int) and self.seed >= 0, name, "seed", "a non-negative int", self.seed
+        )
 
 
 def _configs(cfg: Config, dataset: str):
@@ -72,8 +103,10 @@ def _configs(cfg: Config, dataset: str):
     base_d = distill_table.Config.quick() if cfg.quick_settings else distill_table.Config()
     base_a = augment_net.Config.quick() if cfg.quick_settings else augment_net.Config()
     common_over = {"root": cfg.root, "seeds": cfg.seeds, "seed": cfg.seed}
-    return (dataclasses.replace(base_d, **d_over, **common_over),
-            dataclasses.replace(base_a, **a_over, **common_over))
+    return (
+        dataclasses.replace(base_d, **d_over, **common_over),
+        dataclasses.replace(base_a, **a_over, **common_over),
+    )
 
 
 @dataclasses.dataclass
@@ -99,13 +132,19 @@ class Result:
         lines = ["| dataset | column | method | ours (mean ± std) | paper |", "|---|---|---|---|---|"]
         for ds, cols in t.items():
             for col, methods in cols.items():
-                for k, label in (("cold", "cold-start"), ("warm", "warm-start"), ("warm_retrain", "warm-start + retrain"),
-                                 ("no_aug", "no augmentation")):
+                for k, label in (
+                    ("cold", "cold-start"),
+                    ("warm", "warm-start"),
+                    ("warm_retrain", "warm-start + retrain"),
+                    ("no_aug", "no augmentation"),
+                ):
                     if k not in methods:
                         continue
                     paper = PAPER.get(ds, {}).get(col, {}).get(k)
-                    lines.append(f"| {ds} | {col} | {label} | {methods[k]['mean']:.1f} ± {methods[k]['std']:.1f} | "
-                                 f"{'—' if paper is None else paper} |")
+                    lines.append(
+                        f"| {ds} | {col} | {label} | {methods[k]['mean']:.1f} ± {methods[k]['std']:.1f} | "
+                        f"{'—' if paper is None else paper} |"
+                    )
         for ds, why in self.skipped.items():
             lines.append(f"| {ds} | — | skipped | {why.splitlines()[0]} | |")
         return "\n".join(lines)

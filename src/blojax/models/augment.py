@@ -18,7 +18,9 @@ import jax.numpy as jnp
 __all__ = ["init_augment", "augment_apply"]
 
 
-def init_augment(key, image_shape, *, noise_dim: int = 16, rank: int | None = 32, scale: float = 0.01, dtype=jnp.float32):
+def init_augment(
+    key, image_shape, *, noise_dim: int = 16, rank: int | None = 32, scale: float = 0.01, dtype=jnp.float32
+):
     """Parameters of the identity augmentation plus small random mixing (``scale``; U/V need a
     non-zero start so that their gradients are not both zero)."""
     d = 1

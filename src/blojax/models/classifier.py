@@ -37,7 +37,9 @@ class Classifier:
             raise ValueError(f"Classifier.kind must be 'mlp' or 'convnet', got {self.kind!r}")
         shape = tuple(int(s) for s in self.image_shape)
         if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"Classifier.image_shape must be (H, W, C) with positive sizes, got {self.image_shape!r}")
+            raise ValueError(
+                f"Classifier.image_shape must be (H, W, C) with positive sizes, got {self.image_shape!r}"
+            )
         object.__setattr__(self, "image_shape", shape)
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         if self.num_classes < 2:

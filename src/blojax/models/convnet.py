@@ -27,14 +27,18 @@ def init_convnet(key, image_shape, num_classes: int, channels=(16, 32), dtype=jn
     params: dict[str, Any] = {"conv": []}
     for k, c_out in zip(keys[:-1], channels):
         std = jnp.sqrt(2.0 / (9 * c))
-        params["conv"].append({"w": std * jax.random.normal(k, (3, 3, c, c_out), dtype), "b": jnp.zeros((c_out,), dtype)})
+        params["conv"].append(
+            {"w": std * jax.random.normal(k, (3, 3, c, c_out), dtype), "b": jnp.zeros((c_out,), dtype)}
+        )
         c = c_out
         h, w = h // 2, w // 2
     if h < 1 or w < 1:
         raise ValueError(f"init_convnet: {len(channels)} pooling blocks shrink {image_shape} below 1x1")
     d = h * w * c
-    params["dense"] = {"w": jnp.sqrt(1.0 / d) * jax.random.normal(keys[-1], (d, num_classes), dtype),
-                       "b": jnp.zeros((num_classes,), dtype)}
+    params["dense"] = {
+        "w": jnp.sqrt(1.0 / d) * jax.random.normal(keys[-1], (d, num_classes), dtype),
+        "b": jnp.zeros((num_classes,), dtype),
+    }
     return params
 
 
@@ -42,7 +46,9 @@ def convnet_apply(params, x):
     """Logits for a batch ``x`` of shape (N, H, W, C)."""
     h = x
     for layer in params["conv"]:
-        h = jax.lax.conv_general_dilated(h, layer["w"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        h = jax.lax.conv_general_dilated(
+            h, layer["w"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
         h = jax.nn.relu(h + layer["b"])
         n, hh, ww, cc = h.shape
         h = h[:, : hh // 2 * 2, : ww // 2 * 2].reshape(n, hh // 2, 2, ww // 2, 2, cc).mean(axis=(2, 4))

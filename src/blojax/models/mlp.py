@@ -34,8 +34,12 @@ def init_mlp(key, sizes, *, scale: float = 1.0, bias_scale: float = 0.0, dtype=j
       list of ``{"w", "b"}`` dicts, one per layer.
     """
     sizes = list(sizes)
-    if len(sizes) < 2 or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in sizes):
-        raise ValueError(f"init_mlp(sizes) must be at least two positive integers [d_in, ..., d_out], got {sizes!r}")
+    if len(sizes) < 2 or any(
+        isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in sizes
+    ):
+        raise ValueError(
+            f"init_mlp(sizes) must be at least two positive integers [d_in, ..., d_out], got {sizes!r}"
+        )
     for name, v in (("scale", scale), ("bias_scale", bias_scale)):
         if not isinstance(v, numbers.Real) or not v >= 0:
             raise ValueError(f"init_mlp({name}) must be a non-negative number, got {v!r}")

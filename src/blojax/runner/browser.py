@@ -17,8 +17,14 @@ import subprocess
 import tempfile
 
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 _PROBE = """<script>
@@ -54,7 +60,14 @@ def check_report(path, *, chromium: str | None = None, timeout: float = 120, scr
         probed = pathlib.Path(tmp) / path.name
         probed.write_text(probe)
         profile = pathlib.Path(tmp) / "profile"
-        cmd = [chromium, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", probed.as_uri()]
+        cmd = [
+            chromium,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            probed.as_uri(),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         m = re.search(r'<pre id="blojax-check">(.*?)</pre>', proc.stdout, re.S)
         if m is None:
@@ -62,8 +75,18 @@ def check_report(path, *, chromium: str | None = None, timeout: float = 120, scr
         result = json.loads(_html.unescape(m.group(1)))
         if screenshot is not None:
             shot = pathlib.Path(screenshot).resolve()
-            subprocess.run([chromium, *FLAGS, f"--user-data-dir={profile}2", "--window-size=1200,3000",
-                            f"--screenshot={shot}", path.as_uri()], capture_output=True, timeout=timeout)
+            subprocess.run(
+                [
+                    chromium,
+                    *FLAGS,
+                    f"--user-data-dir={profile}2",
+                    "--window-size=1200,3000",
+                    f"--screenshot={shot}",
+                    path.as_uri(),
+                ],
+                capture_output=True,
+                timeout=timeout,
+            )
             result["screenshot"] = str(shot) if shot.exists() else None
         return result
 
@@ -71,14 +94,21 @@ def check_report(path, *, chromium: str | None = None, timeout: float = 120, scr
 def main(argv=None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m blojax.runner.browser", description=(__doc__ or "\n").splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m blojax.runner.browser", description=(__doc__ or "\n").splitlines()[0]
+    )
     p.add_argument("report")
     p.add_argument("--screenshot", default=None)
     p.add_argument("--min-images", type=int, default=1)
     args = p.parse_args(argv)
     r = check_report(args.report, screenshot=args.screenshot)
     print(json.dumps(r))
-    ok = r.get("loaded") and not r.get("broken") and r.get("tables", 0) > 0 and r.get("images", 0) >= args.min_images
+    ok = (
+        r.get("loaded")
+        and not r.get("broken")
+        and r.get("tables", 0) > 0
+        and r.get("images", 0) >= args.min_images
+    )
     print("report check: " + ("ok" if ok else "FAILED"))
     return 0 if ok else 1
 

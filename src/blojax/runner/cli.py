@@ -33,7 +33,9 @@ def _build_config(mod, name: str, *, quick: bool, config_file, sets, seed):
     config = configs.apply_overrides(config, configs.parse_set(sets), label)
     if seed is not None:
         if "seed" not in configs.field_names(config):
-            raise UsageError(f"{name} has no 'seed' field, so --seed does not apply; valid keys: {', '.join(configs.field_names(config))}")
+            raise UsageError(
+                f"{name} has no 'seed' field, so --seed does not apply; valid keys: {', '.join(configs.field_names(config))}"
+            )
         config = configs.apply_overrides(config, {"seed": seed}, label)
     return config
 
@@ -52,21 +54,54 @@ def _progress(args):
 
 
 def _add_config_args(p, *, seed=True):
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[], help="override a config field (repeatable; dotted keys for nested configs)")
-    p.add_argument("--config", metavar="FILE.toml", help="config fields from a TOML file (applied before --set)")
-    p.add_argument("--quick", action="store_true", help="start from Config.quick(): shrunken settings that run in seconds")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="override a config field (repeatable; dotted keys for nested configs)",
+    )
+    p.add_argument(
+        "--config", metavar="FILE.toml", help="config fields from a TOML file (applied before --set)"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="start from Config.quick(): shrunken settings that run in seconds",
+    )
     if seed:
         p.add_argument("--seed", type=int, default=None, help="random seed (sets the config's seed field)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars (they are also off when stderr is not a terminal)")
-    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N", help="outer steps per compiled chunk and checkpoint (default: 1/20 of each loop)")
-    p.add_argument("--time-budget", type=float, default=None, metavar="S",
-                   help="seconds one loop may take: one compiled step is timed first and a longer loop is refused")
-    p.add_argument("--force", action="store_true",
-                   help="clear an --out folder holding another run, and run past the memory/time guard")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars (they are also off when stderr is not a terminal)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="outer steps per compiled chunk and checkpoint (default: 1/20 of each loop)",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds one loop may take: one compiled step is timed first and a longer loop is refused",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="clear an --out folder holding another run, and run past the memory/time guard",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="blojax", description="Bilevel optimization experiments: run, sweep, reproduce the paper, report.")
+    parser = _Parser(
+        prog="blojax",
+        description="Bilevel optimization experiments: run, sweep, reproduce the paper, report.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -76,13 +111,21 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run one experiment into a run folder")
     p.add_argument("experiment")
     _add_config_args(p)
-    p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<experiment>-<config fingerprint>)")
+    p.add_argument(
+        "--out", metavar="DIR", help="run folder (default: runs/<experiment>-<config fingerprint>)"
+    )
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
 
     p = sub.add_parser("sweep", help="run a grid of configurations, gather one results table")
     p.add_argument("experiment")
-    p.add_argument("--grid", action="append", metavar="KEY=V1,V2,...", default=[], help="values of one field (repeatable: cartesian product)")
+    p.add_argument(
+        "--grid",
+        action="append",
+        metavar="KEY=V1,V2,...",
+        default=[],
+        help="values of one field (repeatable: cartesian product)",
+    )
     p.add_argument("--seeds", metavar="RANGE", help="seeds, e.g. 0-9 or 0,3,7 (innermost grid axis)")
     p.add_argument("--backend", default="local", help="local (vmapped where the experiment allows) or ray")
     p.add_argument("--address", help="Ray cluster address host:port (default: start a local cluster)")
@@ -91,7 +134,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", action="store_true", help="write each point's figures too")
     _add_config_args(p, seed=False)
 
-    p = sub.add_parser("reproduce", help="every implemented experiment of PAPER.md §5, then report.html and report.md")
+    p = sub.add_parser(
+        "reproduce", help="every implemented experiment of PAPER.md §5, then report.html and report.md"
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="Config.quick() of every experiment (default)")
     g.add_argument("--full", action="store_true", help="the full configurations (slow)")
@@ -100,7 +145,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="keep finished experiments, resume the others")
     p.add_argument("--no-demo", action="store_true", help="leave out the core demo (python -m blojax.demo)")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds allowed per experiment")
-    p.add_argument("--jobs", type=int, default=None, metavar="N", help="experiments run at a time (default: 2, or 1 on one core)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="experiments run at a time (default: 2, or 1 on one core)",
+    )
 
     p = sub.add_parser("report", help="(re)write report.html and report.md of a folder of runs")
     p.add_argument("folder")
@@ -137,18 +188,30 @@ def cmd_run(args, argv) -> int:
 def _run_module(mod, name, args, argv, default_out=None) -> int:
     from . import configs, rundir
 
-    config = _build_config(mod, name, quick=args.quick, config_file=args.config, sets=args.set, seed=args.seed)
+    config = _build_config(
+        mod, name, quick=args.quick, config_file=args.config, sets=args.set, seed=args.seed
+    )
     rundir.validate(config, f"{name}.Config")
     _check_common(args)
     out = pathlib.Path(args.out or default_out or f"runs/{name}-{configs.fingerprint(name, config)[:8]}")
     payload = rundir.execute(
-        mod, name, config, out, resume=args.resume, force=args.force, progress=_progress(args),
-        checkpoint_every=args.checkpoint_every, plots=not getattr(args, "no_plots", False), argv=argv,
+        mod,
+        name,
+        config,
+        out,
+        resume=args.resume,
+        force=args.force,
+        progress=_progress(args),
+        checkpoint_every=args.checkpoint_every,
+        plots=not getattr(args, "no_plots", False),
+        argv=argv,
         time_budget=args.time_budget,
     )
     n_fig = len(payload["figures"])
-    print(f"{name}: {payload['seconds']:.1f} s (+{payload['plot_seconds']:.1f} s plots); wrote {out}/results.json"
-          f"{f' and {n_fig} figure(s)' if n_fig else ''}")
+    print(
+        f"{name}: {payload['seconds']:.1f} s (+{payload['plot_seconds']:.1f} s plots); wrote {out}/results.json"
+        f"{f' and {n_fig} figure(s)' if n_fig else ''}"
+    )
     return 0
 
 
@@ -168,8 +231,10 @@ def cmd_sweep(args, argv) -> int:
     mod = _load(args.experiment)
     _check_common(args)
     if args.force or args.time_budget is not None:
-        raise UsageError("--force and --time-budget apply to blojax run only; a sweep folder keeps finished points "
-                         "(choose another --out to start afresh)")
+        raise UsageError(
+            "--force and --time-budget apply to blojax run only; a sweep folder keeps finished points "
+            "(choose another --out to start afresh)"
+        )
     if args.ray_cpus is not None and args.ray_cpus < 1:
         raise UsageError(f"--ray-cpus expects a positive integer, got {args.ray_cpus}")
     if not args.grid and args.seeds is None:
@@ -186,14 +251,29 @@ def cmd_sweep(args, argv) -> int:
         except ImportError:
             raise UsageError("the ray backend needs the optional extra: pip install 'blojax[ray]'") from None
     label = f"{args.experiment}.Config"
-    base = _build_config(mod, args.experiment, quick=args.quick, config_file=args.config, sets=args.set, seed=None)
+    base = _build_config(
+        mod, args.experiment, quick=args.quick, config_file=args.config, sets=args.set, seed=None
+    )
     grid = configs.parse_grid(args.grid, base, label)
     seeds = configs.parse_seeds(args.seeds)
     spec = {"base": configs.to_dict(base), "grid": grid, "seeds": seeds}
-    out = pathlib.Path(args.out or f"sweeps/{args.experiment}-{configs.fingerprint(args.experiment, spec)[:8]}")
+    out = pathlib.Path(
+        args.out or f"sweeps/{args.experiment}-{configs.fingerprint(args.experiment, spec)[:8]}"
+    )
     rows = sweep.run_sweep(
-        mod, args.experiment, base, grid, seeds, out, backend=args.backend, address=args.address, plots=args.plots,
-        progress=_progress(args), checkpoint_every=args.checkpoint_every, quiet=args.quiet, argv=argv,
+        mod,
+        args.experiment,
+        base,
+        grid,
+        seeds,
+        out,
+        backend=args.backend,
+        address=args.address,
+        plots=args.plots,
+        progress=_progress(args),
+        checkpoint_every=args.checkpoint_every,
+        quiet=args.quiet,
+        argv=argv,
         num_cpus=args.ray_cpus,
     )
     failed = [r for r in rows if r.get("status") != "done"]
@@ -209,8 +289,16 @@ def cmd_reproduce(args, argv) -> int:
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise UsageError(f"--timeout expects a positive number of seconds, got {args.timeout:g}")
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
-    ok = reproduce.reproduce(pathlib.Path(args.out), quick=not args.full, only=only, resume=args.resume,
-                             demo=not args.no_demo, timeout=args.timeout, argv=argv, jobs=args.jobs)
+    ok = reproduce.reproduce(
+        pathlib.Path(args.out),
+        quick=not args.full,
+        only=only,
+        resume=args.resume,
+        demo=not args.no_demo,
+        timeout=args.timeout,
+        argv=argv,
+        jobs=args.jobs,
+    )
     return 0 if ok else 1
 
 
@@ -221,7 +309,9 @@ def cmd_report(args) -> int:
     if not folder.is_dir():
         raise UsageError(f"report: no such folder {folder}")
     if not report.has_runs(folder):
-        raise UsageError(f"report: {folder} holds no runs (no run.json, sweep.json or reproduce.json in it or its sub-folders)")
+        raise UsageError(
+            f"report: {folder} holds no runs (no run.json, sweep.json or reproduce.json in it or its sub-folders)"
+        )
     html, md = report.write_report(folder)
     print(f"wrote {html} and {md}")
     return 0
@@ -266,8 +356,11 @@ def _guarded(fn, argv, prefix: str) -> int:
     except Exception as exc:  # noqa: BLE001
         if debug:
             raise
-        print(f"{prefix}error: {type(exc).__name__}: {exc}".splitlines()[0] + " (run again with --debug for the traceback)",
-              file=sys.stderr)
+        print(
+            f"{prefix}error: {type(exc).__name__}: {exc}".splitlines()[0]
+            + " (run again with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
     finally:
         if previous is not None:
@@ -305,10 +398,14 @@ def main(argv=None) -> int:
 def module_main(mod, name: str, argv=None) -> int:
     """``python -m blojax.experiments.<name> --out DIR [--quick] [--seed N] [--set k=v] [--resume]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _Parser(prog=f"python -m {getattr(getattr(mod, '__spec__', None), 'name', name)}",
-                     description=getattr(mod, "DESCRIPTION", ""))
+    parser = _Parser(
+        prog=f"python -m {getattr(getattr(mod, '__spec__', None), 'name', name)}",
+        description=getattr(mod, "DESCRIPTION", ""),
+    )
     _add_config_args(parser)
-    parser.add_argument("--out", required=True, metavar="DIR", help="run folder (results.json, figures, metrics)")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="run folder (results.json, figures, metrics)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     parser.add_argument("--no-plots", action="store_true", help="skip the figures")
 

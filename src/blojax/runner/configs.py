@@ -117,7 +117,9 @@ def coerce(value, tp, where: str, finite: bool = True):
         raise bad()
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
-        if type(None) in args and (value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null"))):
+        if type(None) in args and (
+            value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null"))
+        ):
             return None
         for a in args:
             if a is type(None):
@@ -236,7 +238,9 @@ def apply_overrides(config, overrides: dict, label: str):
         elif isinstance(value, dict) and dataclasses.is_dataclass(getattr(config, head)):
             nested.setdefault(head, {}).update(value)
         else:
-            changes[head] = coerce(value, hints.get(head, Any), f"{label}.{head}", not accepts_nonfinite(cls, head))
+            changes[head] = coerce(
+                value, hints.get(head, Any), f"{label}.{head}", not accepts_nonfinite(cls, head)
+            )
     for head, sub in nested.items():
         inner = changes.get(head, getattr(config, head))
         changes[head] = apply_overrides(inner, sub, f"{label}.{head}")
@@ -251,7 +255,9 @@ def parse_set(items: list[str] | None) -> dict[str, str]:
         if not eq or not key.strip():
             raise UsageError(f"--set expects key=value, got {item!r}")
         if key.strip() in out:
-            raise UsageError(f"--set {key.strip()} given twice ({out[key.strip()]!r} and {value.strip()!r}); give each key once")
+            raise UsageError(
+                f"--set {key.strip()} given twice ({out[key.strip()]!r} and {value.strip()!r}); give each key once"
+            )
         out[key.strip()] = value.strip()
     return out
 
@@ -309,14 +315,20 @@ def version() -> str:
 def fingerprint(experiment: str, config) -> str:
     """Identity of a run: sha256 of the experiment name, the resolved config and the blojax version
     (the data files read are checked separately, in every checkpoint and in results.json)."""
-    blob = json.dumps({"experiment": experiment, "config": to_dict(config), "blojax": version()}, sort_keys=True)
+    blob = json.dumps(
+        {"experiment": experiment, "config": to_dict(config), "blojax": version()}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def diff(a: dict, b: dict) -> list[str]:
     """``["key: <in a> there, <in b> asked", ...]`` between two flattened config dicts."""
     fa, fb = flatten(a), flatten(b)
-    return [f"{k}: {fa.get(k)!r} there, {fb.get(k)!r} asked" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+    return [
+        f"{k}: {fa.get(k)!r} there, {fb.get(k)!r} asked"
+        for k in sorted(set(fa) | set(fb))
+        if fa.get(k) != fb.get(k)
+    ]
 
 
 # ------------------------------------------------------------------------------------ sweeps
@@ -378,7 +390,9 @@ def grid_points(base, grid: dict[str, list], seeds: list[int] | None, label: str
     axes = [grid[k] for k in keys]
     if seeds is not None:
         if "seed" not in field_names(base):
-            raise UsageError(f"{label} has no 'seed' field, so --seeds does not apply; valid keys: {', '.join(field_names(base))}")
+            raise UsageError(
+                f"{label} has no 'seed' field, so --seeds does not apply; valid keys: {', '.join(field_names(base))}"
+            )
         keys.append("seed")
         axes.append(seeds)
     points = []

@@ -28,27 +28,54 @@ TABLE3 = (
     "augment-net CIFAR-10: cold 45.38, warm 59.30, warm+retrain 11.12."
 )
 PAPER_NOTES = {
-    "solution_concepts": ("E1, Fig. 2", "2-D binary classification with a sinusoidal boundary distilled into 2 synthetic points: "
-                          "optimistic, pessimistic, cold-start (min-norm boundary) and warm-start (points move; the model fits the data) solutions differ."),
-    "rings": ("E2, Figs. 6-7", "Concentric rings distilled into 2 points with warm-start (1-step unroll, Adam): the warm model separates "
-              "the rings (outer loss ~0.1 over ~8000 steps) while retraining a fresh model on the final points gives outer loss ~1."),
-    "canvas_distill": ("E3, Fig. 9", "MNIST distilled into one 28x28 canvas + a learned soft label: warm-start accuracy high, warm-start + "
-                       "retrain low; cold-start's soft label settles, warm-start's keeps moving between classes."),
+    "solution_concepts": (
+        "E1, Fig. 2",
+        "2-D binary classification with a sinusoidal boundary distilled into 2 synthetic points: "
+        "optimistic, pessimistic, cold-start (min-norm boundary) and warm-start (points move; the model fits the data) solutions differ.",
+    ),
+    "rings": (
+        "E2, Figs. 6-7",
+        "Concentric rings distilled into 2 points with warm-start (1-step unroll, Adam): the warm model separates "
+        "the rings (outer loss ~0.1 over ~8000 steps) while retraining a fresh model on the final points gives outer loss ~1.",
+    ),
+    "canvas_distill": (
+        "E3, Fig. 9",
+        "MNIST distilled into one 28x28 canvas + a learned soft label: warm-start accuracy high, warm-start + "
+        "retrain low; cold-start's soft label settles, warm-start's keeps moving between classes.",
+    ),
     "distill_table": ("E4, Table 3 (distillation columns)", TABLE3),
     "augment_net": ("E4, Table 3 (augment-net columns)", TABLE3),
     "table3": ("E4, Table 3", TABLE3),
-    "antidistill": ("E5, Figs. 10-11", "One original point (0, 2); synthetic y-values as outer parameters, Fourier features, cold-start "
-                    "from w0 = 0. Every method fits the point; exact reaches the min-norm u; truncated Neumann/unroll/CG/damped reach "
-                    "smoother, larger-norm u and smaller-norm w, approaching exact as K grows or eps shrinks."),
-    "hypergrad_field": ("E6, Fig. 11c", "Linear model y = w x + b, original point (1, 1), synthetic x = 0, 2 with y from (0, 0): outer "
-                        "solutions form the line u1 + u2 = 2; the exact hypergradient ends at (1, 1), Neumann K = 1, 100, 200 at other points of it."),
-    "projection_sketch": ("E7, Fig. 8", "Cold-start vs full and partial warm-start as projections onto a cyclic sequence of 4 lines: "
-                          "cold-start re-projects from w0, warm-start is alternating projection (Kaczmarz), reaching a limit cycle when the sets do not intersect."),
-    "spectral": ("E8, Fig. 5", "Eigenvalue maps lambda -> h(lambda): inverse 1/lambda, damped 1/(lambda + eps), K-term Neumann "
-                 "(1 - (1 - alpha lambda)^K) / lambda; truncated ones invert high-curvature directions and ignore low-curvature ones."),
+    "antidistill": (
+        "E5, Figs. 10-11",
+        "One original point (0, 2); synthetic y-values as outer parameters, Fourier features, cold-start "
+        "from w0 = 0. Every method fits the point; exact reaches the min-norm u; truncated Neumann/unroll/CG/damped reach "
+        "smoother, larger-norm u and smaller-norm w, approaching exact as K grows or eps shrinks.",
+    ),
+    "hypergrad_field": (
+        "E6, Fig. 11c",
+        "Linear model y = w x + b, original point (1, 1), synthetic x = 0, 2 with y from (0, 0): outer "
+        "solutions form the line u1 + u2 = 2; the exact hypergradient ends at (1, 1), Neumann K = 1, 100, 200 at other points of it.",
+    ),
+    "projection_sketch": (
+        "E7, Fig. 8",
+        "Cold-start vs full and partial warm-start as projections onto a cyclic sequence of 4 lines: "
+        "cold-start re-projects from w0, warm-start is alternating projection (Kaczmarz), reaching a limit cycle when the sets do not intersect.",
+    ),
+    "spectral": (
+        "E8, Fig. 5",
+        "Eigenvalue maps lambda -> h(lambda): inverse 1/lambda, damped 1/(lambda + eps), K-term Neumann "
+        "(1 - (1 - alpha lambda)^K) / lambda; truncated ones invert high-curvature directions and ignore low-curvature ones.",
+    ),
 }
 
-_MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
+_MIME = {
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".svg": "image/svg+xml",
+}
 
 
 # ------------------------------------------------------------------------------------ collecting
@@ -57,7 +84,8 @@ def has_runs(folder: pathlib.Path) -> bool:
     folder = pathlib.Path(folder)
     names = ("run.json", "sweep.json", "reproduce.json")
     return any((folder / n).exists() for n in names) or any(
-        (sub / n).exists() for sub in folder.iterdir() if sub.is_dir() for n in names)
+        (sub / n).exists() for sub in folder.iterdir() if sub.is_dir() for n in names
+    )
 
 
 def _entry(folder: pathlib.Path) -> dict | None:
@@ -65,17 +93,27 @@ def _entry(folder: pathlib.Path) -> dict | None:
         return None
     run = read_json(folder / "run.json")
     if not isinstance(run, dict):  # shown, not dropped: a reader must see that something is wrong
-        run = {"kind": "run", "experiment": folder.name, "status": "corrupt run.json", "error": f"{folder / 'run.json'} is not valid JSON"}
+        run = {
+            "kind": "run",
+            "experiment": folder.name,
+            "status": "corrupt run.json",
+            "error": f"{folder / 'run.json'} is not valid JSON",
+        }
     if run.get("kind") != "run":
         return None
     res_path = folder / "results.json"
     res = read_json(res_path)
     if res_path.exists() and not (isinstance(res, dict) and isinstance(res.get("results"), (dict, list))):
-        run = dict(run, status=f"{run.get('status', '?')}, but results.json is corrupt",
-                   error=f"{res_path} is not a valid results file (truncated or edited?); rerun the experiment")
+        run = dict(
+            run,
+            status=f"{run.get('status', '?')}, but results.json is corrupt",
+            error=f"{res_path} is not a valid results file (truncated or edited?); rerun the experiment",
+        )
         res = {}
     elif not res_path.exists() and str(run.get("status", "")).startswith("done"):
-        run = dict(run, status=f"{run.get('status')}, but results.json is missing", error=f"{res_path} is missing")
+        run = dict(
+            run, status=f"{run.get('status')}, but results.json is missing", error=f"{res_path} is missing"
+        )
     res = res if isinstance(res, dict) else {}
     figures = [folder / f for f in res.get("figures", [])] if res else []
     if not figures:
@@ -83,7 +121,16 @@ def _entry(folder: pathlib.Path) -> dict | None:
     name = run.get("experiment", folder.name)
     paper = _paper_text(run.get("module"), name)
     title = name if folder.name == name else f"{name} ({folder.name})"
-    return {"name": name, "title": title, "id": folder.name, "folder": folder, "run": run, "results": res, "figures": [f for f in figures if f.exists()], "paper": paper}
+    return {
+        "name": name,
+        "title": title,
+        "id": folder.name,
+        "folder": folder,
+        "run": run,
+        "results": res,
+        "figures": [f for f in figures if f.exists()],
+        "paper": paper,
+    }
 
 
 def _paper_text(module_path, name):
@@ -113,7 +160,10 @@ def collect(folder: pathlib.Path) -> dict:
         entries.append(single)
     else:
         order = (read_json(folder / "reproduce.json") or {}).get("experiments") or []
-        subs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
+        subs = sorted(
+            (p for p in folder.iterdir() if p.is_dir()),
+            key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name),
+        )
         for sub in subs:
             e = _entry(sub)
             if e is not None:
@@ -128,7 +178,14 @@ def collect(folder: pathlib.Path) -> dict:
         "sweep_table": read_json(folder / "results.json") if (folder / "sweep.json").exists() else None,
         "demo": demo.read_text() if demo.exists() else None,
         "demo_meta": read_json(folder / "demo" / "demo.json"),
-        "environment": next((read_json(e["folder"] / "environment.json") for e in entries if (e["folder"] / "environment.json").exists()), None)
+        "environment": next(
+            (
+                read_json(e["folder"] / "environment.json")
+                for e in entries
+                if (e["folder"] / "environment.json").exists()
+            ),
+            None,
+        )
         or common.environment(),
     }
 
@@ -137,16 +194,31 @@ def _ledger(folder: pathlib.Path) -> list[dict]:
     try:
         return claims_mod.evaluate(folder)
     except Exception as err:  # noqa: BLE001 - a broken claim must not cost the report
-        return [{"id": "ledger", "experiment": "-", "statement": "the claims ledger could not be evaluated",
-                 "paper": "-", "margin": "-", "ours": None, "shown": "-", "status": "not run", "run": None,
-                 "mode": None, "explanation": f"{type(err).__name__}: {err}", "full_run": None}]
+        return [
+            {
+                "id": "ledger",
+                "experiment": "-",
+                "statement": "the claims ledger could not be evaluated",
+                "paper": "-",
+                "margin": "-",
+                "ours": None,
+                "shown": "-",
+                "status": "not run",
+                "run": None,
+                "mode": None,
+                "explanation": f"{type(err).__name__}: {err}",
+                "full_run": None,
+            }
+        ]
 
 
 # ------------------------------------------------------------------------------------ ledger
-LEDGER_INTRO = ("Each row is one checkable finding of the paper, evaluated on this folder's runs with the margin "
-                "shown. <b>full run only</b>: the quick settings are too short for the effect; the stored full-run "
-                "numbers (commit and command below the table) are shown beside the quick ones. <b>not run</b>: no "
-                "finished run measures it here. Written to <code>claims.json</code>.")
+LEDGER_INTRO = (
+    "Each row is one checkable finding of the paper, evaluated on this folder's runs with the margin "
+    "shown. <b>full run only</b>: the quick settings are too short for the effect; the stored full-run "
+    "numbers (commit and command below the table) are shown beside the quick ones. <b>not run</b>: no "
+    "finished run measures it here. Written to <code>claims.json</code>."
+)
 
 
 def _full_cell(e: dict) -> str:
@@ -164,7 +236,15 @@ def _ledger_rows(entries: list[dict]) -> list[list[str]]:
     return rows
 
 
-_LEDGER_HEADER = ["claim", "statement (margin)", "paper", "ours (this run)", "full run (stored)", "status", "why"]
+_LEDGER_HEADER = [
+    "claim",
+    "statement (margin)",
+    "paper",
+    "ours (this run)",
+    "full run (stored)",
+    "status",
+    "why",
+]
 
 
 def _ledger_sources(entries: list[dict]) -> list[tuple[str, str, str]]:
@@ -193,10 +273,21 @@ def render_ledger_html(entries: list[dict]) -> str:
         cells[1] = f"<td>{_h(e['statement'])}<br><small>margin: {_h(e['margin'])}</small></td>"
         body.append("<tr>" + "".join(cells) + "</tr>")
     src = _ledger_sources(entries)
-    src_html = ("<p>Stored full runs: " + "; ".join(f"<code>{_h(n)}</code> at commit {_h(c)}: <code>{_h(cmd)}</code>"
-                                                    for n, c, cmd in src) + "</p>") if src else ""
-    return (f"<h2 id='claims'>Claims ledger</h2><p>{LEDGER_INTRO}</p><p><b>{_h(_ledger_counts(entries))}</b>.</p>"
-            f"<table class='ledger'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{src_html}")
+    src_html = (
+        (
+            "<p>Stored full runs: "
+            + "; ".join(
+                f"<code>{_h(n)}</code> at commit {_h(c)}: <code>{_h(cmd)}</code>" for n, c, cmd in src
+            )
+            + "</p>"
+        )
+        if src
+        else ""
+    )
+    return (
+        f"<h2 id='claims'>Claims ledger</h2><p>{LEDGER_INTRO}</p><p><b>{_h(_ledger_counts(entries))}</b>.</p>"
+        f"<table class='ledger'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{src_html}"
+    )
 
 
 def _own_claims(e: dict, entries: list[dict]) -> list[dict]:
@@ -211,12 +302,24 @@ def entry_claims_html(e: dict, entries: list[dict]) -> str:
     quick = any(c["mode"] == "quick" for c in own)
     rows = [[c["id"], c["margin"], c["shown"], _full_cell(c), c["status"]] for c in own]
     label = "this run (quick settings)" if quick else "this run"
-    note = ("<p><b>Quick settings.</b> Claims marked <i>full run only</i> need the full settings: judge them by the "
-            "stored full-run numbers, not by this section's quick numbers.</p>") if any(c["status"] == "full run only" for c in own) else ""
+    note = (
+        (
+            "<p><b>Quick settings.</b> Claims marked <i>full run only</i> need the full settings: judge them by the "
+            "stored full-run numbers, not by this section's quick numbers.</p>"
+        )
+        if any(c["status"] == "full run only" for c in own)
+        else ""
+    )
     src = _ledger_sources(own)
-    src_html = "".join(f"<p><small>Stored full run: commit {_h(c)}, <code>{_h(cmd)}</code></small></p>" for _, c, cmd in src)
-    return ("<h3>Claims of this experiment</h3>" + note
-            + _table(["claim", "margin", label, "full run (stored)", "status"], rows, "claims") + src_html)
+    src_html = "".join(
+        f"<p><small>Stored full run: commit {_h(c)}, <code>{_h(cmd)}</code></small></p>" for _, c, cmd in src
+    )
+    return (
+        "<h3>Claims of this experiment</h3>"
+        + note
+        + _table(["claim", "margin", label, "full run (stored)", "status"], rows, "claims")
+        + src_html
+    )
 
 
 def entry_claims_md(e: dict, entries: list[dict]) -> list[str]:
@@ -226,10 +329,24 @@ def entry_claims_md(e: dict, entries: list[dict]) -> list[str]:
     quick = any(c["mode"] == "quick" for c in own)
     out = ["Claims of this experiment:", ""]
     if any(c["status"] == "full run only" for c in own):
-        out += ["**Quick settings.** Claims marked *full run only* need the full settings: judge them by the stored "
-                "full-run numbers, not by this section's quick numbers.", ""]
-    out += [_md_table(["claim", "margin", "this run (quick settings)" if quick else "this run", "full run (stored)", "status"],
-                      [[c["id"], c["margin"], c["shown"], _full_cell(c), c["status"]] for c in own]), ""]
+        out += [
+            "**Quick settings.** Claims marked *full run only* need the full settings: judge them by the stored "
+            "full-run numbers, not by this section's quick numbers.",
+            "",
+        ]
+    out += [
+        _md_table(
+            [
+                "claim",
+                "margin",
+                "this run (quick settings)" if quick else "this run",
+                "full run (stored)",
+                "status",
+            ],
+            [[c["id"], c["margin"], c["shown"], _full_cell(c), c["status"]] for c in own],
+        ),
+        "",
+    ]
     out += [f"Stored full run: commit {c}, `{cmd}`" for _, c, cmd in _ledger_sources(own)]
     return out + ([""] if _ledger_sources(own) else [])
 
@@ -237,9 +354,20 @@ def entry_claims_md(e: dict, entries: list[dict]) -> list[str]:
 def render_ledger_md(entries: list[dict]) -> list[str]:
     if not entries:
         return []
-    intro = LEDGER_INTRO.replace("<b>", "**").replace("</b>", "**").replace("<code>", "`").replace("</code>", "`")
+    intro = (
+        LEDGER_INTRO.replace("<b>", "**").replace("</b>", "**").replace("<code>", "`").replace("</code>", "`")
+    )
     rows = [[r[0], f"{r[1]} (margin: {e['margin']})", *r[2:]] for r, e in zip(_ledger_rows(entries), entries)]
-    out = ["## Claims ledger", "", intro, "", f"**{_ledger_counts(entries)}**.", "", _md_table(_LEDGER_HEADER, rows), ""]
+    out = [
+        "## Claims ledger",
+        "",
+        intro,
+        "",
+        f"**{_ledger_counts(entries)}**.",
+        "",
+        _md_table(_LEDGER_HEADER, rows),
+        "",
+    ]
     src = _ledger_sources(entries)
     if src:
         out += ["Stored full runs: " + "; ".join(f"`{n}` at commit {c}: `{cmd}`" for n, c, cmd in src), ""]
@@ -277,7 +405,11 @@ def _summarize(v):
         while isinstance(x, list):
             shape.append(len(x))
             x = x[0] if x else None
-        if len(flat) <= 8 and len(shape) == 1 and all(isinstance(y, (int, float, str, bool)) or y is None for y in v):
+        if (
+            len(flat) <= 8
+            and len(shape) == 1
+            and all(isinstance(y, (int, float, str, bool)) or y is None for y in v)
+        ):
             return "[" + ", ".join(_fmt(y) for y in v) + "]"
         if flat:
             fin = [y for y in flat if math.isfinite(y)]
@@ -323,12 +455,18 @@ def _show(v):
 def auto_comparison(results) -> list[dict] | None:
     """Rows "ours beside the paper" for results shaped ``{"ours": {...}, "paper": {...}}`` (same
     nesting on both sides): one row per path found on either side."""
-    if not (isinstance(results, dict) and isinstance(results.get("ours"), dict) and isinstance(results.get("paper"), dict)):
+    if not (
+        isinstance(results, dict)
+        and isinstance(results.get("ours"), dict)
+        and isinstance(results.get("paper"), dict)
+    ):
         return None
     ours, paper = _leaves(results["ours"]), _leaves(results["paper"])
     keys = list(ours) + [k for k in paper if k not in ours]
-    return [{"quantity": k, "ours": _show(ours.get(k)) if k in ours else "not run", "paper": _show(paper.get(k))}
-            for k in keys[:120]]
+    return [
+        {"quantity": k, "ours": _show(ours.get(k)) if k in ours else "not run", "paper": _show(paper.get(k))}
+        for k in keys[:120]
+    ]
 
 
 # ------------------------------------------------------------------------------------ html
@@ -363,8 +501,10 @@ def _figure(path: pathlib.Path) -> str:
 def _img(path: pathlib.Path) -> str:
     mime = _MIME[path.suffix.lower()]
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f'<figure><img src="data:{mime};base64,{data}" alt="{_h(path.name)}">'
-            f"<figcaption>{_h(path.name)}</figcaption></figure>")
+    return (
+        f'<figure><img src="data:{mime};base64,{data}" alt="{_h(path.name)}">'
+        f"<figcaption>{_h(path.name)}</figcaption></figure>"
+    )
 
 
 CSS = """
@@ -384,18 +524,34 @@ def _status(run: dict) -> str:
 
 
 def render_html(info: dict) -> str:
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>blojax report</title><style>{CSS}</style></head><body>"]
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>blojax report</title><style>{CSS}</style></head><body>"
+    ]
     parts.append("<h1>blojax: reproduction report</h1>")
-    parts.append("<p>Vicol et al., <i>On Implicit Bias in Overparameterized Bilevel Optimization</i> (ICML 2022), "
-                 f"regenerated by <code>blojax</code>. Generated {_h(now())} from <code>{_h(info['folder'])}</code>.</p>")
+    parts.append(
+        "<p>Vicol et al., <i>On Implicit Bias in Overparameterized Bilevel Optimization</i> (ICML 2022), "
+        f"regenerated by <code>blojax</code>. Generated {_h(now())} from <code>{_h(info['folder'])}</code>.</p>"
+    )
     rep = info.get("reproduce")
     if rep:
-        cpu = (f", CPU time {_fmt(rep['cpu_seconds'])} s on {rep.get('cpu_count', '?')} core(s), load average "
-               f"{_fmt(rep.get('load_average') or 0.0)} at the end") if rep.get("cpu_seconds") is not None else ""
-        parts.append(f"<p>Mode: <b>{_h(rep.get('mode', '?'))}</b>. Total wall time: <b>{_fmt(rep.get('total_seconds') or 0.0)} s</b>"
-                     f"{_h(cpu)} (started {_h(rep.get('started', '?'))}).</p>")
+        cpu = (
+            (
+                f", CPU time {_fmt(rep['cpu_seconds'])} s on {rep.get('cpu_count', '?')} core(s), load average "
+                f"{_fmt(rep.get('load_average') or 0.0)} at the end"
+            )
+            if rep.get("cpu_seconds") is not None
+            else ""
+        )
+        parts.append(
+            f"<p>Mode: <b>{_h(rep.get('mode', '?'))}</b>. Total wall time: <b>{_fmt(rep.get('total_seconds') or 0.0)} s</b>"
+            f"{_h(cpu)} (started {_h(rep.get('started', '?'))}).</p>"
+        )
         if rep.get("unusable"):
-            parts.append("<p class='bad'>Modules that could not be run: " + _h("; ".join(f"{k}: {v}" for k, v in rep["unusable"].items())) + "</p>")
+            parts.append(
+                "<p class='bad'>Modules that could not be run: "
+                + _h("; ".join(f"{k}: {v}" for k, v in rep["unusable"].items()))
+                + "</p>"
+            )
     parts.append(render_ledger_html(info.get("claims") or []))
     entries = info["entries"]
     if entries:
@@ -404,16 +560,39 @@ def render_html(info: dict) -> str:
         for e in entries:
             r = e["run"]
             w = walls.get(e["id"], {})
-            wall = _secs(w["wall_seconds"]) + (f" (CPU {_secs(w['cpu_seconds'])})" if w.get("cpu_seconds") is not None else "") \
-                if w.get("wall_seconds") else "-"
-            rows.append([e["title"], e["paper"]["ref"] or "-", _status(r), _secs(r.get("seconds")), wall, str(len(e["figures"]))])
+            wall = (
+                _secs(w["wall_seconds"])
+                + (f" (CPU {_secs(w['cpu_seconds'])})" if w.get("cpu_seconds") is not None else "")
+                if w.get("wall_seconds")
+                else "-"
+            )
+            rows.append(
+                [
+                    e["title"],
+                    e["paper"]["ref"] or "-",
+                    _status(r),
+                    _secs(r.get("seconds")),
+                    wall,
+                    str(len(e["figures"])),
+                ]
+            )
         if info.get("demo_meta"):
             m = info["demo_meta"]
-            rows.append(["demo (python -m blojax.demo)", "§4 results", m.get("status", "?"), _secs(m.get("seconds")),
-                         _secs(m.get("seconds")), "0"])
-        parts.append("<h2 id='summary'>Summary</h2><p>Run time: the experiment's own computation; wall: its whole process "
-                     "(start-up, imports, compilation, figures).</p>"
-                     + _table(["experiment", "paper", "status", "run time", "wall", "figures"], rows, "summary"))
+            rows.append(
+                [
+                    "demo (python -m blojax.demo)",
+                    "§4 results",
+                    m.get("status", "?"),
+                    _secs(m.get("seconds")),
+                    _secs(m.get("seconds")),
+                    "0",
+                ]
+            )
+        parts.append(
+            "<h2 id='summary'>Summary</h2><p>Run time: the experiment's own computation; wall: its whole process "
+            "(start-up, imports, compilation, figures).</p>"
+            + _table(["experiment", "paper", "status", "run time", "wall", "figures"], rows, "summary")
+        )
     for e in entries:
         parts.append(_render_entry(e, info.get("claims") or []))
     if info.get("sweep_table"):
@@ -422,13 +601,17 @@ def render_html(info: dict) -> str:
         for r in rows:
             cols.extend(c for c in r if c not in cols)
         cols = [c for c in cols if not isinstance(rows[0].get(c), list)][:30] if rows else cols
-        parts.append("<h2>Sweep</h2>" + _table(cols, [[_summarize(r.get(c)) for c in cols] for r in rows], "sweep"))
+        parts.append(
+            "<h2>Sweep</h2>" + _table(cols, [[_summarize(r.get(c)) for c in cols] for r in rows], "sweep")
+        )
     if info.get("demo") is not None:
-        parts.append("<h2 id='demo'>Core demo: <code>python -m blojax.demo</code></h2>"
-                     "<div class='paper'>PAPER.md §4: cold-start BLO with exact hypergradients reaches the outer solution "
-                     "nearest its initialization; the other strategies reach other outer solutions; cold- and warm-start "
-                     "reach different solutions in distillation.</div>"
-                     f"<pre>{_h(info['demo'])}</pre>")
+        parts.append(
+            "<h2 id='demo'>Core demo: <code>python -m blojax.demo</code></h2>"
+            "<div class='paper'>PAPER.md §4: cold-start BLO with exact hypergradients reaches the outer solution "
+            "nearest its initialization; the other strategies reach other outer solutions; cold- and warm-start "
+            "reach different solutions in distillation.</div>"
+            f"<pre>{_h(info['demo'])}</pre>"
+        )
     env = info.get("environment") or {}
     env_rows = [[k, v] for k, v in (env.get("versions") or {}).items()]
     env_rows += [[k, env[k]] for k in ("platform", "machine", "cpu_count", "jax_backend") if k in env]
@@ -445,23 +628,44 @@ def _render_entry(e: dict, ledger: list[dict] | tuple = ()) -> str:
         out.append(f"<p>{_h(desc)}</p>")
     status = _status(r)
     cls = "ok" if status == "done" else "bad"
-    out.append(f"<p>Status: <span class='{cls}'>{_h(status)}</span>; run time {_secs(r.get('seconds'))}"
-               + (f" (+{_secs(r.get('plot_seconds'))} figures)" if r.get("plot_seconds") else "") + "</p>")
+    out.append(
+        f"<p>Status: <span class='{cls}'>{_h(status)}</span>; run time {_secs(r.get('seconds'))}"
+        + (f" (+{_secs(r.get('plot_seconds'))} figures)" if r.get("plot_seconds") else "")
+        + "</p>"
+    )
     if r.get("error"):
         out.append(f"<p class='bad'>{_h(r['error'])}</p>")
     if e["paper"]["text"]:
-        out.append(f"<div class='paper'><b>Paper ({_h(e['paper']['ref'])}):</b> {_h(e['paper']['text'])}</div>")
+        out.append(
+            f"<div class='paper'><b>Paper ({_h(e['paper']['ref'])}):</b> {_h(e['paper']['text'])}</div>"
+        )
     out.append(entry_claims_html(e, list(ledger)))
     comp = res.get("paper_comparison") or auto_comparison(res.get("results"))
     if comp:
-        out.append("<h3>Ours beside the paper</h3>" + _table(
-            ["quantity", "ours", "paper"], [[c.get("quantity", ""), _summarize(c.get("ours")), _summarize(c.get("paper"))] for c in comp], "comparison"))
+        out.append(
+            "<h3>Ours beside the paper</h3>"
+            + _table(
+                ["quantity", "ours", "paper"],
+                [
+                    [c.get("quantity", ""), _summarize(c.get("ours")), _summarize(c.get("paper"))]
+                    for c in comp
+                ],
+                "comparison",
+            )
+        )
     for f in e["figures"]:
         out.append(_figure(f))
     if res.get("results"):
-        out.append("<h3>Reported numbers</h3>" + _table(["quantity", "value"], scalar_rows(res["results"]), "numbers"))
+        out.append(
+            "<h3>Reported numbers</h3>"
+            + _table(["quantity", "value"], scalar_rows(res["results"]), "numbers")
+        )
     cfg = r.get("config") or res.get("config") or {}
-    out.append("<details><summary>Config</summary>" + _table(["field", "value"], scalar_rows(cfg), "config") + "</details>")
+    out.append(
+        "<details><summary>Config</summary>"
+        + _table(["field", "value"], scalar_rows(cfg), "config")
+        + "</details>"
+    )
     return "\n".join(out)
 
 
@@ -475,12 +679,23 @@ def _md_table(header, rows) -> str:
 
 def render_md(info: dict) -> str:
     folder = info["folder"]
-    out = ["# blojax: reproduction report", "",
-           f"Vicol et al., *On Implicit Bias in Overparameterized Bilevel Optimization* (ICML 2022), regenerated by blojax. Generated {now()}.", ""]
+    out = [
+        "# blojax: reproduction report",
+        "",
+        f"Vicol et al., *On Implicit Bias in Overparameterized Bilevel Optimization* (ICML 2022), regenerated by blojax. Generated {now()}.",
+        "",
+    ]
     rep = info.get("reproduce")
     if rep:
-        cpu = f", CPU time {_fmt(rep['cpu_seconds'])} s on {rep.get('cpu_count', '?')} core(s)" if rep.get("cpu_seconds") is not None else ""
-        out += [f"Mode: **{rep.get('mode', '?')}**. Total wall time: **{_fmt(rep.get('total_seconds') or 0.0)} s**{cpu}.", ""]
+        cpu = (
+            f", CPU time {_fmt(rep['cpu_seconds'])} s on {rep.get('cpu_count', '?')} core(s)"
+            if rep.get("cpu_seconds") is not None
+            else ""
+        )
+        out += [
+            f"Mode: **{rep.get('mode', '?')}**. Total wall time: **{_fmt(rep.get('total_seconds') or 0.0)} s**{cpu}.",
+            "",
+        ]
     out += render_ledger_md(info.get("claims") or [])
     if info["entries"]:
         walls = (rep or {}).get("runs") or {}
@@ -489,12 +704,30 @@ def render_md(info: dict) -> str:
             w = walls.get(e["id"], {})
             if not w.get("wall_seconds"):
                 return "-"
-            return _secs(w["wall_seconds"]) + (f" (CPU {_secs(w['cpu_seconds'])})" if w.get("cpu_seconds") is not None else "")
+            return _secs(w["wall_seconds"]) + (
+                f" (CPU {_secs(w['cpu_seconds'])})" if w.get("cpu_seconds") is not None else ""
+            )
 
-        rows = [[e["title"], e["paper"]["ref"] or "-", _status(e["run"]), _secs(e["run"].get("seconds")), wall(e), len(e["figures"])]
-                for e in info["entries"]]
-        out += ["## Summary", "", "Run time: the experiment's own computation; wall: its whole process (start-up, imports, "
-                "compilation, figures).", "", _md_table(["experiment", "paper", "status", "run time", "wall", "figures"], rows), ""]
+        rows = [
+            [
+                e["title"],
+                e["paper"]["ref"] or "-",
+                _status(e["run"]),
+                _secs(e["run"].get("seconds")),
+                wall(e),
+                len(e["figures"]),
+            ]
+            for e in info["entries"]
+        ]
+        out += [
+            "## Summary",
+            "",
+            "Run time: the experiment's own computation; wall: its whole process (start-up, imports, "
+            "compilation, figures).",
+            "",
+            _md_table(["experiment", "paper", "status", "run time", "wall", "figures"], rows),
+            "",
+        ]
     for e in info["entries"]:
         r, res = e["run"], e["results"]
         out += [f"## {e['title']}", ""]
@@ -508,8 +741,16 @@ def render_md(info: dict) -> str:
         out += entry_claims_md(e, info.get("claims") or [])
         comp = res.get("paper_comparison") or auto_comparison(res.get("results"))
         if comp:
-            out += [_md_table(["quantity", "ours", "paper"], [[c.get("quantity", ""), _summarize(c.get("ours")), _summarize(c.get("paper"))]
-                                                              for c in comp]), ""]
+            out += [
+                _md_table(
+                    ["quantity", "ours", "paper"],
+                    [
+                        [c.get("quantity", ""), _summarize(c.get("ours")), _summarize(c.get("paper"))]
+                        for c in comp
+                    ],
+                ),
+                "",
+            ]
         for f in e["figures"]:
             try:
                 rel = f.relative_to(folder)
@@ -526,8 +767,16 @@ def render_md(info: dict) -> str:
     if info.get("demo") is not None:
         out += ["## Core demo: `python -m blojax.demo`", "", "```", info["demo"].rstrip(), "```", ""]
     env = info.get("environment") or {}
-    out += ["## Environment", "", _md_table(["item", "value"], [[k, v] for k, v in (env.get("versions") or {}).items()]
-                                             + [[k, env[k]] for k in ("platform", "cpu_count", "jax_backend") if k in env]), ""]
+    out += [
+        "## Environment",
+        "",
+        _md_table(
+            ["item", "value"],
+            [[k, v] for k, v in (env.get("versions") or {}).items()]
+            + [[k, env[k]] for k in ("platform", "cpu_count", "jax_backend") if k in env],
+        ),
+        "",
+    ]
     return "\n".join(out)
 
 

@@ -49,7 +49,11 @@ def run_group(out: pathlib.Path, names: list[str], *, quick: bool, resume: bool)
     for name in names:
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
-        argv = ["run", name, "--out", str(folder), "--quiet"] + (["--quick"] if quick else []) + (["--resume"] if resume else [])
+        argv = (
+            ["run", name, "--out", str(folder), "--quiet"]
+            + (["--quick"] if quick else [])
+            + (["--resume"] if resume else [])
+        )
         partial = folder / ".log.txt.running"
         t0 = time.perf_counter()
         ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -57,9 +61,16 @@ def run_group(out: pathlib.Path, names: list[str], *, quick: bool, resume: bool)
             rc = cli.main(argv)
         ru2 = resource.getrusage(resource.RUSAGE_SELF)
         os.replace(partial, folder / "log.txt")
-        lines = [line for line in (folder / "log.txt").read_text(errors="replace").splitlines() if line.strip()]
-        rec = {"name": name, "rc": rc, "wall": time.perf_counter() - t0,
-               "cpu": (ru2.ru_utime + ru2.ru_stime) - (ru.ru_utime + ru.ru_stime), "last": lines[-1] if lines else ""}
+        lines = [
+            line for line in (folder / "log.txt").read_text(errors="replace").splitlines() if line.strip()
+        ]
+        rec = {
+            "name": name,
+            "rc": rc,
+            "wall": time.perf_counter() - t0,
+            "cpu": (ru2.ru_utime + ru2.ru_stime) - (ru.ru_utime + ru.ru_stime),
+            "last": lines[-1] if lines else "",
+        }
         print(GROUP_TAG + json.dumps(rec), flush=True)
         rc_all = rc_all or rc
         if rc in (130, 143):
@@ -133,15 +144,26 @@ def _run_one(cmd: list[str], log: pathlib.Path, timeout: float | None) -> tuple[
     return rc, seconds, usage.ru_utime + usage.ru_stime, log.read_text(errors="replace")
 
 
-def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=True, timeout=None, argv=None,
-              jobs: int | None = None) -> bool:
+def reproduce(
+    out: pathlib.Path,
+    *,
+    quick=True,
+    only=None,
+    resume=False,
+    demo=True,
+    timeout=None,
+    argv=None,
+    jobs: int | None = None,
+) -> bool:
     """Run the experiments (``jobs`` processes at a time; default: 2, or 1 on one core), the demo, the
     report. Returns whether everything succeeded."""
     found, broken = common.discover()
     if only:
         unknown = [n for n in only if n not in found]
         if unknown:
-            raise UsageError(f"--only: unknown experiment(s) {', '.join(unknown)}; available: {', '.join(found) or '(none)'}")
+            raise UsageError(
+                f"--only: unknown experiment(s) {', '.join(unknown)}; available: {', '.join(found) or '(none)'}"
+            )
         names = list(only)
     else:
         names = [n for n, path in found.items() if path.startswith("blojax.experiments.")]
@@ -153,14 +175,27 @@ def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=Tr
     fp = f"reproduce-{mode}"
     claim_folder(out, "reproduce", fp, "reproduce", {"mode": mode})
     out.mkdir(parents=True, exist_ok=True)
-    marker = {"kind": "reproduce", "experiment": "reproduce", "fingerprint": fp, "config": {"mode": mode}, "mode": mode,
-              "experiments": names, "unusable": broken, "status": "running", "started": now(), "argv": argv, "runs": {},
-              "jobs": jobs}
+    marker = {
+        "kind": "reproduce",
+        "experiment": "reproduce",
+        "fingerprint": fp,
+        "config": {"mode": mode},
+        "mode": mode,
+        "experiments": names,
+        "unusable": broken,
+        "status": "running",
+        "started": now(),
+        "argv": argv,
+        "runs": {},
+        "jobs": jobs,
+    }
     common.atomic_write_json(out / "reproduce.json", marker)
     lock = threading.Lock()
     t_start = time.perf_counter()
-    _say(f"reproduce ({mode}): {len(names)} experiment(s), {jobs} at a time: {', '.join(names) or '(none)'}"
-         + (f"; unusable: {', '.join(broken)}" if broken else ""))
+    _say(
+        f"reproduce ({mode}): {len(names)} experiment(s), {jobs} at a time: {', '.join(names) or '(none)'}"
+        + (f"; unusable: {', '.join(broken)}" if broken else "")
+    )
     finished = [0]
 
     def prepare(name: str) -> bool:
@@ -171,7 +206,9 @@ def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=Tr
             with lock:
                 finished[0] += 1
                 marker["runs"][name] = {"status": "done", "seconds": prev.get("seconds"), "kept": True}
-                _say(f"[{finished[0]}/{len(names)}] {name}: done before ({prev.get('seconds', 0):.1f} s), kept")
+                _say(
+                    f"[{finished[0]}/{len(names)}] {name}: done before ({prev.get('seconds', 0):.1f} s), kept"
+                )
             return False
         if not resume and folder.is_dir():
             shutil.rmtree(folder)  # a previous reproduction of this experiment: start it afresh
@@ -196,13 +233,20 @@ def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=Tr
         cmd = [sys.executable, "-m", "blojax.runner.cli", "run-group", "--out", str(out), *todo]
         cmd += ["--quick"] if quick else []
         cmd += ["--resume"] if resume else []
-        rc, seconds, cpu, text = _run_one(cmd, out / f"group-{todo[0]}.log", timeout * len(todo) if timeout else None)
+        rc, seconds, cpu, text = _run_one(
+            cmd, out / f"group-{todo[0]}.log", timeout * len(todo) if timeout else None
+        )
         with lock:  # the whole process: its start-up and imports too, which no member's own time includes
-            marker["shared_process"] = {"experiments": todo, "wall_seconds": seconds, "cpu_seconds": cpu, "returncode": rc}
+            marker["shared_process"] = {
+                "experiments": todo,
+                "wall_seconds": seconds,
+                "cpu_seconds": cpu,
+                "returncode": rc,
+            }
         done = {}
         for line in text.splitlines():
             if line.startswith(GROUP_TAG):
-                rec = json.loads(line[len(GROUP_TAG):])
+                rec = json.loads(line[len(GROUP_TAG) :])
                 done[rec["name"]] = rec
         oks = []
         for n in todo:
@@ -213,14 +257,22 @@ def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=Tr
                 log = out / n / ".log.txt.running"
                 if log.exists():
                     os.replace(log, out / n / "log.txt")
-                last = (out / n / "log.txt").read_text(errors="replace") if (out / n / "log.txt").exists() else text
+                last = (
+                    (out / n / "log.txt").read_text(errors="replace")
+                    if (out / n / "log.txt").exists()
+                    else text
+                )
                 oks.append(record(n, rc if rc != 0 else 1, 0.0, 0.0, last, shared=True))
         return all(oks)
 
     def record(name: str, rc: int, seconds: float, cpu: float, text: str, shared: bool = False) -> bool:
         folder = out / name
         run = read_json(folder / "run.json") or {}
-        status = run.get("status", "failed") if rc == 0 else ("timed out" if rc == 124 else run.get("status", "failed"))
+        status = (
+            run.get("status", "failed")
+            if rc == 0
+            else ("timed out" if rc == 124 else run.get("status", "failed"))
+        )
         if rc != 0 and status in ("done", "running"):
             status = "failed"
         if rc != 0:
@@ -230,28 +282,50 @@ def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=Tr
                 run["status"] = status
                 common.atomic_write_json(folder / "run.json", run)
             else:
-                common.atomic_write_json(folder / "run.json", {"kind": "run", "experiment": name, "status": status,
-                                                                 "error": last[0], "seconds": seconds})
+                common.atomic_write_json(
+                    folder / "run.json",
+                    {
+                        "kind": "run",
+                        "experiment": name,
+                        "status": status,
+                        "error": last[0],
+                        "seconds": seconds,
+                    },
+                )
         with lock:
             finished[0] += 1
-            marker["runs"][name] = {"status": status, "seconds": run.get("seconds"), "wall_seconds": seconds, "cpu_seconds": cpu,
-                                    "shared_process": shared}
+            marker["runs"][name] = {
+                "status": status,
+                "seconds": run.get("seconds"),
+                "wall_seconds": seconds,
+                "cpu_seconds": cpu,
+                "shared_process": shared,
+            }
             common.atomic_write_json(out / "reproduce.json", marker)
-            _say(f"[{finished[0]}/{len(names)}] {name}: {status} in {seconds:.1f} s (CPU {cpu:.1f} s)"
-                 + ("" if rc == 0 else f" (see {folder / 'log.txt'})"))
+            _say(
+                f"[{finished[0]}/{len(names)}] {name}: {status} in {seconds:.1f} s (CPU {cpu:.1f} s)"
+                + ("" if rc == 0 else f" (see {folder / 'log.txt'})")
+            )
         return rc == 0
 
     def run_demo() -> bool:
         d = out / "demo"
         rc, seconds, cpu, _ = _run_one([sys.executable, "-m", "blojax.demo"], d / "output.txt", timeout)
-        common.atomic_write_json(d / "demo.json", {"status": "done" if rc == 0 else "failed", "seconds": seconds,
-                                                   "cpu_seconds": cpu, "returncode": rc})
+        common.atomic_write_json(
+            d / "demo.json",
+            {
+                "status": "done" if rc == 0 else "failed",
+                "seconds": seconds,
+                "cpu_seconds": cpu,
+                "returncode": rc,
+            },
+        )
         with lock:
             _say(f"demo: {'done' if rc == 0 else 'failed'} in {seconds:.1f} s (CPU {cpu:.1f} s)")
         return rc == 0
 
     shared = [n for n in SHARED_PROCESS if n in names] if quick and len(names) > 1 else []
-    tasks = ([functools.partial(group, shared)] if len(shared) > 1 else [])
+    tasks = [functools.partial(group, shared)] if len(shared) > 1 else []
     tasks += [functools.partial(one, n) for n in names if n not in shared or len(shared) < 2]
     tasks += [run_demo] if demo else []
     _STOPPING.clear()
@@ -267,14 +341,24 @@ def reproduce(out: pathlib.Path, *, quick=True, only=None, resume=False, demo=Tr
     pool.shutdown(wait=True)
     ok = all(oks)
     total = time.perf_counter() - t_start
-    cpu_total = sum((r.get("cpu_seconds") or 0.0) for r in marker["runs"].values() if not r.get("shared_process"))
+    cpu_total = sum(
+        (r.get("cpu_seconds") or 0.0) for r in marker["runs"].values() if not r.get("shared_process")
+    )
     cpu_total += (marker.get("shared_process") or {}).get("cpu_seconds", 0.0)
     cpu_total += (read_json(out / "demo" / "demo.json") or {}).get("cpu_seconds", 0.0) if demo else 0.0
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    marker.update(status="done" if ok else "failed", finished=now(), total_seconds=total, cpu_seconds=cpu_total,
-                  cpu_count=os.cpu_count(), load_average=load)
+    marker.update(
+        status="done" if ok else "failed",
+        finished=now(),
+        total_seconds=total,
+        cpu_seconds=cpu_total,
+        cpu_count=os.cpu_count(),
+        load_average=load,
+    )
     common.atomic_write_json(out / "reproduce.json", marker)
     html, md = write_report(out)
-    _say(f"reproduce: total {total:.1f} s ({total / 60:.1f} min) wall, {cpu_total:.1f} s CPU, {jobs} job(s) on "
-         f"{os.cpu_count()} core(s), load average {load:.1f}; wrote {html} and {md}")
+    _say(
+        f"reproduce: total {total:.1f} s ({total / 60:.1f} min) wall, {cpu_total:.1f} s CPU, {jobs} job(s) on "
+        f"{os.cpu_count()} core(s), load average {load:.1f}; wrote {html} and {md}"
+    )
     return ok

@@ -87,8 +87,9 @@ def read_json(path):
         return None
 
 
-def claim_folder(out: pathlib.Path, kind: str, fp: str, what: str, config_dict: dict | None = None,
-                 *, force: bool = False) -> dict | None:
+def claim_folder(
+    out: pathlib.Path, kind: str, fp: str, what: str, config_dict: dict | None = None, *, force: bool = False
+) -> dict | None:
     """Check that ``out`` holds nothing or a run of the same ``kind`` and fingerprint ``fp``.
 
     Returns the previous marker (or ``None``); raises :class:`UsageError` naming what the folder holds.
@@ -108,7 +109,9 @@ def claim_folder(out: pathlib.Path, kind: str, fp: str, what: str, config_dict: 
             if force and kind == "run" and other_kind == "run":
                 clear_run(out)
                 return None
-            raise UsageError(f"--out {out}: {path} is unreadable (not JSON); choose another --out folder, or {fresh}")
+            raise UsageError(
+                f"--out {out}: {path} is unreadable (not JSON); choose another --out folder, or {fresh}"
+            )
         held = f"{other_kind} of {data.get('experiment', '?')}"
         if other_kind != kind:
             raise UsageError(f"--out {out} holds a {held}, not a {kind}; choose another --out folder")
@@ -116,21 +119,36 @@ def claim_folder(out: pathlib.Path, kind: str, fp: str, what: str, config_dict: 
             if force and kind == "run":
                 clear_run(out)
                 return None
-            changes = configs.diff(data.get("config") or {}, config_dict or {}) if data.get("experiment") == what else []
+            changes = (
+                configs.diff(data.get("config") or {}, config_dict or {})
+                if data.get("experiment") == what
+                else []
+            )
             if not changes and data.get("experiment") == what and data.get("blojax") != configs.version():
                 changes = [f"blojax version: {data.get('blojax')} there, {configs.version()} here"]
-            detail = f" (differs in {'; '.join(changes[:4])}{' ...' if len(changes) > 4 else ''})" if changes else ""
-            raise UsageError(f"--out {out} holds a different {held}{detail}; choose another --out folder, or {fresh}")
+            detail = (
+                f" (differs in {'; '.join(changes[:4])}{' ...' if len(changes) > 4 else ''})"
+                if changes
+                else ""
+            )
+            raise UsageError(
+                f"--out {out} holds a different {held}{detail}; choose another --out folder, or {fresh}"
+            )
         return data
     if kind == "run":
-        orphans = [p.name for p in (out / "results.json", out / "checkpoints") if p.exists()
-                   and (p.is_file() or any(p.glob("*.pkl")))]
+        orphans = [
+            p.name
+            for p in (out / "results.json", out / "checkpoints")
+            if p.exists() and (p.is_file() or any(p.glob("*.pkl")))
+        ]
         if orphans:
             if force:
                 clear_run(out)
                 return None
-            raise UsageError(f"--out {out} holds {' and '.join(orphans)} but no run.json saying which run they belong to; "
-                             "choose another --out folder, or --force clears them")
+            raise UsageError(
+                f"--out {out} holds {' and '.join(orphans)} but no run.json saying which run they belong to; "
+                "choose another --out folder, or --force clears them"
+            )
     return None
 
 
@@ -140,7 +158,10 @@ def clear_run(out: pathlib.Path) -> None:
 
     res = read_json(out / "results.json")
     figures = res.get("figures", []) if isinstance(res, dict) else []
-    for name in [*RUN_FILES, *(f for f in figures if isinstance(f, str) and "/" not in f and not f.startswith("."))]:
+    for name in [
+        *RUN_FILES,
+        *(f for f in figures if isinstance(f, str) and "/" not in f and not f.startswith(".")),
+    ]:
         p = out / name
         if p.is_file():
             p.unlink()
@@ -238,8 +259,12 @@ def write_metrics(histories: dict, folder: pathlib.Path) -> list[pathlib.Path]:
             lines = [",".join(["step", *names])]
             for i in range(n):
                 lines.append(",".join([str(i + 1), *(_fmt(cols[c][i]) for c in names)]))
-            written.append(common.atomic_write_text(folder / "metrics" / f"{safe}.csv", "\n".join(lines) + "\n"))
-        arrays = {_path_name(p): np.asarray(leaf) for p, leaf in jax.tree_util.tree_flatten_with_path(hist)[0]}
+            written.append(
+                common.atomic_write_text(folder / "metrics" / f"{safe}.csv", "\n".join(lines) + "\n")
+            )
+        arrays = {
+            _path_name(p): np.asarray(leaf) for p, leaf in jax.tree_util.tree_flatten_with_path(hist)[0]
+        }
         if arrays:
             buf = io.BytesIO()
             np.savez(buf, **{k.replace("/", "_"): v for k, v in arrays.items()})  # pyright: ignore[reportArgumentType]
@@ -312,8 +337,15 @@ def execute(
     env = common.environment()
     common.atomic_write_json(out / "environment.json", env)
     download.reset_files_used()
-    ctx = common.Context(checkpoint_dir=ckpt, resume=resume, checkpoint_every=checkpoint_every, progress=progress,
-                         fingerprint=fp, force=force, time_budget=time_budget)
+    ctx = common.Context(
+        checkpoint_dir=ckpt,
+        resume=resume,
+        checkpoint_every=checkpoint_every,
+        progress=progress,
+        fingerprint=fp,
+        force=force,
+        time_budget=time_budget,
+    )
     t0 = time.perf_counter()
 
     def fail(status: str, message: str, history=None, cls=RunFailed, **kw):
@@ -323,8 +355,14 @@ def execute(
             write_metrics(ctx.histories, out)
         except Exception:  # noqa: BLE001 - the run already failed; report that, not this
             pass
-        marker.update(status=status, finished=now(), seconds=time.perf_counter() - t0, error=message,
-                      checkpointed=ctx.checkpointed(), data=download.files_used(full=True))
+        marker.update(
+            status=status,
+            finished=now(),
+            seconds=time.perf_counter() - t0,
+            error=message,
+            checkpointed=ctx.checkpointed(),
+            data=download.files_used(full=True),
+        )
         try:
             common.atomic_write_json(out / "run.json", marker)
         except OSError:
@@ -344,8 +382,12 @@ def execute(
         raise fail("refused", str(exc), cls=RunRefused) from None
     except KeyboardInterrupt as exc:
         code = 143 if isinstance(exc, Terminated) else 130
-        raise fail("interrupted", "interrupted (SIGTERM)" if code == 143 else "interrupted (SIGINT)",
-                   cls=RunInterrupted, code=code) from None
+        raise fail(
+            "interrupted",
+            "interrupted (SIGTERM)" if code == 143 else "interrupted (SIGINT)",
+            cls=RunInterrupted,
+            code=code,
+        ) from None
     except OSError as exc:
         raise fail("failed", f"file-system error: {os_error(exc)}") from None
     except Exception as exc:  # noqa: BLE001
@@ -374,9 +416,14 @@ def execute(
     # results first: a figure that fails cannot lose them
     try:
         common.atomic_write_json(out / "results.json", payload)
-        status = "done" if not bad else f"done (non-finite results: {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''})"
-        marker.update(status=status, finished=now(), seconds=seconds, data=payload["data"],
-                      measurements=measurements)
+        status = (
+            "done"
+            if not bad
+            else f"done (non-finite results: {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''})"
+        )
+        marker.update(
+            status=status, finished=now(), seconds=seconds, data=payload["data"], measurements=measurements
+        )
         common.atomic_write_json(out / "run.json", marker)
     except OSError as exc:
         raise fail("failed", f"file-system error while writing results: {os_error(exc)}") from None
@@ -389,9 +436,13 @@ def execute(
             code = 143 if isinstance(exc, Terminated) else 130
             marker.update(status="done (figures interrupted)")
             common.atomic_write_json(out / "run.json", marker)
-            raise RunInterrupted(f"{name}: interrupted while plotting; results.json is written", code) from None
+            raise RunInterrupted(
+                f"{name}: interrupted while plotting; results.json is written", code
+            ) from None
         except Exception as exc:  # noqa: BLE001 - results are safe; say what went wrong, keep going
-            why = os_error(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}".splitlines()[0]
+            why = (
+                os_error(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}".splitlines()[0]
+            )
             try:
                 common.atomic_write_text(out / "error.txt", traceback.format_exc())
             except OSError:
@@ -408,8 +459,10 @@ def execute(
         common.atomic_write_json(out / "results.json", payload)
         common.atomic_write_json(out / "run.json", marker)
     if bad:
-        raise RunFailed(f"{name}: non-finite numbers in the results ({', '.join(bad[:5])}"
-                        f"{' ...' if len(bad) > 5 else ''}); results.json is written in {out}, status says so")
+        raise RunFailed(
+            f"{name}: non-finite numbers in the results ({', '.join(bad[:5])}"
+            f"{' ...' if len(bad) > 5 else ''}); results.json is written in {out}, status says so"
+        )
     return {**payload, "seconds": seconds, "plot_seconds": plot_seconds, "measurements": measurements}
 
 
@@ -434,7 +487,9 @@ def nonfinite_keys(results, allowed=()) -> list[str]:
         elif isinstance(x, list):
             for i, v in enumerate(x):
                 walk(v, f"{key}[{i}]")
-        elif (isinstance(x, str) and x in ("nan", "inf", "-inf")) or (isinstance(x, float) and not math.isfinite(x)):
+        elif (isinstance(x, str) and x in ("nan", "inf", "-inf")) or (
+            isinstance(x, float) and not math.isfinite(x)
+        ):
             base = key.split("[")[0]
             if base not in bad:
                 bad.append(base)

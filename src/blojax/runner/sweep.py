@@ -112,8 +112,12 @@ def write_table(out: pathlib.Path, name: str, points: list[Point]) -> list[dict]
         data = read_json(_point_dir(out, p) / "results.json")
         if data is None:
             continue
-        row = {"point": p.index, **{k: v for k, v in p.assign.items()}, "status": data.get("status"),
-               "seconds": data.get("seconds")}
+        row = {
+            "point": p.index,
+            **{k: v for k, v in p.assign.items()},
+            "status": data.get("status"),
+            "seconds": data.get("seconds"),
+        }
         if data.get("status") == "done":
             row.update(_scalars(data.get("results", {})))
         else:
@@ -136,7 +140,9 @@ def write_table(out: pathlib.Path, name: str, points: list[Point]) -> list[dict]
 
 
 # ------------------------------------------------------------------------------------ one point
-def compute_point(module_path: str, name: str, config_dict: dict, plots: bool, env_vars: dict | None = None) -> dict:
+def compute_point(
+    module_path: str, name: str, config_dict: dict, plots: bool, env_vars: dict | None = None
+) -> dict:
     """Run one grid point from plain data (what a Ray task receives) and return plain data:
     ``{"status", "results", "seconds", "figure_bytes", "host", "error"?}``."""
     import importlib
@@ -155,15 +161,25 @@ def compute_point(module_path: str, name: str, config_dict: dict, plots: bool, e
             with tempfile.TemporaryDirectory() as tmp:
                 for f in mod.plot(result, pathlib.Path(tmp)):
                     figure_bytes[pathlib.Path(f).name] = pathlib.Path(f).read_bytes()
-        out = {"status": "done", "results": results, "seconds": seconds, "figure_bytes": figure_bytes,
-               "host": socket.gethostname(), "pid": os.getpid()}
+        out = {
+            "status": "done",
+            "results": results,
+            "seconds": seconds,
+            "figure_bytes": figure_bytes,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
         comparison = paper_comparison(mod, results)
         if comparison is not None:
             out["paper_comparison"] = comparison
         return out
     except Exception as exc:  # noqa: BLE001 - one failed point must not lose the others
-        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
-                "seconds": time.perf_counter() - t0, "host": socket.gethostname()}
+        return {
+            "status": "failed",
+            "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
+            "seconds": time.perf_counter() - t0,
+            "host": socket.gethostname(),
+        }
 
 
 # ------------------------------------------------------------------------------------ backends
@@ -176,16 +192,22 @@ def _run_local(mod, name, out, pending: list[Point], plots, progress, checkpoint
                 ids = "-".join(str(p.index) for p in g)
                 ckdir = out / "batches" / (ids if len(ids) < 60 else configs.fingerprint(name, ids))
                 clean_temporaries(ckdir)
-                ctx = common.Context(checkpoint_dir=ckdir, resume=True, checkpoint_every=checkpoint_every, progress=progress)
+                ctx = common.Context(
+                    checkpoint_dir=ckdir, resume=True, checkpoint_every=checkpoint_every, progress=progress
+                )
                 results = mod.run_batch([p.config for p in g], ctx)
                 if len(results) != len(g):
-                    raise RuntimeError(f"{name}.run_batch returned {len(results)} results for {len(g)} configs")
+                    raise RuntimeError(
+                        f"{name}.run_batch returned {len(results)} results for {len(g)} configs"
+                    )
                 how = f"vmapped batch of {len(g)}"
             else:
                 p = g[0]
                 ckdir = _point_dir(out, p) / "checkpoints"
                 clean_temporaries(ckdir)
-                ctx = common.Context(checkpoint_dir=ckdir, resume=True, checkpoint_every=checkpoint_every, progress=progress)
+                ctx = common.Context(
+                    checkpoint_dir=ckdir, resume=True, checkpoint_every=checkpoint_every, progress=progress
+                )
                 results = [mod.run(p.config, ctx)]
                 how = "single run"
         except common.CheckpointError as exc:
@@ -236,19 +258,30 @@ def _run_ray(mod, name, out, pending: list[Point], plots, address, log, num_cpus
         raise UsageError("the ray backend needs the optional extra: pip install 'blojax[ray]'") from None
     if address:
         _check_address(address)
-    env_vars = {k: v for k, v in os.environ.items() if k in (common.EXPERIMENTS_ENV, "JAX_PLATFORMS", "XLA_FLAGS")}
-    init_kwargs = dict(address=address or None, include_dashboard=False, ignore_reinit_error=True,
-                       log_to_driver=False, runtime_env={"env_vars": env_vars} if env_vars else None)
+    env_vars = {
+        k: v for k, v in os.environ.items() if k in (common.EXPERIMENTS_ENV, "JAX_PLATFORMS", "XLA_FLAGS")
+    }
+    init_kwargs = dict(
+        address=address or None,
+        include_dashboard=False,
+        ignore_reinit_error=True,
+        log_to_driver=False,
+        runtime_env={"env_vars": env_vars} if env_vars else None,
+    )
     if not address and num_cpus:
         init_kwargs["num_cpus"] = num_cpus
     try:
         ray.init(**init_kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise UsageError(f"cannot connect to Ray at {address or 'a new local cluster'}: {str(exc).splitlines()[0]}") from None
+        raise UsageError(
+            f"cannot connect to Ray at {address or 'a new local cluster'}: {str(exc).splitlines()[0]}"
+        ) from None
     try:
         module_path = mod.__spec__.name
         task = ray.remote(num_cpus=1, max_retries=2)(compute_point)
-        refs = {task.remote(module_path, name, configs.to_dict(p.config), plots, env_vars): p for p in pending}
+        refs = {
+            task.remote(module_path, name, configs.to_dict(p.config), plots, env_vars): p for p in pending
+        }
         resources = ray.cluster_resources()
         log(f"  ray: {len(refs)} task(s) on a cluster with {resources.get('CPU', 0):g} CPU(s)")
         while refs:
@@ -258,16 +291,41 @@ def _run_ray(mod, name, out, pending: list[Point], plots, address, log, num_cpus
                 try:
                     payload = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - a lost worker: record, go on
-                    payload = {"status": "failed", "error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}", "seconds": None}
+                    payload = {
+                        "status": "failed",
+                        "error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+                        "seconds": None,
+                    }
                 _write_point(out, name, p, payload)
-                log(f"  point {p.index} {p.assign}: {payload['status']}"
-                    + (f" ({payload.get('seconds', 0):.1f} s on {payload.get('host')})" if payload["status"] == "done" else f": {payload.get('error')}"))
+                log(
+                    f"  point {p.index} {p.assign}: {payload['status']}"
+                    + (
+                        f" ({payload.get('seconds', 0):.1f} s on {payload.get('host')})"
+                        if payload["status"] == "done"
+                        else f": {payload.get('error')}"
+                    )
+                )
     finally:
         ray.shutdown()
 
 
-def run_sweep(mod, name: str, base, grid: dict, seeds, out, *, backend="local", address=None, plots=False,
-              progress=None, checkpoint_every=None, quiet=False, argv=None, num_cpus=None) -> list[dict]:
+def run_sweep(
+    mod,
+    name: str,
+    base,
+    grid: dict,
+    seeds,
+    out,
+    *,
+    backend="local",
+    address=None,
+    plots=False,
+    progress=None,
+    checkpoint_every=None,
+    quiet=False,
+    argv=None,
+    num_cpus=None,
+) -> list[dict]:
     """Run every grid point not done yet, then write the table; returns its rows."""
     log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     label = f"{name}.Config"
@@ -281,14 +339,25 @@ def run_sweep(mod, name: str, base, grid: dict, seeds, out, *, backend="local", 
     spec = {"base": configs.to_dict(base), "grid": common.to_jsonable(grid), "seeds": seeds}
     fp = configs.fingerprint(name, spec)
     claim_folder(out, "sweep", fp, name, {"base": spec["base"], "grid": spec["grid"], "seeds": seeds})
-    marker = {"kind": "sweep", "experiment": name, "module": mod.__spec__.name, "fingerprint": fp,
-              "config": {"base": spec["base"], "grid": spec["grid"], "seeds": seeds},
-              "points": len(pts), "backend": backend, "status": "running", "started": now(), "argv": argv}
+    marker = {
+        "kind": "sweep",
+        "experiment": name,
+        "module": mod.__spec__.name,
+        "fingerprint": fp,
+        "config": {"base": spec["base"], "grid": spec["grid"], "seeds": seeds},
+        "points": len(pts),
+        "backend": backend,
+        "status": "running",
+        "started": now(),
+        "argv": argv,
+    }
     out.mkdir(parents=True, exist_ok=True)
     clean_temporaries(out)
     common.atomic_write_json(out / "sweep.json", marker)
     pending = [p for p in pts if not _done(out, p)]
-    log(f"{name}: {len(pts)} grid point(s), {len(pts) - len(pending)} already done, {len(pending)} to run ({backend})")
+    log(
+        f"{name}: {len(pts)} grid point(s), {len(pts) - len(pending)} already done, {len(pending)} to run ({backend})"
+    )
     t0 = time.perf_counter()
     if pending:
         if backend == "local":
@@ -299,7 +368,11 @@ def run_sweep(mod, name: str, base, grid: dict, seeds, out, *, backend="local", 
             raise UsageError(f"unknown --backend {backend!r}; choose local or ray")
     rows = write_table(out, name, pts)
     failed = [r for r in rows if r.get("status") != "done"]
-    marker.update(status="done" if not failed else "partial", finished=now(), seconds=time.perf_counter() - t0,
-                  failed=len(failed))
+    marker.update(
+        status="done" if not failed else "partial",
+        finished=now(),
+        seconds=time.perf_counter() - t0,
+        failed=len(failed),
+    )
     common.atomic_write_json(out / "sweep.json", marker)
     return rows

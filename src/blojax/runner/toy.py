@@ -24,7 +24,9 @@ import optax
 import blojax as blo
 from blojax.experiments import common
 
-DESCRIPTION = "Test experiment of the command line: warm-start least-squares distillation (not from the paper)"
+DESCRIPTION = (
+    "Test experiment of the command line: warm-start least-squares distillation (not from the paper)"
+)
 
 BATCH_FIELDS = ("seed", "lr")
 
@@ -93,7 +95,9 @@ def _algo(data, lr, cfg: Config):
         return 0.5 * jnp.mean((X_o @ w - y_o) ** 2)
 
     outer = optax.adam(lr) if cfg.outer == "adam" else optax.sgd(lr)
-    return blo.WarmStart(blo.Problem(f, F), blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=1), blo.Unroll(1), outer)
+    return blo.WarmStart(
+        blo.Problem(f, F), blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=1), blo.Unroll(1), outer
+    )
 
 
 def _init(seed, lr, cfg):

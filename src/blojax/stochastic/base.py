@@ -79,7 +79,9 @@ class StochasticSolver:
             ("outer_sampler", self.outer_sampler, self.problem.n_outer),
         ):
             if not all(hasattr(sampler, a) for a in ("init", "next", "n", "batch_size")):
-                raise TypeError(f"{name}.{which} must be a sampler (Shuffle, WithReplacement, Replay), got {sampler!r}")
+                raise TypeError(
+                    f"{name}.{which} must be a sampler (Shuffle, WithReplacement, Replay), got {sampler!r}"
+                )
             data = "inner_data" if which == "inner_sampler" else "outer_data"
             if sampler.n != n:
                 raise ValueError(
@@ -90,7 +92,9 @@ class StochasticSolver:
         if record is not None and not callable(record):
             raise TypeError(f"{name}.record must be a callable record(u, w, v) -> dict, got {record!r}")
         self._check_fields()
-        lrs = {f: as_schedule(getattr(self, f), name, f) for f in self._LR_FIELDS if getattr(self, f) is not None}
+        lrs = {
+            f: as_schedule(getattr(self, f), name, f) for f in self._LR_FIELDS if getattr(self, f) is not None
+        }
         object.__setattr__(self, "_schedules", lrs)
         object.__setattr__(self, "_jit_step", jax.jit(self._step))
         object.__setattr__(self, "_jit_scan", jax.jit(self._scan, static_argnums=(1,)))
@@ -230,8 +234,15 @@ class StochasticSolver:
                         f"draw {pos} need {need} ({per} per step)"
                     )
 
-    def run(self, state: StochasticState, steps: int, *, progress: bool = False, chunks: int = 20,
-            on_nonfinite: str = "raise"):
+    def run(
+        self,
+        state: StochasticState,
+        steps: int,
+        *,
+        progress: bool = False,
+        chunks: int = 20,
+        on_nonfinite: str = "raise",
+    ):
         """Run ``steps`` outer steps as one compiled ``lax.scan``.
 
         Args:
@@ -277,4 +288,3 @@ class StochasticSolver:
                     history,
                 )
         return state, history
-

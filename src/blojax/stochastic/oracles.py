@@ -56,11 +56,19 @@ class MinibatchProblem(Problem):
     (closed over by the solvers' compiled steps), not pytrees.
     """
 
-    def __init__(self, inner: Callable[..., Any], outer: Callable[..., Any], inner_data: Any = None, outer_data: Any = None):
+    def __init__(
+        self,
+        inner: Callable[..., Any],
+        outer: Callable[..., Any],
+        inner_data: Any = None,
+        outer_data: Any = None,
+    ):
         super().__init__(inner, outer)
         for name, fn in (("inner", inner), ("outer", outer)):
             if not takes_data(fn):
-                raise TypeError(f"MinibatchProblem.{name} must take a batch: define it as {name}(u, w, batch)")
+                raise TypeError(
+                    f"MinibatchProblem.{name} must take a batch: define it as {name}(u, w, batch)"
+                )
         # declarations for type checkers (the instance is frozen: values go through object.__setattr__)
         self.inner_data: Any
         self.outer_data: Any

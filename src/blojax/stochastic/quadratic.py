@@ -38,7 +38,9 @@ def quadratic_objective(u, w, batch):
 
 def quadratic_problem(inner_data: dict, outer_data: dict) -> MinibatchProblem:
     """The :class:`MinibatchProblem` with :func:`quadratic_objective` on both levels."""
-    return MinibatchProblem(quadratic_objective, quadratic_objective, inner_data=inner_data, outer_data=outer_data)
+    return MinibatchProblem(
+        quadratic_objective, quadratic_objective, inner_data=inner_data, outer_data=outer_data
+    )
 
 
 def quadratic_metrics(inner_data: dict, outer_data: dict):
@@ -53,7 +55,13 @@ def quadratic_metrics(inner_data: dict, outer_data: dict):
         Fu = mo["C"] @ u + mo["X"] @ w_star + mo["c"]
         v_star = -jnp.linalg.solve(mi["H"], Fw)
         g = Fu + mi["X"] @ v_star
-        h = 0.5 * w_star @ mo["H"] @ w_star + 0.5 * u @ mo["C"] @ u + u @ mo["X"] @ w_star + mo["a"] @ w_star + mo["c"] @ u
+        h = (
+            0.5 * w_star @ mo["H"] @ w_star
+            + 0.5 * u @ mo["C"] @ u
+            + u @ mo["X"] @ w_star
+            + mo["a"] @ w_star
+            + mo["c"] @ u
+        )
         return dict(value=g @ g, h=h, inner_distance=jnp.sum((w - w_star) ** 2))
 
     return metrics

@@ -37,8 +37,7 @@ def _check_sizes(cls: str, n, batch_size) -> None:
             raise ValueError(f"{cls}.{name} must be a positive integer, got {val!r}")
     if batch_size > n:
         raise ValueError(
-            f"{cls}.batch_size ({batch_size}) is larger than the data (n={n} samples); "
-            f"use batch_size <= {n}"
+            f"{cls}.batch_size ({batch_size}) is larger than the data (n={n} samples); use batch_size <= {n}"
         )
 
 
@@ -92,7 +91,9 @@ class Shuffle(_Base):
 
         def new_epoch(s):
             key, sub = jax.random.split(s.key)
-            return ShuffleState(jax.random.permutation(sub, self.n_blocks).astype(jnp.int32), jnp.int32(0), key)
+            return ShuffleState(
+                jax.random.permutation(sub, self.n_blocks).astype(jnp.int32), jnp.int32(0), key
+            )
 
         nxt = ShuffleState(state.order, pos, state.key)
         nxt = jax.lax.cond(pos == self.n_blocks, new_epoch, lambda s: s, nxt)
@@ -148,8 +149,10 @@ class Replay(_Base):
         _check_sizes("Replay", self.n, self.batch_size)
         blocks = np.asarray(self.blocks)
         if blocks.ndim != 1 or not np.issubdtype(blocks.dtype, np.integer):
-            raise ValueError(f"Replay.blocks must be a 1-D sequence of integers, got shape {blocks.shape} "
-                             f"and dtype {blocks.dtype}")
+            raise ValueError(
+                f"Replay.blocks must be a 1-D sequence of integers, got shape {blocks.shape} "
+                f"and dtype {blocks.dtype}"
+            )
         if blocks.size and (blocks.min() < 0 or blocks.max() >= self.n_blocks):
             raise ValueError(
                 f"Replay.blocks must lie in [0, {self.n_blocks}) for n={self.n}, batch_size={self.batch_size}; "

@@ -136,12 +136,16 @@ class SABA(SOBA):
         ni, no = self.inner_sampler.n_blocks, self.outer_sampler.n_blocks
         shapes = dict(inner_grad=w, hvp=w, cross_v=u, grad_F_w=w, grad_F_u=u)
         if self.memory_init == "zero":
+
             def table(k):
                 n = ni if k in _INNER_KEYS else no
-                return jax.tree_util.tree_map(lambda x: jnp.zeros((n,) + jnp.shape(x), jnp.result_type(x)), shapes[k])
+                return jax.tree_util.tree_map(
+                    lambda x: jnp.zeros((n,) + jnp.shape(x), jnp.result_type(x)), shapes[k]
+                )
 
             tables = {k: table(k) for k in shapes}
         else:
+
             def inner_terms(j):
                 B = self.problem.inner_batch(j, self.inner_sampler.batch_size)
                 gw, hv, cross = self._grad_f_vjp(u, w, B, v)
@@ -159,7 +163,9 @@ class SABA(SOBA):
         (bi, bo, si, so), g = self._directions(state)
         memory, direction = {}, {}
         for k in g:
-            block, n = (bi, self.inner_sampler.n_blocks) if k in _INNER_KEYS else (bo, self.outer_sampler.n_blocks)
+            block, n = (
+                (bi, self.inner_sampler.n_blocks) if k in _INNER_KEYS else (bo, self.outer_sampler.n_blocks)
+            )
             table, avg = state.memory[k]
             diff = jax.tree_util.tree_map(lambda q, t: q - t[block], g[k], table)  # noqa: B023 - used now
             direction[k] = _add(diff, avg)
