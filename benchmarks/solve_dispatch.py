@@ -56,11 +56,19 @@ def main():
     problem, u0, w0, ib, ob, alpha = ridge_problem(ARGS.d)
     inner = blo.InnerLoop(optax.sgd(alpha), steps=100)
     fns = {}
-    for label, m in {"Unroll(20)": blo.Unroll(20), "CG(20)": blo.CG(20), "Identity": blo.Identity(alpha)}.items():
+    for label, m in {
+        "Unroll(20)": blo.Unroll(20),
+        "CG(20)": blo.CG(20),
+        "Identity": blo.Identity(alpha),
+    }.items():
         for throw in (True, False):
+
             def grad(u, w, ib_, ob_, m=m, throw=throw):
-                return jax.grad(lambda v: problem.F(v, blo.solve(problem, v, w, inner=inner, method=m, batch=ib_,
-                                                                  throw=throw), ob_))(u)
+                return jax.grad(
+                    lambda v: problem.F(
+                        v, blo.solve(problem, v, w, inner=inner, method=m, batch=ib_, throw=throw), ob_
+                    )
+                )(u)
 
             fns[label, throw] = jax.jit(grad)
             jax.block_until_ready(fns[label, throw](u0, w0, ib, ob))
@@ -77,13 +85,32 @@ def main():
             ready[k].append(t2 - t0)
     rows = []
     for label in dict.fromkeys(k[0] for k in fns):
-        med = {t: (np.median(returned[label, t]) * 1e3, np.median(ready[label, t]) * 1e3) for t in (True, False)}
-        rows.append(dict(method=label, on_ret=f"{med[True][0]:.3f} ms", on_ready=f"{med[True][1]:.3f} ms",
-                         off_ret=f"{med[False][0]:.3f} ms", off_ready=f"{med[False][1]:.3f} ms",
-                         ratio=f"{med[False][1] / med[True][1]:.3f}"))
-    print(table(rows, [("method", "method"), ("on_ret", "throw=True returned"), ("on_ready", "throw=True ready"),
-                       ("off_ret", "throw=False returned"), ("off_ready", "throw=False ready"),
-                       ("ratio", "throw=False / True (ready)")]))
+        med = {
+            t: (np.median(returned[label, t]) * 1e3, np.median(ready[label, t]) * 1e3) for t in (True, False)
+        }
+        rows.append(
+            dict(
+                method=label,
+                on_ret=f"{med[True][0]:.3f} ms",
+                on_ready=f"{med[True][1]:.3f} ms",
+                off_ret=f"{med[False][0]:.3f} ms",
+                off_ready=f"{med[False][1]:.3f} ms",
+                ratio=f"{med[False][1] / med[True][1]:.3f}",
+            )
+        )
+    print(
+        table(
+            rows,
+            [
+                ("method", "method"),
+                ("on_ret", "throw=True returned"),
+                ("on_ready", "throw=True ready"),
+                ("off_ret", "throw=False returned"),
+                ("off_ready", "throw=False ready"),
+                ("ratio", "throw=False / True (ready)"),
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -62,9 +62,21 @@ def test_hypergrad_cost_solve_table_quick(tmp_path):
     CPU dispatch (the default of the script); both gradients equal the direct hypergradient."""
     out = tmp_path / "solve.json"
     res = subprocess.run(
-        [sys.executable, str(BENCH / "hypergrad_cost.py"), "--quick", "--no-mlp", "--solve-only", "--methods",
-         "CG(20)", "Unroll(20)", "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(BENCH / "hypergrad_cost.py"),
+            "--quick",
+            "--no-mlp",
+            "--solve-only",
+            "--methods",
+            "CG(20)",
+            "Unroll(20)",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert res.returncode == 0, res.stderr[-2000:]
     data = json.loads(out.read_text())
@@ -80,8 +92,12 @@ def test_hypergrad_cost_solve_table_quick(tmp_path):
 
 
 def test_solve_dispatch_quick():
-    res = subprocess.run([sys.executable, str(BENCH / "solve_dispatch.py"), "--repeats", "2", "--d", "10"],
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, str(BENCH / "solve_dispatch.py"), "--repeats", "2", "--d", "10"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "JAX CPU async dispatch: False" in res.stdout
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("| ") and "ms" in ln]

@@ -20,7 +20,9 @@ import pytest
 
 import blojax as blo
 
-pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="the host-callback target name is the CPU one")
+pytestmark = pytest.mark.skipif(
+    jax.default_backend() != "cpu", reason="the host-callback target name is the CPU one"
+)
 
 T = 12
 
@@ -48,8 +50,11 @@ def compiled_gradient_hlo(method, throw):
     inner = blo.InnerLoop(optax.sgd(0.1), steps=T)
 
     def grad(u_, w_, ib_, ob_):
-        return jax.grad(lambda v: problem.F(v, blo.solve(problem, v, w_, inner=inner, method=method, batch=ib_,
-                                                          throw=throw), ob_))(u_)
+        return jax.grad(
+            lambda v: problem.F(
+                v, blo.solve(problem, v, w_, inner=inner, method=method, batch=ib_, throw=throw), ob_
+            )
+        )(u_)
 
     return jax.jit(grad).lower(u, w0, ib, ob).compile().as_text()
 
@@ -71,8 +76,11 @@ def count(hlo, op):
 CALLBACK = "xla_ffi_python_cpu_callback"
 
 
-@pytest.mark.parametrize("method", [blo.Unroll(4), blo.CG(5), blo.Neumann(5, 0.1), blo.Damped(0.1), blo.Identity(0.1)],
-                         ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize(
+    "method",
+    [blo.Unroll(4), blo.CG(5), blo.Neumann(5, 0.1), blo.Damped(0.1), blo.Identity(0.1)],
+    ids=lambda m: type(m).__name__,
+)
 def test_throw_false_compiles_to_the_same_loops_and_products(method):
     on, off = compiled_gradient_hlo(method, True), compiled_gradient_hlo(method, False)
     # the same loops with the same trip counts: the forward inner loop once, not recomputed
