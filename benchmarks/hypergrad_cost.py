@@ -77,10 +77,17 @@ import optax  # noqa: E402
 import blojax as blo  # noqa: E402
 from blojax import linalg  # noqa: E402
 from bench_util import (  # noqa: E402
-    blojax_ridge_problem, fmt_time, format_machine, grad_loop, hvp_loop, interleaved_medians, machine_info,
-    noop_like, ridge_data, table,
+    blojax_ridge_problem,
+    fmt_time,
+    format_machine,
+    grad_loop,
+    hvp_loop,
+    interleaved_medians,
+    machine_info,
+    noop_like,
+    ridge_data,
+    table,
 )
-
 
 
 # ------------------------------------------------------------------------------------------------ problems
@@ -114,8 +121,10 @@ def mlp_problem(width=32, n_in=8, n=256, seed=0):
 
     def f(u, w, batch):
         Z, t = batch
-        pen = sum(jnp.sum(jnp.exp(uu) * ww * ww) for uu, ww in zip(jax.tree_util.tree_leaves(u),
-                                                                    jax.tree_util.tree_leaves(w)))
+        pen = sum(
+            jnp.sum(jnp.exp(uu) * ww * ww)
+            for uu, ww in zip(jax.tree_util.tree_leaves(u), jax.tree_util.tree_leaves(w))
+        )
         return 0.5 * jnp.mean((net(w, Z) - t) ** 2) + 0.5 * pen
 
     def F(u, w, batch):
@@ -140,6 +149,7 @@ def unit_functions(problem, u, w, ib, ob, exact=False):
         "call": noop_like(lambda u_, w_, ib_, ob_: u_, u, w, ib, ob),
     }
     if exact:
+
         @jax.jit
         def dense(u_, w_, ib_):
             _, hvp = jax.linearize(lambda x: grad(x, u_, ib_), w_)
@@ -173,21 +183,25 @@ def bench_problem(name, problem, u0, w0, ib, ob, alpha, repeats, exact_limit, mi
     if only:
         unknown = set(only) - set(methods_for(alpha, 0, 1))
         if unknown:
-            raise SystemExit(f"--methods: unknown {sorted(unknown)}; choose from {list(methods_for(alpha, 0, 1))}")
+            raise SystemExit(
+                f"--methods: unknown {sorted(unknown)}; choose from {list(methods_for(alpha, 0, 1))}"
+            )
         methods = {k: v for k, v in methods.items() if k in only}
 
     fns, counts = {}, {}
     for label, m in methods.items():
+
         def hg(u, w, ib_, ob_, m=m):
             return blo.hypergradient(problem, u, w, m, inner, inner_batch=ib_, outer_batch=ob_)
 
         jitted = jax.jit(hg)
         g, info = jitted(u0, w_T, ib, ob)
-        counts[label] = dict(hvps=int(info["hvps"]), grads=int(info["grads"]),
-                             residual=float(info["residual"]))
+        counts[label] = dict(
+            hvps=int(info["hvps"]), grads=int(info["grads"]), residual=float(info["residual"])
+        )
         # Time the full output (hypergradient and info): returning only the hypergradient would let
         # XLA drop the diagnostics that the counts include (e.g. Identity's residual product).
-        fns[label] = (lambda jitted=jitted: jitted(u0, w_T, ib, ob))
+        fns[label] = lambda jitted=jitted: jitted(u0, w_T, ib, ob)
         # The call price of this method: a compiled call with the same arguments and results (g and
         # the info dict: about ten arrays, each costing JAX ~1.6 us of dispatch) that does no work.
         fns[f"unit: call {label}"] = noop_like(hg, u0, w_T, ib, ob)[0]
@@ -205,16 +219,35 @@ def bench_problem(name, problem, u0, w0, ib, ob, alpha, repeats, exact_limit, mi
         c = counts[label]
         t_call = t[f"unit: call {label}"]["median"]
         if label == "Exact":
-            floor = t_call + c["grads"] * t_grad + t["unit: dense H"]["median"] + t["unit: eigh"]["median"] + t_hvp
+            floor = (
+                t_call
+                + c["grads"] * t_grad
+                + t["unit: dense H"]["median"]
+                + t["unit: eigh"]["median"]
+                + t_hvp
+            )
             count_txt = f"{c['grads']} grads, dense H ({n_params} HVPs batched) + eigh + 1 HVP"
         else:
             floor = t_call + c["grads"] * t_grad + c["hvps"] * t_hvp
             count_txt = f"{c['grads']} grads + {c['hvps']} HVPs"
         meas = t[label]["median"]
-        rows.append(dict(problem=name, method=label, time=meas, floor=floor, ratio=meas / floor,
-                         counts=count_txt, hvps=c["hvps"], grads=c["grads"], spread=_spread(t[label]["all"])))
+        rows.append(
+            dict(
+                problem=name,
+                method=label,
+                time=meas,
+                floor=floor,
+                ratio=meas / floor,
+                counts=count_txt,
+                hvps=c["hvps"],
+                grads=c["grads"],
+                spread=_spread(t[label]["all"]),
+            )
+        )
     calls = [t[f"unit: call {label}"]["median"] for label in methods]
-    units = dict(t_grad=t_grad, t_hvp=t_hvp, t_call=(min(calls), max(calls)), t_call_1=t_call_min, n_params=n_params)
+    units = dict(
+        t_grad=t_grad, t_hvp=t_hvp, t_call=(min(calls), max(calls)), t_call_1=t_call_min, n_params=n_params
+    )
     if "Exact" in methods:
         units.update(t_dense=t["unit: dense H"]["median"], t_eigh=t["unit: eigh"]["median"])
     return rows, units
@@ -232,25 +265,35 @@ def bench_solve(name, problem, u0, w0, ib, ob, alpha, repeats, min_time, only=No
 
         def direct(u, w, ib_, ob_, m=m, pre=pre):
             w_s = pre.run(problem, u, w, ib_)[0]
-            return blo.hypergradient(problem, u, w_s, m, inner, inner_batch=ib_, outer_batch=ob_,
-                                     diagnostics=False)[0]
+            return blo.hypergradient(
+                problem, u, w_s, m, inner, inner_batch=ib_, outer_batch=ob_, diagnostics=False
+            )[0]
 
         def through_solve(u, w, ib_, ob_, m=m, throw=True):
-            return jax.grad(lambda u_: problem.F(u_, blo.solve(problem, u_, w, inner=inner, method=m, batch=ib_,
-                                                               throw=throw), ob_))(u)
+            return jax.grad(
+                lambda u_: problem.F(
+                    u_, blo.solve(problem, u_, w, inner=inner, method=m, batch=ib_, throw=throw), ob_
+                )
+            )(u)
 
         d, t = jax.jit(direct), jax.jit(through_solve)
         t_nothrow = jax.jit(functools.partial(through_solve, throw=False))
         w_s = pre.run(problem, u0, w0, ib)[0]
-        _, info = jax.jit(lambda u, w: blo.hypergradient(problem, u, w, m, inner, inner_batch=ib, outer_batch=ob,
-                                                         diagnostics=False))(u0, w_s)
+        _, info = jax.jit(
+            lambda u, w: blo.hypergradient(
+                problem, u, w, m, inner, inner_batch=ib, outer_batch=ob, diagnostics=False
+            )
+        )(u0, w_s)
         gd, gt, gn = d(u0, w0, ib, ob), t(u0, w0, ib, ob), t_nothrow(u0, w0, ib, ob)
-        dev = max(float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-30))
-                  for g in (gt, gn) for a, b in zip(jax.tree_util.tree_leaves(gd), jax.tree_util.tree_leaves(g)))
+        dev = max(
+            float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-30))
+            for g in (gt, gn)
+            for a, b in zip(jax.tree_util.tree_leaves(gd), jax.tree_util.tree_leaves(g))
+        )
         counts[label] = dict(hvps=int(info.hvps), grads=int(info.grads), T_pre=pre.steps, dev=dev)
-        fns[f"direct {label}"] = (lambda d=d: d(u0, w0, ib, ob))
-        fns[f"solve {label}"] = (lambda t=t: t(u0, w0, ib, ob))
-        fns[f"solve nothrow {label}"] = (lambda t=t_nothrow: t(u0, w0, ib, ob))
+        fns[f"direct {label}"] = lambda d=d: d(u0, w0, ib, ob)
+        fns[f"solve {label}"] = lambda t=t: t(u0, w0, ib, ob)
+        fns[f"solve nothrow {label}"] = lambda t=t_nothrow: t(u0, w0, ib, ob)
         fns[f"unit: call {label}"] = noop_like(direct, u0, w0, ib, ob)[0]
     units_fns = unit_functions(problem, u0, w0, ib, ob)
     for uname, (fn, _) in units_fns.items():
@@ -261,13 +304,25 @@ def bench_solve(name, problem, u0, w0, ib, ob, alpha, repeats, min_time, only=No
     rows = []
     for label in methods:
         c = counts[label]
-        floor = (tm[f"unit: call {label}"]["median"] + (c["T_pre"] + c["grads"]) * t_grad + c["hvps"] * t_hvp)
+        floor = tm[f"unit: call {label}"]["median"] + (c["T_pre"] + c["grads"]) * t_grad + c["hvps"] * t_hvp
         ts, td = tm[f"solve {label}"]["median"], tm[f"direct {label}"]["median"]
         tn = tm[f"solve nothrow {label}"]["median"]
-        rows.append(dict(problem=name, method=label, solve=ts, direct=td, floor=floor, vs_direct=ts / td,
-                         solve_nothrow=tn, nothrow_vs_throw=tn / ts, nothrow_vs_direct=tn / td,
-                         vs_floor=ts / floor, rel_diff=c["dev"],
-                         counts=f"{c['T_pre']} steps + {c['grads']} grads + {c['hvps']} HVPs"))
+        rows.append(
+            dict(
+                problem=name,
+                method=label,
+                solve=ts,
+                direct=td,
+                floor=floor,
+                vs_direct=ts / td,
+                solve_nothrow=tn,
+                nothrow_vs_throw=tn / ts,
+                nothrow_vs_direct=tn / td,
+                vs_floor=ts / floor,
+                rel_diff=c["dev"],
+                counts=f"{c['T_pre']} steps + {c['grads']} grads + {c['hvps']} HVPs",
+            )
+        )
     return rows
 
 
@@ -278,7 +333,9 @@ def _spread(ts):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test): ridge d=20, a 4-wide MLP, 2 repeats")
+    ap.add_argument(
+        "--quick", action="store_true", help="tiny sizes (smoke test): ridge d=20, a 4-wide MLP, 2 repeats"
+    )
     ap.add_argument("--repeats", type=int, default=9, help="interleaved repeats per row (median reported)")
     ap.add_argument("--dims", type=int, nargs="*", default=[100, 1000, 10000], help="ridge dimensions")
     ap.add_argument("--no-mlp", action="store_true", help="skip the MLP problem")
@@ -286,10 +343,15 @@ def main(argv=None):
     ap.add_argument("--exact-limit", type=int, default=2048, help="largest w for which Exact is timed")
     ap.add_argument("--threads", type=int, default=1, help="threads for XLA (default 1; 0: XLA's default)")
     ap.add_argument("--json", type=Path, default=None, help="write rows, units and machine facts here")
-    ap.add_argument("--solve", action="store_true", help="also time jax.grad through blojax.solve (transform table)")
+    ap.add_argument(
+        "--solve", action="store_true", help="also time jax.grad through blojax.solve (transform table)"
+    )
     ap.add_argument("--solve-only", action="store_true", help="only the transform table")
-    ap.add_argument("--async-dispatch", action="store_true",
-                    help="keep JAX's asynchronous CPU dispatch (default: off, every call runs in the calling thread)")
+    ap.add_argument(
+        "--async-dispatch",
+        action="store_true",
+        help="keep JAX's asynchronous CPU dispatch (default: off, every call runs in the calling thread)",
+    )
     args = ap.parse_args(argv)
 
     dims = [20] if args.quick else args.dims
@@ -303,55 +365,110 @@ def main(argv=None):
     all_rows, all_units, all_solve_rows = [], {}, []
     problems = [(f"ridge d={d}", lambda d=d: ridge_problem(d, n=50 if args.quick else 500)) for d in dims]
     if not args.no_mlp:
-        problems.append(("mlp 8-32-32-1" if not args.quick else "mlp 8-4-4-1",
-                         lambda: mlp_problem(width=4 if args.quick else 32, n=32 if args.quick else 256)))
+        problems.append(
+            (
+                "mlp 8-32-32-1" if not args.quick else "mlp 8-4-4-1",
+                lambda: mlp_problem(width=4 if args.quick else 32, n=32 if args.quick else 256),
+            )
+        )
     for name, make in problems:
         problem, u0, w0, ib, ob, alpha = make()
         if args.solve or args.solve_only:
             srows = bench_solve(name, problem, u0, w0, ib, ob, alpha, repeats, min_time, args.methods)
             all_solve_rows += srows
             print(f"\n{name}: jax.grad through blojax.solve vs inner solve + hypergradient", flush=True)
-            shown = [dict(r, solve=fmt_time(r["solve"]), direct=fmt_time(r["direct"]), floor=fmt_time(r["floor"]),
-                          vs_direct=f"{r['vs_direct']:.3f}", vs_floor=f"{r['vs_floor']:.2f}",
-                          nothrow_vs_throw=f"{r['nothrow_vs_throw']:.3f}", nothrow_vs_direct=f"{r['nothrow_vs_direct']:.3f}",
-                          rel_diff=f"{r['rel_diff']:.1e}") for r in srows]
-            print(table(shown, [("method", "method"), ("solve", "grad(solve) (median)"),
-                                ("direct", "run + hypergradient"), ("vs_direct", "solve / direct"),
-                                ("counts", "counted work"), ("floor", "floor"), ("vs_floor", "solve / floor"),
-                                ("nothrow_vs_throw", "throw=False / True"),
-                                ("nothrow_vs_direct", "throw=False / direct"),
-                                ("rel_diff", "max rel. diff of g")]), flush=True)
+            shown = [
+                dict(
+                    r,
+                    solve=fmt_time(r["solve"]),
+                    direct=fmt_time(r["direct"]),
+                    floor=fmt_time(r["floor"]),
+                    vs_direct=f"{r['vs_direct']:.3f}",
+                    vs_floor=f"{r['vs_floor']:.2f}",
+                    nothrow_vs_throw=f"{r['nothrow_vs_throw']:.3f}",
+                    nothrow_vs_direct=f"{r['nothrow_vs_direct']:.3f}",
+                    rel_diff=f"{r['rel_diff']:.1e}",
+                )
+                for r in srows
+            ]
+            print(
+                table(
+                    shown,
+                    [
+                        ("method", "method"),
+                        ("solve", "grad(solve) (median)"),
+                        ("direct", "run + hypergradient"),
+                        ("vs_direct", "solve / direct"),
+                        ("counts", "counted work"),
+                        ("floor", "floor"),
+                        ("vs_floor", "solve / floor"),
+                        ("nothrow_vs_throw", "throw=False / True"),
+                        ("nothrow_vs_direct", "throw=False / direct"),
+                        ("rel_diff", "max rel. diff of g"),
+                    ],
+                ),
+                flush=True,
+            )
             if args.solve_only:
                 continue
-        rows, units = bench_problem(name, problem, u0, w0, ib, ob, alpha, repeats, args.exact_limit, min_time,
-                                    args.methods)
+        rows, units = bench_problem(
+            name, problem, u0, w0, ib, ob, alpha, repeats, args.exact_limit, min_time, args.methods
+        )
         all_rows += rows
         all_units[name] = units
-        print(f"\n{name}: n_params={units['n_params']}, t_call={fmt_time(units['t_call'][0])}-"
-              f"{fmt_time(units['t_call'][1])} (one result: {fmt_time(units['t_call_1'])}), "
-              f"t_grad={fmt_time(units['t_grad'])}, t_hvp={fmt_time(units['t_hvp'])}"
-              + (f", t_dense={fmt_time(units['t_dense'])}, t_eigh={fmt_time(units['t_eigh'])}" if "t_dense" in units else ""),
-              flush=True)
-        shown = [dict(r, time=fmt_time(r["time"]), floor=fmt_time(r["floor"]), ratio=f"{r['ratio']:.2f}")
-                 for r in rows]
-        print(table(shown, [("method", "method"), ("time", "time / hypergradient (median)"),
-                            ("spread", "IQR"), ("counts", "counted work"), ("floor", "floor"),
-                            ("ratio", "measured / floor")]), flush=True)
+        print(
+            f"\n{name}: n_params={units['n_params']}, t_call={fmt_time(units['t_call'][0])}-"
+            f"{fmt_time(units['t_call'][1])} (one result: {fmt_time(units['t_call_1'])}), "
+            f"t_grad={fmt_time(units['t_grad'])}, t_hvp={fmt_time(units['t_hvp'])}"
+            + (
+                f", t_dense={fmt_time(units['t_dense'])}, t_eigh={fmt_time(units['t_eigh'])}"
+                if "t_dense" in units
+                else ""
+            ),
+            flush=True,
+        )
+        shown = [
+            dict(r, time=fmt_time(r["time"]), floor=fmt_time(r["floor"]), ratio=f"{r['ratio']:.2f}")
+            for r in rows
+        ]
+        print(
+            table(
+                shown,
+                [
+                    ("method", "method"),
+                    ("time", "time / hypergradient (median)"),
+                    ("spread", "IQR"),
+                    ("counts", "counted work"),
+                    ("floor", "floor"),
+                    ("ratio", "measured / floor"),
+                ],
+            ),
+            flush=True,
+        )
     if all_rows:
         worst = max(all_rows, key=lambda r: r["ratio"])
         print(f"\nworst ratio: {worst['ratio']:.2f} ({worst['problem']}, {worst['method']}); target <= 1.3")
     if all_solve_rows:
         w1 = max(all_solve_rows, key=lambda r: r["vs_direct"])
         w2 = max(all_solve_rows, key=lambda r: r["vs_floor"])
-        print(f"worst grad(solve) / direct: {w1['vs_direct']:.3f} ({w1['problem']}, {w1['method']}); target <= 1.05")
+        print(
+            f"worst grad(solve) / direct: {w1['vs_direct']:.3f} ({w1['problem']}, {w1['method']}); target <= 1.05"
+        )
         w3 = max(all_solve_rows, key=lambda r: r["nothrow_vs_throw"])
-        print(f"worst grad(solve, throw=False) / grad(solve, throw=True): {w3['nothrow_vs_throw']:.3f} "
-              f"({w3['problem']}, {w3['method']})")
-        print(f"worst grad(solve) / floor: {w2['vs_floor']:.2f} ({w2['problem']}, {w2['method']}); target <= 1.3")
+        print(
+            f"worst grad(solve, throw=False) / grad(solve, throw=True): {w3['nothrow_vs_throw']:.3f} "
+            f"({w3['problem']}, {w3['method']})"
+        )
+        print(
+            f"worst grad(solve) / floor: {w2['vs_floor']:.2f} ({w2['problem']}, {w2['method']}); target <= 1.3"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(dict(machine=info, rows=all_rows, units=all_units, solve_rows=all_solve_rows),
-                                        indent=1))
+        args.json.write_text(
+            json.dumps(
+                dict(machine=info, rows=all_rows, units=all_units, solve_rows=all_solve_rows), indent=1
+            )
+        )
     return 0
 
 

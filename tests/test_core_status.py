@@ -13,8 +13,12 @@ import blojax as blo
 from blojax.analysis import quadratic
 
 pytestmark = pytest.mark.usefixtures("x64")
-SETTINGS = settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
-                    phases=[Phase.explicit, Phase.reuse, Phase.generate])
+SETTINGS = settings(
+    max_examples=5,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
 
 S = blo.Status
 
@@ -56,7 +60,8 @@ def test_inner_loop_statuses(x64):
     assert np.all(np.isfinite(np.asarray(w_T)))
     # under vmap over u: one status per lane
     infos = jax.vmap(lambda u_: blo.InnerLoop(optax.sgd(0.5), tol=1e-10, max_steps=40).run(P, u_, w)[1])(
-        jnp.array([-1.0, 3.0]))
+        jnp.array([-1.0, 3.0])
+    )
     assert infos.status.shape == (2,)
 
 
@@ -78,16 +83,19 @@ def test_nonfinite_raises_under_jit_and_vmap_and_reports_without_throw(x64):
         jax.grad(lambda u_: P.F(u_, blo.solve(P, u_, w, inner=inner, method=blo.CG(3))))(u)
 
 
-@pytest.mark.parametrize("make, field", [
-    (lambda: blo.Identity(lr=jnp.array(-0.1)), "Identity.lr"),
-    (lambda: blo.Neumann(jnp.array(-3), 0.1), "Neumann.terms"),
-    (lambda: blo.Neumann(3, jnp.array([0.1, -0.2])), "Neumann.lr"),
-    (lambda: blo.CG(iters=jnp.array(-2)), "CG.iters"),
-    (lambda: blo.CG(iters=2, damping=np.array(-1.0)), "CG.damping"),
-    (lambda: blo.Damped(eps=jnp.array(-1.0)), "Damped.eps"),
-    (lambda: blo.Unroll(jnp.array([2, 0]), max_steps=3), "Unroll.steps"),
-    (lambda: blo.Identity(lr=jnp.array(jnp.nan)), "Identity.lr"),
-])
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda: blo.Identity(lr=jnp.array(-0.1)), "Identity.lr"),
+        (lambda: blo.Neumann(jnp.array(-3), 0.1), "Neumann.terms"),
+        (lambda: blo.Neumann(3, jnp.array([0.1, -0.2])), "Neumann.lr"),
+        (lambda: blo.CG(iters=jnp.array(-2)), "CG.iters"),
+        (lambda: blo.CG(iters=2, damping=np.array(-1.0)), "CG.damping"),
+        (lambda: blo.Damped(eps=jnp.array(-1.0)), "Damped.eps"),
+        (lambda: blo.Unroll(jnp.array([2, 0]), max_steps=3), "Unroll.steps"),
+        (lambda: blo.Identity(lr=jnp.array(jnp.nan)), "Identity.lr"),
+    ],
+)
 def test_concrete_array_fields_validated_eagerly(x64, make, field):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         make()
@@ -162,8 +170,13 @@ def test_linear_solvers_share_solve_with_x0(x64, seed):
         v, _ = m.solve(mv, b, x0)
         np.testing.assert_allclose(v, exact, rtol=1e-8, atol=1e-10)
     a = 0.4
-    for m, S_ in ((blo.Identity(a), a * np.eye(5)),
-                  (blo.Neumann(4, a), sum(np.linalg.matrix_power(np.eye(5) - a * np.asarray(H), j) for j in range(4)) * a)):
+    for m, S_ in (
+        (blo.Identity(a), a * np.eye(5)),
+        (
+            blo.Neumann(4, a),
+            sum(np.linalg.matrix_power(np.eye(5) - a * np.asarray(H), j) for j in range(4)) * a,
+        ),
+    ):
         v, _ = m.solve(mv, b, x0)
         np.testing.assert_allclose(v, x0 + S_ @ (b - H @ x0), rtol=1e-10, atol=1e-12)
 
@@ -183,7 +196,9 @@ def test_problem_data_argument_is_explicit(x64):
     with pytest.raises(TypeError, match="batch"):
         blo.hypergradient(P, jnp.ones(2), jnp.zeros(2), blo.CG(2), inner_batch=jnp.ones(3))
     # f(u, w, batch) with and without a default, and Problem.data used when no batch is given
-    Pb = blo.Problem(lambda u, w, batch: jnp.sum((w - batch) ** 2), lambda u, w, batch=None: jnp.sum(w), data=jnp.ones(2))
+    Pb = blo.Problem(
+        lambda u, w, batch: jnp.sum((w - batch) ** 2), lambda u, w, batch=None: jnp.sum(w), data=jnp.ones(2)
+    )
     np.testing.assert_allclose(Pb.f(0.0, jnp.zeros(2)), 2.0)
     np.testing.assert_allclose(Pb.f(0.0, jnp.zeros(2), 2 * jnp.ones(2)), 8.0)
     with pytest.raises(TypeError, match="Problem.data"):

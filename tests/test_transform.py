@@ -14,8 +14,12 @@ import blojax as blo
 from blojax.analysis import quadratic
 
 pytestmark = pytest.mark.usefixtures("x64")
-SETTINGS = settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
-                    phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: each example compiles
+SETTINGS = settings(
+    max_examples=4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)  # no shrinking: each example compiles
 seeds = st.integers(0, 2**31 - 1)
 
 
@@ -48,6 +52,7 @@ def kappa(problem, u, w):
 
 def assert_solve_matches_hypergradient(problem, inner, u, w0, alpha, tol=1e-10):
     for name, m in strategies(alpha).items():
+
         def loss(u_, m=m):
             return problem.F(u_, blo.solve(problem, u_, w0, inner=inner, method=m))
 
@@ -61,7 +66,9 @@ def assert_solve_matches_hypergradient(problem, inner, u, w0, alpha, tol=1e-10):
         # eager against eager: the two paths round differently, and a Krylov solve amplifies rounding by
         # the condition number of the system it solves (kappa(H) for CG, kappa(H)^2 for the normal
         # equations); ill-conditioned random instances get that much room, well-conditioned ones 1e-10
-        amplification = {"CG": kappa(problem, u, start), "CG-normal": kappa(problem, u, start) ** 2}.get(name, 1.0)
+        amplification = {"CG": kappa(problem, u, start), "CG-normal": kappa(problem, u, start) ** 2}.get(
+            name, 1.0
+        )
         eager_tol = max(tol, 100 * np.finfo(np.float64).eps * amplification)
         np.testing.assert_allclose(flat(g_solve), flat(g_ref), rtol=0, atol=eager_tol * scale, err_msg=name)
         # compiled against compiled (XLA's fusions round differently from eager mode; on an indefinite
@@ -93,14 +100,20 @@ def mlp_problem(seed):
         return jnp.tanh(x @ w["W1"] + w["b1"]) @ w["w2"]
 
     def f(u, w):  # per-layer log weight decay u = {"W1", "w2"}
-        return (jnp.mean((apply(w, X) - y) ** 2) + 0.5 * jnp.exp(u["W1"]) * jnp.sum(w["W1"] ** 2)
-                + 0.5 * jnp.exp(u["w2"]) * jnp.sum(w["w2"] ** 2))
+        return (
+            jnp.mean((apply(w, X) - y) ** 2)
+            + 0.5 * jnp.exp(u["W1"]) * jnp.sum(w["W1"] ** 2)
+            + 0.5 * jnp.exp(u["w2"]) * jnp.sum(w["w2"] ** 2)
+        )
 
     def F(u, w):
         return jnp.mean((apply(w, Xv) - yv) ** 2)
 
-    w0 = {"W1": jnp.asarray(0.5 * rng.standard_normal((3, 4))), "b1": jnp.zeros(4),
-          "w2": jnp.asarray(0.5 * rng.standard_normal(4))}
+    w0 = {
+        "W1": jnp.asarray(0.5 * rng.standard_normal((3, 4))),
+        "b1": jnp.zeros(4),
+        "w2": jnp.asarray(0.5 * rng.standard_normal(4)),
+    }
     u = {"W1": jnp.asarray(rng.uniform(-3, -1)), "w2": jnp.asarray(rng.uniform(-3, -1))}
     return blo.Problem(f, F), u, w0
 
@@ -167,8 +180,10 @@ def test_implicit_maml_w0_equals_u(x64):
     Q = np.linalg.qr(rng.standard_normal((4, 4)))[0]
     A = jnp.asarray(Q @ np.diag([0.5, 1.0, 2.0, 3.0]) @ Q.T)
     c, t, lam = jnp.asarray(rng.standard_normal(4)), jnp.asarray(rng.standard_normal(4)), 0.7
-    P = blo.Problem(lambda u, w: 0.5 * (w - c) @ A @ (w - c) + 0.5 * lam * jnp.sum((w - u) ** 2),
-                    lambda u, w: 0.5 * jnp.sum((w - t) ** 2))
+    P = blo.Problem(
+        lambda u, w: 0.5 * (w - c) @ A @ (w - c) + 0.5 * lam * jnp.sum((w - u) ** 2),
+        lambda u, w: 0.5 * jnp.sum((w - t) ** 2),
+    )
     inner = blo.InnerLoop(optax.sgd(0.25), tol=1e-13, max_steps=5000)
     u = jnp.asarray(rng.standard_normal(4))
     M = A + lam * jnp.eye(4)
@@ -207,7 +222,9 @@ def test_gradients_to_data_in_batch_and_carried_by_problem(x64):
     inner = blo.ClosedForm(lambda u_, w0, batch: w_star(u_, *batch))
     ref = jax.grad(lambda X_: F(u, w_star(u, X_, y)))(X)
     P = blo.Problem(f, F)
-    gX = jax.grad(lambda X_: F(u, blo.solve(P, u, jnp.zeros(5), inner=inner, method=blo.Exact(), batch=(X_, y))))(X)
+    gX = jax.grad(
+        lambda X_: F(u, blo.solve(P, u, jnp.zeros(5), inner=inner, method=blo.Exact(), batch=(X_, y)))
+    )(X)
     np.testing.assert_allclose(gX, ref, rtol=1e-9, atol=1e-12)
     # the same data carried by the Problem: a pytree whose arrays are traced by jit/grad
     Pd = blo.Problem(f, F, data=(X, y))
@@ -215,8 +232,11 @@ def test_gradients_to_data_in_batch_and_carried_by_problem(x64):
     np.testing.assert_allclose(gP.data[0], ref, rtol=1e-9, atol=1e-12)
     # vmap over data sets carried by the Problem
     Xs = jnp.stack([X, 2 * X])
-    ws = jax.vmap(lambda X_: blo.solve(blo.Problem(f, F, data=(X_, y)), u, jnp.zeros(5), inner=inner,
-                                       method=blo.Exact()))(Xs)
+    ws = jax.vmap(
+        lambda X_: blo.solve(
+            blo.Problem(f, F, data=(X_, y)), u, jnp.zeros(5), inner=inner, method=blo.Exact()
+        )
+    )(Xs)
     np.testing.assert_allclose(ws[1], w_star(u, 2 * X, y), rtol=1e-10)
 
 
@@ -250,17 +270,21 @@ def test_implicit_diff_user_solver_all_strategies(x64):
     ref_u = jax.grad(lambda u_: F(u_, w_star(u_)))(u)
     ref_X = jax.grad(lambda X_: F(u, w_star(u, X_, y)))(X)
     for m in (blo.Exact(), blo.CG(5), blo.Damped(0.0, rtol=1e-13), blo.CG(20, normal=True)):
+
         @blo.implicit_diff(ridge_f, m)
         def solver(u_, w0, X_, y_):
             return w_star(u_, X_, y_)
 
         np.testing.assert_allclose(jax.grad(lambda u_: F(u_, solver(u_, None, X, y)))(u), ref_u, rtol=1e-8)
-        np.testing.assert_allclose(jax.grad(lambda X_: F(u, solver(u, None, X_, y)))(X), ref_X, rtol=1e-7, atol=1e-12)
+        np.testing.assert_allclose(
+            jax.grad(lambda X_: F(u, solver(u, None, X_, y)))(X), ref_X, rtol=1e-7, atol=1e-12
+        )
     # Neumann / Identity / Unroll: the same numbers as hypergradient at the solver's output
     inner = blo.InnerLoop(optax.sgd(0.2), steps=4)
     P = blo.Problem(f, F, data=(X, y))
     w = w_star(u)
     for m in (blo.Neumann(10, 0.2), blo.Identity(0.2), blo.Unroll(4)):
+
         @blo.implicit_diff(ridge_f, m, inner=inner)
         def solver2(u_, w0, X_, y_):
             return w_star(u_, X_, y_)

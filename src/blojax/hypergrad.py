@@ -255,7 +255,9 @@ class Unroll(Method):
         if self.max_steps is not None:
             check_fields("Unroll", (("max_steps", "int", 1),), self)
             if not is_traced_or_array(self.steps) and self.steps > self.max_steps:
-                raise ValueError(f"Unroll.steps ({self.steps}) must be <= Unroll.max_steps ({self.max_steps})")
+                raise ValueError(
+                    f"Unroll.steps ({self.steps}) must be <= Unroll.max_steps ({self.max_steps})"
+                )
         if self.remat is not None and not isinstance(self.remat, bool):
             raise TypeError(f"Unroll.remat must be True, False or None, got {self.remat!r}")
 
@@ -326,11 +328,13 @@ class Unroll(Method):
         self.check_inner(inner)
         state = inner.init(w) if state is None else state
         if wrt_data:
+
             def run(u_, P, b_):
                 return unrolled_steps(P, inner, u_, w, state, self, b_)
 
             w_k, vjp, s_k = jax.vjp(run, u, problem, batch, has_aux=True)
         else:
+
             def run_u(u_):
                 return unrolled_steps(problem, inner, u_, w, state, self, batch)
 
@@ -364,8 +368,13 @@ class Neumann(Method):
         self._validate()
 
     def solve(self, matvec, b, x0=None, *, residual=True):
-        return _with_x0(lambda r: linalg.neumann(matvec, r, self.terms, self.lr, residual=residual),
-                        matvec, b, x0, residual)
+        return _with_x0(
+            lambda r: linalg.neumann(matvec, r, self.terms, self.lr, residual=residual),
+            matvec,
+            b,
+            x0,
+            residual,
+        )
 
     def response(self, lam, *, lr=None, H=None, b=None):
         from .analysis import spectral
@@ -438,8 +447,11 @@ class Damped(Method):
 
     def __post_init__(self):
         self._validate()
-        check_fields("Damped", (("rtol", "float", "nonneg"), ("atol", "float", "nonneg"),
-                                ("max_iters", "int", 1)), self)
+        check_fields(
+            "Damped",
+            (("rtol", "float", "nonneg"), ("atol", "float", "nonneg"), ("max_iters", "int", 1)),
+            self,
+        )
 
     def solve(self, matvec, b, x0=None, *, residual=True):
         return linalg.cg(matvec, b, self.max_iters, self.eps, x0=x0, rtol=self.rtol, atol=self.atol)
@@ -526,8 +538,7 @@ class Identity(Method):
 def _check_method(method, inner):
     if not isinstance(method, Method):
         raise TypeError(
-            "method must be one of blojax.Unroll, Neumann, CG, Damped, Exact, Identity; "
-            f"got {method!r}"
+            f"method must be one of blojax.Unroll, Neumann, CG, Damped, Exact, Identity; got {method!r}"
         )
     method.check_inner(inner)
 
@@ -601,17 +612,22 @@ def hypergradient(
         raise TypeError(f"throw must be True or False, got {throw!r}")
     problem.check(u, w, inner_batch, outer_batch)
 
-    w_out, s_out, pullback = method.linearize(problem, inner, u, w, inner_state, inner_batch,
-                                              diagnostics=diagnostics)
+    w_out, s_out, pullback = method.linearize(
+        problem, inner, u, w, inner_state, inner_batch, diagnostics=diagnostics
+    )
     Fval, (dF_du, dF_dw) = jax.value_and_grad(problem.F, argnums=(0, 1))(u, w_out, outer_batch)
     (u_bar, _, _), pb = pullback(dF_dw)
     g = jax.tree_util.tree_map(jnp.add, dF_du, u_bar)
     stats = pb.stats
     finite = tree_all_finite(g) & jnp.isfinite(Fval)
     status = combine(stats.status, jnp.where(finite, 0, int(Status.NONFINITE)))
-    g = raise_if(g, status == int(Status.NONFINITE),
-                 f"hypergradient ({type(method).__name__}): non-finite result (NaN/inf); lower the step "
-                 "sizes or add damping, or pass throw=False to get status NONFINITE", throw)
+    g = raise_if(
+        g,
+        status == int(Status.NONFINITE),
+        f"hypergradient ({type(method).__name__}): non-finite result (NaN/inf); lower the step "
+        "sizes or add damping, or pass throw=False to get status NONFINITE",
+        throw,
+    )
     g = check_strategy_at_run_time(g, method, throw)
     tiny = jnp.finfo(Fval.dtype).tiny
     info = HypergradInfo(

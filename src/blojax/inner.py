@@ -52,8 +52,10 @@ def _final_status(w, gn):
 
 
 def _nonfinite_message(owner):
-    return (f"{owner}: non-finite inner iterate (NaN/inf); lower the inner step size, or pass "
-            "throw=False to get status NONFINITE")
+    return (
+        f"{owner}: non-finite inner iterate (NaN/inf); lower the inner step size, or pass "
+        "throw=False to get status NONFINITE"
+    )
 
 
 class InnerSolver(Protocol):
@@ -136,6 +138,7 @@ class InnerLoop:
     def solve(self, problem, u, w, state, batch=None):
         """Run the inner loop from ``(w, state)``; returns ``(w_T, state_T, InnerInfo)``."""
         if self.steps is not None:
+
             def body(carry, _):
                 w_, s_ = carry
                 return self.step(problem, u, w_, s_, batch), None
@@ -164,10 +167,14 @@ class InnerLoop:
 
         w, state, k, gn = jax.lax.while_loop(cond, body, (w, state, jnp.asarray(0), gn0))
         fval = problem.f(u, w, batch)
-        status = jnp.where(gn <= self.tol, int(Status.CONVERGED),
-                           jnp.where(gn > limit, int(Status.BREAKDOWN), int(Status.MAX_STEPS)))
-        status = jnp.where(tree_all_finite(w) & jnp.isfinite(gn) & jnp.isfinite(fval), status,
-                           int(Status.NONFINITE)).astype(jnp.int32)
+        status = jnp.where(
+            gn <= self.tol,
+            int(Status.CONVERGED),
+            jnp.where(gn > limit, int(Status.BREAKDOWN), int(Status.MAX_STEPS)),
+        )
+        status = jnp.where(
+            tree_all_finite(w) & jnp.isfinite(gn) & jnp.isfinite(fval), status, int(Status.NONFINITE)
+        ).astype(jnp.int32)
         return w, state, InnerInfo(k, fval, gn, status)
 
     def run(self, problem, u, w, batch=None, *, throw: bool = True):
@@ -217,7 +224,9 @@ class ClosedForm:
 
     def step(self, problem, u, w, state, batch=None):
         if self.step_optimizer is None:
-            raise ValueError("ClosedForm has no differentiable step: pass step_optimizer=optax.sgd(alpha) to Unroll through it")
+            raise ValueError(
+                "ClosedForm has no differentiable step: pass step_optimizer=optax.sgd(alpha) to Unroll through it"
+            )
         return _opt_step(self._opt, problem, u, w, state, batch)
 
     def solve(self, problem, u, w, state, batch=None):

@@ -17,7 +17,16 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ._tree import tree_all_finite, tree_axpy, tree_norm, tree_scale, tree_sq_norm, tree_sub, tree_vdot, tree_zeros_like
+from ._tree import (
+    tree_all_finite,
+    tree_axpy,
+    tree_norm,
+    tree_scale,
+    tree_sq_norm,
+    tree_sub,
+    tree_vdot,
+    tree_zeros_like,
+)
 
 __all__ = [
     "SolveStats",
@@ -183,6 +192,7 @@ def cg(matvec: Matvec, b, iters, damping=0.0, *, x0=None, rtol=0.0, atol=0.0, st
         # fixed count: a scan (reverse-differentiable, as the iteration count is known)
         out = jax.lax.fori_loop(0, iters, lambda _, c: body(c), init)
     else:
+
         def cond(carry):
             _, _, _, rs, k, *_, stopped = carry
             return (k < iters) & (rs > bound) & ~stopped

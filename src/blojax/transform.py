@@ -72,8 +72,15 @@ def solve(problem: Problem, u, w0, *, inner, method: Method, batch=None, throw: 
 def _forward(inner, throw, problem, method, u, w0, batch, wrt_data):
     pre = method.presolver(inner)
     w_s, s_s, _ = pre.solve(problem, u, w0, inner.init(w0), batch)
-    w, _, pullback = method.linearize(problem, inner, u, w_s, s_s, batch, diagnostics=False, wrt_data=wrt_data)
-    w = raise_if(w, ~tree_all_finite(w), "blojax.solve: non-finite inner solution (NaN/inf); lower the inner step size", throw)
+    w, _, pullback = method.linearize(
+        problem, inner, u, w_s, s_s, batch, diagnostics=False, wrt_data=wrt_data
+    )
+    w = raise_if(
+        w,
+        ~tree_all_finite(w),
+        "blojax.solve: non-finite inner solution (NaN/inf); lower the inner step size",
+        throw,
+    )
     w = check_strategy_at_run_time(w, method, throw)
     return w, pullback
 
@@ -97,8 +104,11 @@ def _perturbed(tree) -> bool:
 
 def _instantiate(tree):
     """Symbolic zero cotangents (an output nobody differentiates) as arrays of zeros."""
-    return jax.tree_util.tree_map(lambda z: jnp.zeros(z.shape, z.dtype) if isinstance(z, SymbolicZero) else z,  # pyright: ignore[reportArgumentType]
-                                  tree, is_leaf=lambda z: isinstance(z, SymbolicZero))
+    return jax.tree_util.tree_map(
+        lambda z: jnp.zeros(z.shape, z.dtype) if isinstance(z, SymbolicZero) else z,  # pyright: ignore[reportArgumentType]
+        tree,
+        is_leaf=lambda z: isinstance(z, SymbolicZero),
+    )
 
 
 def _solve_fwd(inner, throw, problem, method, u, w0, batch):
@@ -114,9 +124,13 @@ def _solve_bwd(inner, throw, res, w_bar):
     pullback, problem, method, w0, batch = res
     w_bar = _instantiate(w_bar)
     (u_bar, problem_bar, batch_bar), _ = pullback(w_bar)
-    u_bar = raise_if(u_bar, ~tree_all_finite(u_bar),
-                     "blojax.solve: non-finite cotangent (NaN/inf) from the strategy's pullback; add "
-                     "damping (CG(damping=eps), Damped(eps)) or lower the step sizes", throw)
+    u_bar = raise_if(
+        u_bar,
+        ~tree_all_finite(u_bar),
+        "blojax.solve: non-finite cotangent (NaN/inf) from the strategy's pullback; add "
+        "damping (CG(damping=eps), Damped(eps)) or lower the step sizes",
+        throw,
+    )
     problem_bar = _zero_cotangent(problem) if problem_bar is None else problem_bar
     batch_bar = _zero_cotangent(batch) if batch_bar is None else batch_bar
     return problem_bar, _zero_cotangent(method), u_bar, _zero_cotangent(w0), batch_bar
@@ -127,6 +141,7 @@ _solve.defvjp(_solve_fwd, _solve_bwd, symbolic_zeros=True)
 
 def _zero_cotangent(tree):
     """Zero cotangents for ``tree`` (``float0`` for integer leaves)."""
+
     def zero(x):
         if jnp.issubdtype(jnp.result_type(x), jnp.inexact):
             return jnp.zeros_like(x)
@@ -157,7 +172,9 @@ def implicit_diff(inner_objective: Callable[..., Any], method: Method, *, inner=
             return jnp.linalg.solve(X.T @ X / n + jnp.exp(u) * jnp.eye(d), X.T @ y / n)
     """
     if not callable(inner_objective):
-        raise TypeError(f"implicit_diff: inner_objective must be callable f(u, w, *args), got {inner_objective!r}")
+        raise TypeError(
+            f"implicit_diff: inner_objective must be callable f(u, w, *args), got {inner_objective!r}"
+        )
     _check_method(method, inner)
     if not isinstance(throw, bool):
         raise TypeError(f"throw must be True or False, got {throw!r}")
@@ -180,8 +197,12 @@ def _implicit_forward(solver, inner, throw, problem, method, u, w0, args, wrt_da
     w = solver(u, w0, *args)
     state = inner.init(w) if inner is not None else None
     w, _, pullback = method.linearize(problem, inner, u, w, state, args, diagnostics=False, wrt_data=wrt_data)
-    w = raise_if(w, ~tree_all_finite(w), f"implicit_diff({getattr(solver, '__name__', 'solver')}): "
-                 "non-finite solution (NaN/inf)", throw)
+    w = raise_if(
+        w,
+        ~tree_all_finite(w),
+        f"implicit_diff({getattr(solver, '__name__', 'solver')}): non-finite solution (NaN/inf)",
+        throw,
+    )
     w = check_strategy_at_run_time(w, method, throw)
     return w, pullback
 
@@ -202,8 +223,13 @@ def _implicit_bwd(solver, inner, throw, res, w_bar):
     pullback, problem, method, w0, args = res
     w_bar = _instantiate(w_bar)
     (u_bar, problem_bar, args_bar), _ = pullback(w_bar)
-    u_bar = raise_if(u_bar, ~tree_all_finite(u_bar), "implicit_diff: non-finite cotangent (NaN/inf) from the "
-                     "strategy's pullback; add damping or lower the step sizes", throw)
+    u_bar = raise_if(
+        u_bar,
+        ~tree_all_finite(u_bar),
+        "implicit_diff: non-finite cotangent (NaN/inf) from the "
+        "strategy's pullback; add damping or lower the step sizes",
+        throw,
+    )
     args_bar = _zero_cotangent(args) if args_bar is None else args_bar
     return _zero_cotangent(problem), _zero_cotangent(method), u_bar, _zero_cotangent(w0), args_bar
 
