@@ -11,7 +11,7 @@ import tarfile
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from blojax.data import DataError, DatasetNotFoundError, load_dataset
@@ -165,6 +165,7 @@ def test_malformed_tarballs(tmp_path, monkeypatch, case, match):
     seed=st.integers(0, 3),
     frac=st.tuples(st.integers(1, 5), st.integers(0, 5), st.integers(0, 5)),
 )
+@example(counts=[1, 1, 1], seed=0, frac=(1, 1, 1))  # two small parts must not both take class 0's one example
 def test_split_indices_exact_sizes_disjoint_balanced(counts, seed, frac):
     y = np.repeat(np.arange(len(counts)), counts)
     np.random.default_rng(seed).shuffle(y)

@@ -184,13 +184,16 @@ def split_indices(y: np.ndarray, sizes=SPLIT, seed: int = SPLIT_SEED) -> tuple[n
         raise ValueError(f"split_indices(sizes=...) must be non-negative and sum to {n}, got {sizes}")
     classes, counts = np.unique(y, return_counts=True)
     quota = np.zeros((len(classes), len(sizes)), np.int64)
+    used = np.zeros(len(classes), np.int64)
     for k, s in enumerate(sizes[1:], start=1):  # part 0 (train) takes what is left
         exact = counts * s / n
         q = np.floor(exact).astype(np.int64)
         short = s - q.sum()
         order = np.lexsort((np.arange(len(classes)), -(exact - q)))  # largest remainder, then class
+        order = order[(counts - used - q)[order] > 0]  # only classes with an example left to give
         q[order[:short]] += 1
         quota[:, k] = q
+        used += q
     quota[:, 0] = counts - quota[:, 1:].sum(axis=1)
     if (quota < 0).any():
         raise ValueError(f"split_indices: sizes {sizes} leave no valid class-balanced split")
