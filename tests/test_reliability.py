@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import blojax as blo
@@ -643,7 +643,8 @@ _CTORS = {
     "Neumann": (lambda a, b: blo.Neumann(terms=a, lr=b), lambda m: m.terms >= 1 and 0 < m.lr < np.inf),
     "Unroll": (lambda a, b: blo.Unroll(steps=a), lambda m: m.steps >= 1),
     "CG": (lambda a, b: blo.CG(a, damping=b), lambda m: m.iters >= 1 if hasattr(m, "iters") else True),
-    "Damped": (lambda a, b: blo.Damped(eps=b, max_iters=a), lambda m: np.isfinite(m.eps) and m.eps > 0),
+    # eps = 0 is valid: CG to tolerance on H itself
+    "Damped": (lambda a, b: blo.Damped(eps=b, max_iters=a), lambda m: np.isfinite(m.eps) and m.eps >= 0),
     "Identity": (lambda a, b: blo.Identity(b), lambda m: np.isfinite(m.lr)),
     "Exact": (lambda a, b: blo.Exact(max_size=a), lambda m: m.max_size >= 1),
 }
@@ -651,6 +652,7 @@ _CTORS = {
 
 @settings(max_examples=60, deadline=None)
 @given(name=st.sampled_from(sorted(_CTORS)), a=_num, b=_num)
+@example(name="Damped", a=1, b=0)
 def test_fuzz_api_constructors_accept_valid_or_name_the_class(name, a, b):
     make, valid = _CTORS[name]
     try:
