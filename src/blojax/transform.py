@@ -120,17 +120,23 @@ def _solve_fwd(inner, throw, problem, method, u, w0, batch):
     return w, (pullback, problem, method, w0, batch)
 
 
-def _solve_bwd(inner, throw, res, w_bar):
-    pullback, problem, method, w0, batch = res
-    w_bar = _instantiate(w_bar)
-    (u_bar, problem_bar, batch_bar), _ = pullback(w_bar)
+def _cotangents(pullback, w_bar, throw, who):
+    """``(u_bar, problem_bar, data_bar)`` of the strategy's pullback of ``w_bar``; a non-finite ``u_bar``
+    raises under ``throw`` (also under ``jit``/``vmap``)."""
+    (u_bar, problem_bar, data_bar), _ = pullback(_instantiate(w_bar))
     u_bar = raise_if(
         u_bar,
         ~tree_all_finite(u_bar),
-        "blojax.solve: non-finite cotangent (NaN/inf) from the strategy's pullback; add "
-        "damping (CG(damping=eps), Damped(eps)) or lower the step sizes",
+        f"{who}: non-finite cotangent (NaN/inf) from the strategy's pullback; add damping "
+        "(CG(damping=eps), Damped(eps)) or lower the step sizes",
         throw,
     )
+    return u_bar, problem_bar, data_bar
+
+
+def _solve_bwd(inner, throw, res, w_bar):
+    pullback, problem, method, w0, batch = res
+    u_bar, problem_bar, batch_bar = _cotangents(pullback, w_bar, throw, "blojax.solve")
     problem_bar = _zero_cotangent(problem) if problem_bar is None else problem_bar
     batch_bar = _zero_cotangent(batch) if batch_bar is None else batch_bar
     return problem_bar, _zero_cotangent(method), u_bar, _zero_cotangent(w0), batch_bar
@@ -221,15 +227,7 @@ def _implicit_fwd(solver, inner, throw, problem, method, u, w0, args):
 
 def _implicit_bwd(solver, inner, throw, res, w_bar):
     pullback, problem, method, w0, args = res
-    w_bar = _instantiate(w_bar)
-    (u_bar, problem_bar, args_bar), _ = pullback(w_bar)
-    u_bar = raise_if(
-        u_bar,
-        ~tree_all_finite(u_bar),
-        "implicit_diff: non-finite cotangent (NaN/inf) from the "
-        "strategy's pullback; add damping or lower the step sizes",
-        throw,
-    )
+    u_bar, _, args_bar = _cotangents(pullback, w_bar, throw, "implicit_diff")
     args_bar = _zero_cotangent(args) if args_bar is None else args_bar
     return _zero_cotangent(problem), _zero_cotangent(method), u_bar, _zero_cotangent(w0), args_bar
 
