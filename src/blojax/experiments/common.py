@@ -619,7 +619,7 @@ def _follows_contract(mod) -> bool:
 
 
 #: Modules of the package that hold the contract, not an experiment.
-_CONTRACT_MODULES = ("common", "claims")
+_CONTRACT_MODULES = ("common", "claims", "toolkit")
 
 
 def discover() -> tuple[dict[str, str], dict[str, str]]:

@@ -1,0 +1,141 @@
+"""What the paper's experiments share: losses, accuracy, seed statistics, pytree stacking, retraining
+through :meth:`blojax.InnerLoop.run`, and one policy for non-finite values.
+
+Every experiment module imports from here (and from the library), never another experiment's private
+names. Nothing here does I/O: run folders, checkpoints and figures' files belong to
+:mod:`blojax.runner`.
+
+Notation as in the paper: ``u`` outer parameters, ``w`` inner parameters, ``f`` inner objective,
+``F`` outer objective.
+
+NaN policy (one for every experiment):
+
+* library entry points are called with ``throw=True`` (their default), so a non-finite inner solution
+  or hypergradient raises where it happens, also under ``jit``/``vmap``;
+* long outer loops run through ``ctx.run`` (chunked, checkpointed), which raises
+  :class:`blojax.NonFiniteError` after the chunk where NaN/inf first appeared, keeping everything
+  before it;
+* loops an experiment writes itself report divergence with a per-seed ``diverged_step`` (``-1``:
+  finite throughout) and call :func:`require_finite` on it, or call :func:`require_finite` on the
+  final numbers; both raise :class:`blojax.NonFiniteError` naming what diverged and for which seeds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import blojax as blo
+from blojax.algorithms import NonFiniteError
+from blojax.models.classifier import cross_entropy, soft_cross_entropy
+
+__all__ = [
+    "cross_entropy",
+    "soft_cross_entropy",
+    "prob_cross_entropy",
+    "accuracy",
+    "seed_stats",
+    "tree_stack",
+    "tree_concat",
+    "retrain",
+    "require_finite",
+    "NonFiniteError",
+]
+
+
+# ------------------------------------------------------------------------------------ losses
+def prob_cross_entropy(logits, probs):
+    """Mean over rows of ``-sum_c p_c log softmax(logits)_c`` with target probabilities ``p`` (rows
+    of ``probs`` sum to one; one-hot rows give the ordinary cross-entropy)."""
+    return -jnp.mean(jnp.sum(probs * jax.nn.log_softmax(logits), axis=-1))
+
+
+def accuracy(logits, labels):
+    """Fraction of rows whose ``argmax`` over the last axis equals the integer label."""
+    return jnp.mean(jnp.argmax(logits, axis=-1) == jnp.asarray(labels))
+
+
+# ------------------------------------------------------------------------------------ statistics
+def seed_stats(x) -> dict:
+    """Summary of one number per seed: ``mean``, ``std`` (population, ``ddof=0``), ``min``, ``max``
+    and ``values`` (the per-seed list), all plain floats for ``results.json``."""
+    a = np.asarray(x, dtype=np.float64).reshape(-1)
+    if a.size == 0:
+        raise ValueError("seed_stats: expected at least one value, got an empty array")
+    return {
+        "mean": float(a.mean()),
+        "std": float(a.std()),
+        "min": float(a.min()),
+        "max": float(a.max()),
+        "values": a.tolist(),
+    }
+
+
+# ------------------------------------------------------------------------------------ pytrees
+def tree_stack(trees, axis: int = 0):
+    """Stack a sequence of equal-structure pytrees leaf by leaf into numpy arrays along ``axis``."""
+    trees = list(trees)
+    if not trees:
+        raise ValueError("tree_stack: expected at least one pytree, got none")
+    return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs], axis=axis), *trees)
+
+
+def tree_concat(parts, axis: int = 0):
+    """Concatenate a sequence of equal-structure pytrees leaf by leaf into numpy arrays along ``axis``."""
+    parts = list(parts)
+    if not parts:
+        raise ValueError("tree_concat: expected at least one pytree, got none")
+    return jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs], axis=axis), *parts)
+
+
+# ------------------------------------------------------------------------------------ retraining
+def retrain(
+    loss: Callable[[Any, Any], Any],
+    u,
+    w0,
+    *,
+    lr: float,
+    steps: int,
+    optimizer: optax.GradientTransformation | None = None,
+    throw: bool = True,
+):
+    """A fresh model trained on the final outer parameters: ``steps`` updates of ``optimizer``
+    (default plain SGD at ``lr``) from ``w0`` on ``w -> loss(u, w)``, i.e. ``w_T`` of
+    :class:`blojax.InnerLoop` with ``f = loss``; returns ``(w_T, info)``.
+
+    This is the paper's "warm-start + retrain" column: the outer solution ``u`` of a bilevel run,
+    judged by a model that did not co-adapt with it. ``throw`` raises
+    :class:`blojax.NonFiniteError`-style runtime errors when ``w_T`` is non-finite (see the module's
+    NaN policy)."""
+    if not (isinstance(steps, (int, np.integer)) and not isinstance(steps, bool) and steps >= 0):
+        raise ValueError(f"retrain: steps must be a non-negative int, got {steps!r}")
+    opt = optimizer if optimizer is not None else optax.sgd(lr)
+    problem = blo.Problem(inner=loss, outer=loss)
+    return blo.InnerLoop(opt, steps=int(steps)).run(problem, u, w0, throw=throw)
+
+
+# ------------------------------------------------------------------------------------ NaN policy
+def require_finite(what: str, value=None, *, diverged_step=None, state=None, history=None) -> None:
+    """Raise :class:`blojax.NonFiniteError` naming ``what`` when ``value`` (any pytree) holds NaN/inf,
+    or when a per-seed ``diverged_step`` (``-1`` = finite throughout) is ``>= 0`` for some seed.
+    ``state``/``history`` are attached to the error (what the run had before it diverged)."""
+    if diverged_step is not None:
+        d = np.asarray(diverged_step).reshape(-1)
+        bad = np.flatnonzero(d >= 0)
+        if bad.size:
+            seeds = ", ".join(str(int(i)) for i in bad)
+            raise NonFiniteError(
+                f"{what}: non-finite values (NaN/inf) from step {int(d[bad].min())} "
+                f"(seed index {seeds}); stopped",
+                state,
+                history,
+            )
+    if value is not None:
+        leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(value)]
+        for x in leaves:
+            if np.issubdtype(x.dtype, np.inexact) and not np.all(np.isfinite(x)):
+                raise NonFiniteError(f"{what}: non-finite values (NaN/inf) in the result", state, history)

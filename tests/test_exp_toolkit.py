@@ -1,0 +1,103 @@
+"""The experiments' shared toolkit: losses against closed forms, statistics, stacking, retraining
+through InnerLoop.run (equal to a hand-written SGD loop), and the one NaN policy."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import blojax as blo
+from blojax.experiments import toolkit as tk
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 6), st.integers(2, 5), st.integers(0, 2**31 - 1))
+def test_prob_cross_entropy_equals_integer_cross_entropy_on_one_hot(n, c, seed):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, c)) * 3
+    labels = rng.integers(0, c, size=n)
+    with jax.enable_x64(True):
+        a = tk.prob_cross_entropy(jnp.asarray(logits), jax.nn.one_hot(labels, c, dtype=jnp.float64))
+        b = tk.cross_entropy(jnp.asarray(logits), jnp.asarray(labels))
+        # closed form: mean_i (logsumexp(z_i) - z_{i, y_i})
+        m = logits.max(-1, keepdims=True)
+        lse = (m + np.log(np.exp(logits - m).sum(-1, keepdims=True)))[:, 0]
+        ref = np.mean(lse - logits[np.arange(n), labels])
+        np.testing.assert_allclose(float(a), ref, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(float(b), ref, rtol=1e-12, atol=1e-14)
+
+
+def test_accuracy_counts_argmax_matches():
+    logits = jnp.array([[0.0, 1.0], [2.0, 1.0], [0.0, 3.0], [5.0, -1.0]])
+    assert float(tk.accuracy(logits, jnp.array([1, 0, 0, 1]))) == 0.5
+
+
+@settings(max_examples=30, deadline=None)
+@given(arrays(np.float64, st.integers(1, 8), elements=st.floats(-1e6, 1e6)))
+def test_seed_stats(x):
+    s = tk.seed_stats(x)
+    assert s["values"] == x.tolist()
+    assert s["min"] == x.min() and s["max"] == x.max()
+    np.testing.assert_allclose(s["mean"], x.mean(), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(s["std"], x.std(), rtol=1e-12, atol=1e-9)
+    assert s["min"] <= s["mean"] + 1e-9 * (1 + abs(s["mean"])) and s["mean"] <= s["max"] + 1e-9 * (
+        1 + abs(s["max"])
+    )
+
+
+def test_seed_stats_empty_is_an_error():
+    with pytest.raises(ValueError, match="at least one value"):
+        tk.seed_stats([])
+
+
+def test_tree_stack_and_concat():
+    trees = [{"a": np.full((2,), i), "b": (np.array(i),)} for i in range(3)]
+    s = tk.tree_stack(trees)
+    assert s["a"].shape == (3, 2) and s["b"][0].tolist() == [0, 1, 2]
+    c = tk.tree_concat([{"a": np.zeros((2, 1))}, {"a": np.ones((3, 1))}])
+    assert c["a"].shape == (5, 1) and c["a"][2:].sum() == 3
+    with pytest.raises(ValueError, match="at least one pytree"):
+        tk.tree_stack([])
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(0, 25), st.floats(0.01, 0.3))
+def test_retrain_equals_hand_written_sgd(seed, steps, lr):
+    rng = np.random.default_rng(seed)
+    with jax.enable_x64(True):
+        A = jnp.asarray(rng.normal(size=(5, 3)))
+        u = jnp.asarray(rng.normal(size=5))
+        w0 = jnp.asarray(rng.normal(size=3))
+        loss = lambda u, w: 0.5 * jnp.mean((A @ w - u) ** 2)  # noqa: E731
+        w, info = tk.retrain(loss, u, w0, lr=lr, steps=steps)
+        ref = w0
+        for _ in range(steps):
+            ref = ref - lr * jax.grad(loss, argnums=1)(u, ref)
+        np.testing.assert_allclose(np.asarray(w), np.asarray(ref), rtol=1e-12, atol=1e-14)
+
+
+def test_retrain_rejects_bad_steps_and_raises_on_divergence():
+    with pytest.raises(ValueError, match="steps must be a non-negative int"):
+        tk.retrain(lambda u, w: jnp.sum(w**2), 0.0, jnp.ones(2), lr=0.1, steps=-1)
+    with pytest.raises(Exception, match="non-finite"):
+        w, _ = tk.retrain(lambda u, w: jnp.sum(jnp.exp(w * 1e3)), 0.0, jnp.ones(2), lr=1.0, steps=5)
+        jax.block_until_ready(w)
+    w, _ = tk.retrain(lambda u, w: jnp.sum(jnp.exp(w * 1e3)), 0.0, jnp.ones(2), lr=1.0, steps=5, throw=False)
+    assert not np.all(np.isfinite(np.asarray(w)))
+    w, _ = tk.retrain(
+        lambda u, w: 0.5 * jnp.sum(w**2), 0.0, jnp.ones(2), lr=0.5, steps=3, optimizer=optax.sgd(1.0)
+    )
+    np.testing.assert_allclose(np.asarray(w), 0.0, atol=0)
+
+
+def test_require_finite():
+    tk.require_finite("ok", {"a": np.ones(3)}, diverged_step=np.array([-1, -1]))
+    with pytest.raises(blo.NonFiniteError, match=r"warm-start: .* from step 4 \(seed index 1, 2\)"):
+        tk.require_finite("warm-start", diverged_step=np.array([-1, 7, 4]))
+    with pytest.raises(blo.NonFiniteError, match="acc: non-finite"):
+        tk.require_finite("acc", {"x": np.array([1.0, np.nan])})
+    tk.require_finite("ints are fine", np.array([1, 2]))
