@@ -71,6 +71,8 @@ __all__ = [
     "load_experiment",
     "CheckpointError",
     "ResourceError",
+    "RunContext",
+    "ensure_context",
 ]
 
 
@@ -560,6 +562,16 @@ class Context:
             history_axis=0,
             after_chunk=check,
         )
+
+
+RunContext = Context
+"""The type experiments annotate ``ctx`` with (what ``run`` may call: ``scan``, ``run``, ...)."""
+
+
+def ensure_context(ctx=None):
+    """``ctx``, or a fresh in-memory :class:`Context` (progress bars, no checkpoints) when ``None``:
+    every experiment's ``run(config, ctx=None)`` starts with ``ctx = common.ensure_context(ctx)``."""
+    return ctx if ctx is not None else Context()
 
 
 def _data_line(files) -> str:
