@@ -11,7 +11,8 @@ import pytest
 
 from blojax.data import download as dl
 from blojax.experiments import augment_net, canvas_distill, distill_table, table3
-from blojax.experiments.common import ConfigError, main
+from blojax.experiments.common import ConfigError
+from blojax.runner.cli import run_module as main
 from blojax.models.augment import augment_apply, init_augment
 from blojax.models.classifier import Classifier
 from conftest import assert_close

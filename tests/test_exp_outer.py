@@ -166,7 +166,9 @@ def test_contract(mod):
 @pytest.mark.parametrize("mod", [antidistill, hypergrad_field, projection_sketch, spectral])
 def test_cli_quick_writes_results_and_figures(mod, tmp_path):
     out = tmp_path / mod.__name__.rsplit(".", 1)[-1]
-    assert common.main(mod.__name__, ["--out", str(out), "--quick", "--quiet"]) == 0
+    from blojax.runner.cli import run_module
+
+    assert run_module(mod.__name__, ["--out", str(out), "--quick", "--quiet"]) == 0
     payload = json.loads((out / "results.json").read_text())
     assert payload["results"] and payload["figures"]
     for name in payload["figures"]:

@@ -45,7 +45,7 @@ from blojax.models.mlp import init_mlp, mlp_apply
 
 DESCRIPTION = "E2: 2-D dataset distillation on concentric rings — warm vs cold vs retrain, soft labels, information leak"
 
-__all__ = ["DESCRIPTION", "Config", "Result", "run", "plot", "main"]
+__all__ = ["DESCRIPTION", "Config", "Result", "run", "plot"]
 
 
 # ------------------------------------------------------------------------------------ config
@@ -834,10 +834,6 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     return paths
 
 
-def main(argv=None) -> int:
-    return common.main(__name__, argv)
-
-
 # ------------------------------------------------------------------------------------ claims ledger
 
 
@@ -920,4 +916,6 @@ CLAIMS = (
 
 
 if __name__ == "__main__":
-    raise SystemExit(common.main(__name__))
+    from blojax.runner.cli import run_module
+
+    raise SystemExit(run_module(__name__))

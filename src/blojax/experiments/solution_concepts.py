@@ -51,7 +51,7 @@ from blojax.models.mlp import init_mlp, mlp_apply
 
 DESCRIPTION = "E1: optimistic, pessimistic, cold-start and warm-start solutions of 2-point distillation of a sinusoid-split dataset"
 
-__all__ = ["DESCRIPTION", "Config", "Result", "run", "plot", "main"]
+__all__ = ["DESCRIPTION", "Config", "Result", "run", "plot"]
 
 CONCEPTS = ("optimistic", "pessimistic", "cold", "warm")
 
@@ -399,10 +399,6 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     return [common.save_figure(fig, pathlib.Path(out_dir) / "solution_concepts.png")]
 
 
-def main(argv=None) -> int:
-    return common.main(__name__, argv)
-
-
 # ------------------------------------------------------------------------------------ claims ledger
 
 
@@ -440,4 +436,6 @@ CLAIMS = (
 
 
 if __name__ == "__main__":
-    raise SystemExit(common.main(__name__))
+    from blojax.runner.cli import run_module
+
+    raise SystemExit(run_module(__name__))

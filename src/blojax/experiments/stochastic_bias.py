@@ -41,7 +41,7 @@ from .common import check_field, check_int_fields
 
 DESCRIPTION = "S1: stochastic bilevel solvers (SOBA, SABA, AmIGO warm/cold v, StocBiO, F2SA) vs the min-norm solution of a doubly overparameterized quadratic"
 
-__all__ = ["DESCRIPTION", "Config", "Result", "run", "plot", "main", "closed_form"]
+__all__ = ["DESCRIPTION", "Config", "Result", "run", "plot", "closed_form"]
 
 SOLVERS = ("SOBA", "SABA", "AmIGO-warm", "AmIGO-cold", "StocBiO", "F2SA")
 METRICS = ("dist_mn", "h", "u_null", "inner_dist", "w_null", "v_null")
@@ -329,9 +329,7 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     return paths
 
 
-def main(argv=None) -> int:
-    return common.main(__name__, argv)
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from blojax.runner.cli import run_module
+
+    raise SystemExit(run_module(__name__))

@@ -173,4 +173,6 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(common.main(__name__))
+    from blojax.runner.cli import run_module
+
+    raise SystemExit(run_module(__name__))
