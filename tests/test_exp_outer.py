@@ -90,7 +90,7 @@ def test_e5_full_settings():
 # ----------------------------------------------------------------------------- E6 hypergradient field
 def test_e6_claims():
     r = hypergrad_field.run(hypergrad_field.Config.quick(), common.Context(progress=False))
-    assert r.methods == ["Exact", "Neumann K=1", "Neumann K=100", "Neumann K=200"]
+    assert r.methods == ("Exact", "Neumann K=1", "Neumann K=100", "Neumann K=200")
     np.testing.assert_allclose(r.final_u[0], [1.0, 1.0], atol=1e-4)
     assert np.all(r.final_F < 1e-10)
     assert np.all(np.abs(r.line_residual) < 1e-6)  # every run ends on u1 + u2 = 2
@@ -104,23 +104,26 @@ def test_e7_claims():
     r = projection_sketch.run(
         dataclasses.replace(projection_sketch.Config.quick(), sweeps=20), common.Context(progress=False)
     )
-    c, i = r.cases["consistent"], r.cases["inconsistent"]
+    c, i = r.consistent, r.inconsistent
     for case in (c, i):
-        assert case["warm_full_vs_projections"] < 1e-10
-        assert case["cold_vs_projections"] < 1e-10
-        assert case["cold"]["period"] == 4 and not case["cold"]["converged"]
-    assert c["lines_have_common_point"] and not i["lines_have_common_point"]
-    assert c["warm_full"]["converged"] and c["warm_partial"]["converged"]
-    np.testing.assert_allclose(c["warm_full"]["cycle_points"][0], r.config.w_common, atol=1e-9)
-    assert c["warm_limit_vs_dykstra"] < 1e-9
-    assert i["warm_full"]["period"] == 4 and i["warm_full"]["cycle_spread"] > 0.1
+        assert case.warm_full_vs_projections < 1e-10
+        assert case.cold_vs_projections < 1e-10
+        assert case.runs["cold"].period == 4 and not case.runs["cold"].converged
+    assert c.lines_have_common_point and not i.lines_have_common_point
+    assert c.runs["warm_full"].converged and c.runs["warm_partial"].converged
+    np.testing.assert_allclose(c.runs["warm_full"].cycle_points[0], r.config.w_common, atol=1e-9)
+    assert c.warm_limit_vs_dykstra is not None and c.warm_limit_vs_dykstra < 1e-9
+    assert i.warm_limit_vs_dykstra is None  # no limit point: the key is left out of results.json
+    assert "warm_limit_vs_dykstra" not in r.to_dict()["inconsistent"]
+    assert i.runs["warm_full"].period == 4 and i.runs["warm_full"].cycle_spread > 0.1
 
 
 # ----------------------------------------------------------------------------- E8 spectral
 @pytest.mark.slow
 def test_e8_claims():
     r = spectral.run(spectral.Config.quick(), common.Context(progress=False))
-    assert max(r.check["max_rel_deviation"].values()) < 1e-10
+    assert max(r.max_rel_deviation().values()) < 1e-10
+    assert r.to_dict()["check"]["max_rel_deviation"] == r.max_rel_deviation()
 
 
 # ----------------------------------------------------------------------------- configs
