@@ -118,3 +118,79 @@ def test_experiments_run_without_importing_the_runner():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+# ------------------------------------------------------------------------------------ memory guard
+def _guarded(per_step_floats):
+    """A scan recording ``per_step_floats`` float32 per step."""
+
+    def chunk(c, n):
+        return jax.lax.scan(
+            lambda c, _: (c + 1.0, jnp.zeros(per_step_floats, jnp.float32)), c, None, length=n
+        )
+
+    return chunk
+
+
+def _big_step(per_step_floats):
+    """The same history, but each step holds a 1000 x 1000 float32 matrix in its carry and builds
+    another one (8 MB that the history does not show)."""
+
+    def chunk(carry, n):
+        def body(carry, _):
+            c, a = carry
+            return (c + 1.0 + 0.0 * jnp.sum(jnp.sin(a) @ a), a), jnp.zeros(per_step_floats, jnp.float32)
+
+        return jax.lax.scan(body, carry, None, length=n)
+
+    return chunk
+
+
+def _fraction_for(history_bytes, share):
+    """``memory_fraction`` that makes ``history_bytes`` the given ``share`` of the allowance."""
+    from blojax.runner.context import _available_memory
+
+    avail = _available_memory()
+    if avail is None:
+        pytest.skip("available memory unknown on this system")
+    return history_bytes / share / avail
+
+
+def test_memory_guard_adds_the_compiled_step_when_the_history_is_large(tmp_path):
+    from blojax.runner.context import ResourceError
+
+    steps, per = 1001, 2
+    frac = _fraction_for(steps * per * 4, 0.5)  # the history alone: half of the allowance
+    big = (jnp.float32(0), jnp.ones((1000, 1000), jnp.float32))
+    with pytest.raises(ResourceError, match="held by one compiled step .XLA's memory analysis"):
+        Context(progress=False, memory_fraction=frac).scan(_big_step(per), big, steps, key="big")
+    # the same history without the temporaries fits, and runs
+    carry, hist = Context(progress=False, memory_fraction=frac).scan(
+        _guarded(per), jnp.float32(0), steps, key="small"
+    )
+    assert float(carry) == steps and hist.shape == (steps, per)
+    # --force skips the guard (a history twice the allowance runs)
+    frac2 = _fraction_for(steps * per * 4, 2.0)
+    carry, _ = Context(progress=False, memory_fraction=frac2, force=True).scan(
+        _guarded(per), jnp.float32(0), steps, key="forced"
+    )
+    assert float(carry) == steps
+
+
+def test_memory_guard_compiles_nothing_for_a_small_history(monkeypatch):
+    from blojax.runner import context
+
+    def no_compile(*a):
+        raise AssertionError("the compiled step was asked for although the history is small")
+
+    monkeypatch.setattr(context, "_step_bytes", no_compile)
+    steps, per = 1001, 2
+    frac = _fraction_for(steps * per * 4, 0.01)  # history: 1 % of the allowance
+    carry, _ = Context(progress=False, memory_fraction=frac).scan(
+        _guarded(per), jnp.float32(0), steps, key="k"
+    )
+    assert float(carry) == steps
+    with pytest.raises(context.ResourceError, match="per-step history = .* above"):  # history alone too big
+        Context(progress=False, memory_fraction=_fraction_for(steps * per * 4, 2.0)).scan(
+            _guarded(per), jnp.float32(0), steps, key="k2"
+        )

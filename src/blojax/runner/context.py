@@ -67,6 +67,34 @@ def _data_line(files) -> str:
     )
 
 
+def _history_bytes(chunk_fn, carry) -> int | None:
+    """Bytes of history one step of ``chunk_fn`` records (shapes from ``jax.eval_shape``: nothing is
+    computed), or ``None`` when the step cannot be traced abstractly (it is then not guarded)."""
+    try:
+        shapes = jax.eval_shape(lambda c: chunk_fn(c, 1, 0)[1], carry)
+    except Exception:  # noqa: BLE001 - a chunk that cannot be traced abstractly is not guarded
+        return None
+    return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree_util.tree_leaves(shapes))
+
+
+def _step_bytes(chunk_fn, carry) -> int | None:
+    """Bytes one compiled step holds at once (arguments + outputs + temporaries, XLA's
+    ``memory_analysis()`` of ``jax.jit(step).lower(carry).compile()``; nothing is run), or ``None``
+    when the backend gives no analysis or the step does not compile under ``jit``."""
+    try:
+        mem = jax.jit(lambda c: chunk_fn(c, 1, 0)).lower(carry).compile().memory_analysis()
+        return int(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+#: The compiled step's memory is asked for only when the history alone takes more than this share of
+#: the allowance: it costs compiling a one-step program (all 12 loops of ``stochastic_bias --quick``:
+#: 49 s of a 105 s run on 2 loaded cores), and a step's temporaries, unlike the history, do not grow
+#: with the step count, so they can only tip a loop whose history is already large.
+COMPILED_CHECK_SHARE = 0.1
+
+
 @dataclasses.dataclass
 class Context(LoopContext):
     """Where an experiment's long loops run in a run folder: progress bars, checkpoints and resumption.
@@ -231,28 +259,31 @@ class Context(LoopContext):
         self.save(key, {"steps": steps, "size": size, "done": done, "carry": carry, "history": history})
 
     def _guard(self, chunk_fn, carry, steps: int, key: str) -> None:
-        """Refuse (:class:`ResourceError`) a loop whose per-step history over ``steps`` steps would not
-        fit in ``memory_fraction`` of the available memory, or (with ``time_budget``) whose estimated
-        time exceeds it. History size comes from the shapes of one step (``jax.eval_shape``, no
-        computation); time from one compiled step run twice (compilation excluded), result discarded."""
+        """Refuse (:class:`ResourceError`) a loop that would not fit in ``memory_fraction`` of the
+        available memory, or (with ``time_budget``) whose estimated time exceeds it.
+
+        Memory (loops of more than 1000 steps): ``steps x`` the per-step history (its shapes, from
+        ``jax.eval_shape``: no computation); when that alone takes more than
+        :data:`COMPILED_CHECK_SHARE` of the allowance, plus what one compiled step holds at once (its
+        arguments, outputs and temporaries, from XLA's ``memory_analysis()`` of
+        ``jax.jit(step).lower(...).compile()``; nothing is run). Time: one compiled step run twice
+        (compilation excluded), result discarded."""
         if self.force:
             return
         if steps > 1000:
-            try:
-                shapes = jax.eval_shape(lambda c: chunk_fn(c, 1, 0)[1], carry)
-            except Exception:  # noqa: BLE001 - a chunk that cannot be traced abstractly is not guarded
-                shapes = None
-            if shapes is not None:
-                per_step = sum(
-                    int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
-                    for x in jax.tree_util.tree_leaves(shapes)
-                )
-                need, avail = per_step * steps, _available_memory()
-                if avail is not None and need > self.memory_fraction * avail:
+            per_step, avail = _history_bytes(chunk_fn, carry), _available_memory()
+            if per_step is not None and avail is not None:
+                allowed, need = self.memory_fraction * avail, per_step * steps
+                what = f"{steps} steps x {per_step} B of per-step history"
+                if need <= allowed and need > COMPILED_CHECK_SHARE * allowed:
+                    working = _step_bytes(chunk_fn, carry)
+                    if working is not None:
+                        need += working
+                        what += f" + {_gb(working)} held by one compiled step (XLA's memory analysis)"
+                if need > allowed:
                     raise ResourceError(
-                        f"{key}: {steps} steps x {per_step} B of per-step history = {_gb(need)}, above "
-                        f"{self.memory_fraction:.0%} of the available memory ({_gb(avail)}); lower the step count, "
-                        "or pass --force to proceed"
+                        f"{key}: {what} = {_gb(need)}, above {self.memory_fraction:.0%} of the available "
+                        f"memory ({_gb(avail)}); lower the step count, or pass --force to proceed"
                     )
         if self.time_budget is not None:
             t = []
