@@ -83,9 +83,11 @@ def _step_bytes(chunk_fn, carry) -> int | None:
     when the backend gives no analysis or the step does not compile under ``jit``."""
     try:
         mem = jax.jit(lambda c: chunk_fn(c, 1, 0)).lower(carry).compile().memory_analysis()
-        return int(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes)
     except Exception:  # noqa: BLE001
         return None
+    if mem is None:
+        return None
+    return int(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes)
 
 
 #: The compiled step's memory is asked for only when the history alone takes more than this share of
