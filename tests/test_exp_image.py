@@ -177,6 +177,14 @@ def test_retrains_are_the_hand_written_sgd_loops_in_float32():
     assert_close(new_aug(ua, w0, keys), jax.jit(jax.vmap(hand_aug))(ua, w0, keys), ulps=4)
 
 
+def test_diverging_distillation_stops_with_a_message():
+    """The toolkit's NaN policy: an inner step that overflows float32 stops the run (the retrain's
+    InnerLoop raises under jit/vmap) instead of reporting accuracies of NaN weights."""
+    cfg = canvas_distill.Config(dataset="digits", inner_lr=1e37, **{**TINY_D, "outer_steps": 10})
+    with pytest.raises(Exception, match="non-finite"):
+        canvas_distill.run(cfg)
+
+
 def test_image_experiments_import_no_private_names_of_other_experiments():
     """Shared pieces come from the toolkit or from another experiment's public names."""
     import ast
