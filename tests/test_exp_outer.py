@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 
+import blojax as blo
+
 from blojax.experiments import antidistill, common, hypergrad_field, projection_sketch, spectral
 
 
@@ -123,6 +125,17 @@ def test_e5_run_batch_slices_the_k_sweep(e5):
             assert r.max_F == max(float(np.max(fam[n].F)) for n in fam if n != "cg")
         d = res.to_dict()
         assert list(d["bases"]["inverse"]["unroll"]) == FAMILY_KEYS
+
+
+def test_e5_nonfinite_run_stops_naming_it():
+    """The toolkit's NaN policy: F overflows at the first outer step (y_o = 1e200), every run freezes
+    (diverged_step = 0), and the experiment stops naming the first family instead of reporting it."""
+    cfg = antidistill.Config(
+        n=4, L=3, bases=("exponential",), y_orig=1e200, ks=(1,), cg_iters=(1,), eps_exponential=(1e4,),
+        eps_inverse=(1.0,), outer_steps=2, prox_steps=5, cgls=False, mlp=False,
+    )  # fmt: skip
+    with pytest.raises(blo.NonFiniteError, match=r"antidistill exponential exact: non-finite .* from step 0"):
+        antidistill.run(cfg, common.Context(progress=False))
 
 
 @pytest.mark.slow
