@@ -293,7 +293,9 @@ def test_rings_plots(rings_result, tmp_path):
 
 def test_rings_divergence_stops_with_a_message():
     cfg = dataclasses.replace(TINY_RINGS, inner_lr=1e38, seeds=1)
-    with pytest.raises(blo.NonFiniteError, match="non-finite"):
+    with pytest.raises(
+        blo.NonFiniteError, match=r"2rings-soft warm-start \(lower inner_lr / outer_lr\): non-finite"
+    ):
         rings.run(cfg, common.Context(progress=False))
 
 
@@ -350,7 +352,7 @@ def test_solution_concepts_run_and_plot(tmp_path):
 
 def test_solution_concepts_divergence_stops_with_a_message():
     cfg = dataclasses.replace(TINY_E1, inner_lr=1e38, seeds=1)
-    with pytest.raises(blo.NonFiniteError, match="non-finite"):
+    with pytest.raises(blo.NonFiniteError, match=r"^warm-start \(lower inner_lr / outer_lr\): non-finite"):
         solution_concepts.run(cfg, common.Context(progress=False))
 
 

@@ -239,7 +239,9 @@ def run_variant(cfg: Config, n_classes: int, soft: bool, ctx: common.RunContext)
         lambda st, n: frames_jit(st, n), state0, cfg.snapshots, key=f"{tag}-warm", desc=f"{tag} warm"
     )
     timings["warm_s"] = time.perf_counter() - t0
-    toolkit.require_finite(f"{tag} warm-start", diverged_step=wstate.diverged_step)
+    toolkit.require_finite(
+        f"{tag} warm-start (lower inner_lr / outer_lr)", diverged_step=wstate.diverged_step
+    )
     # history leaves: (frames, seeds, per, ...) -> (seeds, steps, ...)
     wh = jax.tree_util.tree_map(
         lambda a: np.moveaxis(np.asarray(a), 1, 0).reshape((cfg.seeds, cfg.warm_steps) + a.shape[3:]), wh
@@ -294,7 +296,9 @@ def run_variant(cfg: Config, n_classes: int, soft: bool, ctx: common.RunContext)
         desc=f"{tag} cold",
         history_axis=1,
     )
-    toolkit.require_finite(f"{tag} cold-start", diverged_step=cstate.diverged_step)
+    toolkit.require_finite(
+        f"{tag} cold-start (lower fit_lr / cold_outer_lr)", diverged_step=cstate.diverged_step
+    )
     w_cold = jax.jit(jax.vmap(lambda u, w: inner_T.run(problem, u, w)[0]))(cstate.u, w0)
     cold_acc = jax.vmap(lambda w: mlp_accuracy(w, Xte, Yte))(w_cold)
     cold_F = jax.vmap(lambda u, w: problem.F(u, w))(cstate.u, w_cold)

@@ -327,7 +327,7 @@ def run(config: Config, ctx: common.RunContext | None = None) -> Result:
     wst, wh = ctx.scan(
         warm_jit, jax.vmap(warm.init)(u0, w0), cfg.warm_steps, key="warm", desc="warm-start", history_axis=1
     )
-    toolkit.require_finite("warm-start", diverged_step=wst.diverged_step)
+    toolkit.require_finite("warm-start (lower inner_lr / outer_lr)", diverged_step=wst.diverged_step)
     finish("warm", wst.u, wst.w)
     secs["warm_s"] = time.perf_counter() - t0
 
@@ -339,7 +339,7 @@ def run(config: Config, ctx: common.RunContext | None = None) -> Result:
     cst, _ = ctx.scan(
         cold_jit, jax.vmap(cold.init)(u0, w0), cfg.cold_steps, key="cold", desc="cold-start", history_axis=1
     )
-    toolkit.require_finite("cold-start", diverged_step=cst.diverged_step)
+    toolkit.require_finite("cold-start (lower fit_lr / cold_outer_lr)", diverged_step=cst.diverged_step)
     w_cold = jax.jit(jax.vmap(lambda u, w: inner.run(problem, u, w)[0]))(cst.u, w0)
     finish("cold", cst.u, w_cold)
     secs["cold_s"] = time.perf_counter() - t0
