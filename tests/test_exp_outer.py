@@ -134,7 +134,10 @@ def test_e5_nonfinite_run_stops_naming_it():
         n=4, L=3, bases=("exponential",), y_orig=1e200, ks=(1,), cg_iters=(1,), eps_exponential=(1e4,),
         eps_inverse=(1.0,), outer_steps=2, prox_steps=5, cgls=False, mlp=False,
     )  # fmt: skip
-    with pytest.raises(blo.NonFiniteError, match=r"antidistill exponential exact: non-finite .* from step 0"):
+    with pytest.raises(
+        blo.NonFiniteError,
+        match=r"antidistill exponential exact \(lower outer_eta\): non-finite .* from step 0",
+    ):
         antidistill.run(cfg, common.Context(progress=False))
 
 

@@ -340,7 +340,10 @@ def run_linear(cfg: Config, ctx) -> dict[str, BasisResult]:
         # (reported with diverged_step, and left out of max_F).
         for name in FAMILIES:
             if name in r and name != "cg":
-                toolkit.require_finite(f"antidistill {basis} {name}", diverged_step=r[name]["diverged_step"])
+                knob = "outer_eta / alpha_scale" if name in ("neumann", "unroll") else "outer_eta"
+                toolkit.require_finite(
+                    f"antidistill {basis} {name} (lower {knob})", diverged_step=r[name]["diverged_step"]
+                )
         out[basis] = _summarize_basis(cfg, basis, r, np.asarray(xs), np.asarray(xg))
     return out
 

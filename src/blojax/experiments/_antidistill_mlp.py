@@ -167,7 +167,9 @@ def run_mlp(cfg: Config, ctx) -> MLPResult:
     families = {}
     for name in MLP_FAMILIES:
         r = raw[name]
-        toolkit.require_finite(f"antidistill mlp {name}", diverged_step=r["diverged_step"])
+        toolkit.require_finite(
+            f"antidistill mlp {name} (lower mlp_outer_eta / mlp_inner_lr)", diverged_step=r["diverged_step"]
+        )
         families[name] = MLPRuns(u_norm=np.linalg.norm(r["u"], axis=1), **r)
     nu, un = families["neumann"].u, families["unroll"].u
     return MLPResult(
