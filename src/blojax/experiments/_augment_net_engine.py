@@ -249,7 +249,9 @@ def run_augment(cfg, ctx: common.RunContext | None = None) -> AugmentRun:
             parts.append({"hist": h, "eval": ev})
             b = b + 1
         for name, s in states.items():
-            toolkit.require_finite(f"augment-net, {name}-start", diverged_step=s.diverged_step)
+            toolkit.require_finite(
+                f"augment-net, {name}-start (lower outer_lr / inner_lr)", diverged_step=s.diverged_step
+            )
         return (states, b), toolkit.tree_stack(parts)
 
     n_blocks = cfg.outer_steps // E

@@ -233,7 +233,10 @@ def distill(cfg, ctx: common.RunContext | None = None, *, key_prefix: str = "dis
             parts.append({"hist": h, "eval": ev})
             b = b + 1
         for name, s in states.items():
-            toolkit.require_finite(f"canvas distillation, {name}-start", diverged_step=s.diverged_step)
+            toolkit.require_finite(
+                f"canvas distillation, {name}-start (lower inner_lr / outer_lr)",
+                diverged_step=s.diverged_step,
+            )
         return (states, b), toolkit.tree_stack(parts)
 
     n_blocks = cfg.outer_steps // E
