@@ -112,14 +112,6 @@ def _experiment_modules():
             yield path
 
 
-# (importing file, experiment whose private names it imports): the ones issue 14 item 2 is removing
-# (the shared helpers move to experiments/toolkit.py); delete an entry when its import goes.
-KNOWN_PRIVATE_IMPORTS = {
-    ("augment_net.py", "canvas_distill"),
-    ("solution_concepts.py", "rings"),
-}
-
-
 # ------------------------------------------------------------------------------------ the reader
 def test_parser_sees_relative_and_absolute_imports():
     """The reader finds the imports the library is known to have (so the layer tests cannot pass
@@ -172,27 +164,55 @@ def test_library_imports_no_application_code():
             assert layer(_part(target)) == 0, f"{path} imports {target}"
 
 
+def _owner(stem: str, experiments: set[str]) -> str | None:
+    """The experiment a module of ``blojax.experiments`` belongs to: ``rings`` for ``rings``,
+    ``_rings_variant`` and ``figures/rings``; ``None`` for the contract and shared private modules."""
+    bare = stem.lstrip("_")
+    owners = [e for e in experiments if bare == e or bare.startswith(e + "_")]
+    return max(owners, key=len) if owners else None
+
+
+def _private_violations(stem: str, found, experiments: set[str]) -> list[str]:
+    """What module ``stem`` of ``blojax.experiments`` imports (``found``: :func:`imports`' pairs) of
+    another experiment's private names or private ``_<experiment>_<part>`` modules."""
+    own, bad = _owner(stem, experiments), []
+    for target, names in found:
+        parts = target.split(".")
+        if parts[:2] != ["blojax", "experiments"] or len(parts) < 3:
+            continue
+        owner = _owner(parts[-1], experiments)
+        if owner is None or owner == own:
+            continue
+        if parts[-1].startswith("_"):
+            bad.append(f"{target} (a private part of {owner})")
+        bad += [f"{target}.{n}" for n in names if n.startswith("_")]
+    return bad
+
+
 def test_experiments_import_no_private_names_of_another_experiment():
     """An experiment module (or its figures / private parts) imports from another experiment only its
-    public names; shared code lives in the toolkit."""
+    public names, and none of its private ``_<experiment>_<part>`` modules; shared code lives in the
+    toolkit (or a shared private module named after no experiment)."""
+    experiments = {p.stem for p in _experiment_modules()}
     files = sorted((PKG / "experiments").rglob("*.py"))
-    assert files
+    assert len(experiments) >= 10 and files
     for path in files:
-        own = path.stem.lstrip("_").split("_")[0] if path.stem.startswith("_") else path.stem
-        for target, names in imports(path, main_blocks=True):
-            parts = target.split(".")
-            if parts[:2] != ["blojax", "experiments"] or len(parts) < 3:
-                continue
-            other = parts[-1]
-            if other in CONTRACT or other == "figures":
-                continue
-            if other.startswith("_"):  # a private part belongs to the experiment it is named after
-                assert other[1:].startswith(own), f"{path.name} imports the private module {target}"
-                continue
-            if other == path.stem or (path.stem.startswith("_") and path.stem[1:].startswith(other)):
-                continue
-            private = [n for n in names if n.startswith("_")]
-            if private:
-                assert (path.name, other) in KNOWN_PRIVATE_IMPORTS, (
-                    f"{path.relative_to(SRC)} imports private names {private} of {target}"
-                )
+        bad = _private_violations(path.stem, imports(path, main_blocks=True), experiments)
+        assert not bad, f"{path.relative_to(SRC)} imports {bad}"
+
+
+def test_the_private_import_check_finds_violations():
+    experiments = {p.stem for p in _experiment_modules()}
+    assert _owner("_rings_variant", experiments) == "rings" and _owner("_distill2d", experiments) is None
+    found = [
+        ("blojax.experiments.rings", ["run", "_helper"]),
+        ("blojax.experiments._rings_variant", ["run_variant"]),
+        ("blojax.experiments._distill2d", ["_shared"]),
+        ("blojax.experiments.toolkit", ["accuracy"]),
+    ]
+    assert _private_violations("solution_concepts", found, experiments) == [
+        "blojax.experiments.rings._helper",
+        "blojax.experiments._rings_variant (a private part of rings)",
+    ]
+    assert _private_violations("_rings_variant", found, experiments) == []  # its own experiment
+    assert _private_violations("rings", found, experiments) == []  # figures/rings.py too

@@ -1,2 +1,1 @@
-"""The experiments' figures: ``figures/<name>.py`` draws what ``blojax.experiments.<name>.plot`` writes
-(matplotlib imported inside the functions)."""
+"""Figures of the experiments: one module per experiment, matplotlib imported inside its functions."""
