@@ -32,7 +32,7 @@ from blojax.runner.errors import UsageError
 from blojax.runner.rundir import nonfinite_keys
 
 TESTS = pathlib.Path(__file__).parent
-EXPS = "toy=exp_toy,slowtoy=exp_slowtoy,dataexp=exp_data,nanexp=exp_nan"
+EXPS = "toy=exp_toy,slowtoy=exp_slowtoy,dataexp=exp_data,nanexp=exp_nan,jitnan=exp_jitnan"
 FAST = ["--quiet", "--no-plots", "--checkpoint-every", "10"]
 
 
@@ -358,6 +358,36 @@ def test_diverging_toy_with_huge_lr_stops_with_message(capsys, tmp_path):
     assert rc == 1
     one_line(err, "non-finite")
     assert json.loads((out / "run.json").read_text())["status"] == "diverged"
+
+
+def test_a_jitted_library_check_is_reported_as_divergence_in_one_line(capsys, tmp_path):
+    """A ``throw=True`` check raising under ``jit`` arrives as a long JAX runtime error; the run
+    reports the check's own message as "diverged", with the traceback in error.txt."""
+    out = tmp_path / "J"
+    rc, err = blojax(capsys, "run", "jitnan", "--quiet", "--out", out)
+    assert rc == 1
+    one_line(err, "InnerLoop: non-finite inner iterate", "error.txt")
+    assert "CpuCallback" not in err
+    assert json.loads((out / "run.json").read_text())["status"] == "diverged"
+    assert "Traceback" in (out / "error.txt").read_text()
+    # a real process: JAX's own log of the failed callback must not reach the terminal either
+    proc = subprocess.run(
+        [sys.executable, "-m", "blojax.runner.cli", "run", "jitnan", "--quiet", "--out", str(tmp_path / "K")],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    one_line(proc.stderr.strip(), "InnerLoop: non-finite inner iterate")
+
+
+def test_runtime_message_finds_the_check_or_nothing():
+    from blojax.status import runtime_message
+
+    wrapped = RuntimeError("INTERNAL: CpuCallback error\n  ...\n_EquinoxRuntimeError: CG: bad field\n  ...")
+    assert runtime_message(wrapped) == "CG: bad field"
+    assert runtime_message(ValueError("nothing to see")) is None
 
 
 # ------------------------------------------------------------------------------------ data provenance

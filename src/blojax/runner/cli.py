@@ -330,6 +330,13 @@ def _guarded(fn, argv, prefix: str) -> int:
     from .rundir import RunFailed, os_error
 
     debug = "--debug" in argv
+    if not debug:
+        # a library check raising under jit (throw=True) is logged by JAX with its whole traceback
+        # before it reaches us; the run reports its message in one line and keeps the traceback in
+        # error.txt, so the log says nothing new (``--debug`` shows it)
+        import logging
+
+        logging.getLogger("jax._src.callback").setLevel(logging.CRITICAL)
     previous = None
     try:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)

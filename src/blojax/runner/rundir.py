@@ -371,6 +371,7 @@ def execute(
         return cls(f"{name}: {message} (folder {out} keeps what was written)", **kw)
 
     from blojax.algorithms import NonFiniteError
+    from blojax.status import runtime_message
 
     try:
         result = mod.run(config, ctx)
@@ -397,6 +398,12 @@ def execute(
             where = " (traceback in error.txt)"
         except OSError:
             where = ""
+        # a run-time check of the library (throw=True) raised under jit: show its own message
+        checked = runtime_message(exc)
+        if checked is not None and "non-finite" in checked:
+            raise fail("diverged", checked + where) from None
+        if checked is not None:
+            raise fail("failed", checked + where) from None
         raise fail("failed", f"{type(exc).__name__}: {exc}".splitlines()[0] + where) from exc
     measurements = {k: results.pop(k) for k in MEASUREMENT_KEYS if isinstance(results, dict) and k in results}
     payload = {
