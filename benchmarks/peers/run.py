@@ -12,7 +12,9 @@ Everything runs in this one process (problem 4: one child process per row), sing
 default (``--threads``; XLA and torch alike) because the benchmark machine is shared, rows are timed
 interleaved and medians reported. A library that does not install, import or offer a method shows
 the reason in its row. Hypergradients of problem 1 are cross-checked against blojax (relative error
-``||g_peer - g_ours|| / ||g_ours||``).
+``||g_peer - g_ours|| / ||g_ours||``). Problem 1 also times ``jax.grad`` through ``blojax.solve``
+(row ``blojax grad(solve)``) against the direct ``blojax.hypergradient`` row (median of the paired
+per-repeat ratios; target <= 1.05) and the floor (target <= 1.3).
 """
 
 from __future__ import annotations
