@@ -631,7 +631,7 @@ def _follows_contract(mod) -> bool:
 
 
 #: Modules of the package that hold the contract, not an experiment.
-_CONTRACT_MODULES = ("common", "claims", "toolkit")
+_CONTRACT_MODULES = ("common", "claims", "toolkit", "figures")
 
 
 def discover() -> tuple[dict[str, str], dict[str, str]]:
