@@ -128,8 +128,12 @@ def test_peers_harness_blojax_only(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [r for r in json.loads(out.read_text())["rows"] if r["task"] != "(units)"]
     p1 = [r for r in rows if r["problem"].startswith("1")]
-    assert {r["library"] for r in p1} == {"blojax"}
-    assert len(p1) == 4 and all(r["status"] == "ok" for r in p1), p1
+    assert {r["library"] for r in p1} == {"blojax", "blojax grad(solve)"}
+    assert len(p1) == 8 and all(r["status"] == "ok" for r in p1), p1
+    # jax.grad through blojax.solve: the same hypergradient as the direct row, and its ratios
+    solve = [r for r in p1 if r["library"] == "blojax grad(solve)"]
+    assert all(r["rel_err"] < 1e-6 and r["solve_over_direct"] > 0 and r["over_floor"] > 0 for r in solve)
+    assert "worst grad(solve) / direct" in res.stdout
     ours = [r for r in rows if r["library"] == "blojax"]
     assert len(ours) == 6 and all(r["over_floor"] > 0 and r["time"] > 0 for r in ours), ours
     # problem 2's reference row (plain JAX) is compared with blojax: same iterates, a bound column

@@ -291,23 +291,3 @@ def test_implicit_diff_user_solver_all_strategies(x64):
 
         g = jax.grad(lambda u_: F(u_, solver2(u_, None, X, y)))(u)
         np.testing.assert_allclose(g, blo.hypergradient(P, u, w, m, inner)[0], atol=1e-12)
-
-
-def test_against_jaxopt_custom_root(x64):
-    jaxopt = pytest.importorskip("jaxopt")
-    f, F, w_star, X, y, u = ridge()
-
-    def ridge_f(u_, w, X_, y_):
-        return f(u_, w, (X_, y_))
-
-    @jaxopt.implicit_diff.custom_root(jax.grad(ridge_f, argnums=1), has_aux=False)
-    def theirs(w0, u_, X_, y_):
-        return w_star(u_, X_, y_)
-
-    @blo.implicit_diff(ridge_f, blo.CG(10))
-    def ours(u_, w0, X_, y_):
-        return w_star(u_, X_, y_)
-
-    g_theirs = jax.grad(lambda u_: F(u_, theirs(None, u_, X, y)))(u)
-    g_ours = jax.grad(lambda u_: F(u_, ours(u_, None, X, y)))(u)
-    np.testing.assert_allclose(g_ours, g_theirs, rtol=1e-8)

@@ -57,6 +57,31 @@ def p1(task, data):
     return lambda: run(*args), lambda out: np.asarray(out)
 
 
+def p1_solve(task, data):
+    """The same problem-1 unit written as a JAX user would: ``jax.grad`` of ``u -> F(u, w)`` with ``w =
+    blojax.solve(problem, u, w0, inner=..., method=...)`` (T inner steps in the forward pass, the
+    strategy's pullback in the backward pass), one compiled call. Same counted work as :func:`p1`."""
+    alpha = data["alpha"]
+    problem = ridge_problem()
+    inner = blo.InnerLoop(optax.sgd(alpha), steps=T_INNER)
+    method = METHODS[task](alpha)
+
+    @jax.jit
+    def run(u, w0, ib, ob):
+        def loss(u_):
+            return problem.F(u_, blo.solve(problem, u_, w0, inner=inner, method=method, batch=ib), ob)
+
+        return jax.grad(loss)(u)
+
+    args = (
+        jnp.asarray(data["u0"]),
+        jnp.asarray(data["w0"]),
+        (jnp.asarray(data["X"]), jnp.asarray(data["y"])),
+        (jnp.asarray(data["Xv"]), jnp.asarray(data["yv"])),
+    )
+    return lambda: run(*args), lambda out: np.asarray(out)
+
+
 def p1_units(data):
     """Unit costs of problem 1 for the floor: amortized grad_w f, forward-over-reverse HVP, and a call
     with the arguments and result of one unit (``p1``'s ``run(u, w0, ib, ob) -> g``)."""

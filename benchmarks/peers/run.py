@@ -12,7 +12,9 @@ Everything runs in this one process (problem 4: one child process per row), sing
 default (``--threads``; XLA and torch alike) because the benchmark machine is shared, rows are timed
 interleaved and medians reported. A library that does not install, import or offer a method shows
 the reason in its row. Hypergradients of problem 1 are cross-checked against blojax (relative error
-``||g_peer - g_ours|| / ||g_ours||``).
+``||g_peer - g_ours|| / ||g_ours||``). Problem 1 also times ``jax.grad`` through ``blojax.solve``
+(row ``blojax grad(solve)``) against the direct ``blojax.hypergradient`` row (median of the paired
+per-repeat ratios; target <= 1.05) and the floor (target <= 1.3).
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ def _parse(argv):
     ap.add_argument(
         "--tasks", nargs="*", default=None, help="problem 1: subset of cg normal_cg neumann unroll"
     )
+    ap.add_argument(
+        "--sync-dispatch",
+        action="store_true",
+        help="run every compiled JAX call in the calling thread (jax_cpu_enable_async_dispatch off; "
+        "docs/benchmarks.md section 6)",
+    )
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--mem-child", nargs=4, metavar=("LIB", "TASK", "T", "D"), help=argparse.SUPPRESS)
     return ap.parse_args(argv)
@@ -62,11 +70,19 @@ if ARGS is not None:
         os.environ["BLOJAX_BENCH_TORCH_DEVICE"] = "cuda"  # read by impl_torch_peers at import
     else:
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    if ARGS.sync_dispatch:
+        import jax
+
+        jax.config.update("jax_cpu_enable_async_dispatch", False)  # before the first computation
 
 import numpy as np  # noqa: E402
 
 import problems  # noqa: E402
 from bench_util import block, fmt_time, format_machine, interleaved_medians, machine_info, table  # noqa: E402
+
+#: Problem 1's extra blojax row: ``jax.grad`` through ``blojax.solve`` (targets: <= 1.05x the direct
+#: ``blojax.hypergradient`` row, <= 1.3x the floor).
+SOLVE = "blojax grad(solve)"
 
 TASKS = {
     "cg": "IFT + CG, K=20",
@@ -123,9 +139,20 @@ def _rel(a, b):
 
 
 # ------------------------------------------------------------------------------------------------ problem 1
+class _SolveRow:
+    """Problem 1's ``SOLVE`` row: the same unit through ``jax.grad`` of ``blojax.solve``."""
+
+    @staticmethod
+    def p1(task, data):
+        import impl_blojax
+
+        return impl_blojax.p1_solve(task, data)
+
+
 def problem1(libs, dims, repeats, min_time):
     import impl_blojax as ours
 
+    libs = {"blojax": libs["blojax"], SOLVE: _SolveRow, **libs}  # the grad(solve) row next to blojax
     rows = []
     for d in dims:
         data = problems.ridge(d, n_train=50 if ARGS.quick else 500, n_val=50 if ARGS.quick else 500)
@@ -171,9 +198,24 @@ def problem1(libs, dims, repeats, min_time):
             c = ours.p1_counts(task)
             floor = unit_t["jax_call"] + c["grads"] * unit_t["jax_grad"] + c["hvps"] * unit_t["jax_hvp"]
             ref = refs.get((task, "blojax"))
-            if ref is not None and name != "blojax":
+            if name == SOLVE:
+                if f"{task}|blojax" in meds:
+                    # the two rows are timed next to each other in every repeat: the median of the
+                    # per-repeat ratios cancels the load drifts that move both (the ratio of the
+                    # medians is kept too)
+                    pairs = zip(meds[key]["all"], meds[f"{task}|blojax"]["all"])
+                    row["solve_over_direct"] = float(np.median([a / b for a, b in pairs]))
+                    row["solve_over_direct_medians"] = row["time"] / meds[f"{task}|blojax"]["median"]
+                if ref is not None:
+                    row["rel_err"] = _rel(refs[(task, name)], ref)
+                row["floor"] = floor
+                row["over_floor"] = row["time"] / floor
+                row["counts"] = f"{c['grads']} grads + {c['hvps']} HVPs"
+            elif ref is not None and name != "blojax":
                 row["rel_err"] = _rel(refs[(task, name)], ref)
                 row["ours_over_peer"] = meds[f"{task}|blojax"]["median"] / row["time"]
+                if f"{task}|{SOLVE}" in meds:
+                    row["solve_over_peer"] = meds[f"{task}|{SOLVE}"]["median"] / row["time"]
                 row["ours_over_peer_min"] = meds[f"{task}|blojax"]["min"] / meds[key]["min"]
                 # The largest speed-up over this peer that doing the counted work at JAX's unit prices
                 # allows: blojax / peer cannot go below floor / peer time.
@@ -435,7 +477,14 @@ def print_tables(rows):
         out = dict(r)
         if "time" in r:
             out["time"] = fmt_time(r["time"])
-        for k in ("ours_over_peer", "ours_over_peer_min", "over_floor"):
+        for k in (
+            "ours_over_peer",
+            "ours_over_peer_min",
+            "over_floor",
+            "solve_over_direct",
+            "solve_over_direct_medians",
+            "solve_over_peer",
+        ):
             if k in r:
                 out[k] = f"{r[k]:.2f}"
         if "peer_over_floor" in r:
@@ -452,7 +501,7 @@ def print_tables(rows):
         if r.get("status") != "ok":
             out["time"] = "—"
             out["note"] = r.get("status", "")
-        elif r["library"] == "blojax" and "floor" in r:
+        elif r["library"] in ("blojax", SOLVE) and "floor" in r:
             out["note"] = f"floor {fmt_time(r['floor'])} ({r['counts']})"
         return out
 
@@ -484,6 +533,15 @@ def print_tables(rows):
             cols += [
                 ("ours_over_peer", "blojax / peer time"),
                 *([("ours_over_peer_min", "same, fastest repeats")] if prob.startswith("1") else []),
+                *(
+                    [
+                        ("solve_over_peer", "grad(solve) / peer time"),
+                        ("solve_over_direct", "grad(solve) / direct (median of paired ratios)"),
+                        ("solve_over_direct_medians", "same, ratio of medians"),
+                    ]
+                    if prob.startswith("1")
+                    else []
+                ),
                 ("over_floor", "blojax / floor"),
                 ("peer_over_floor", "peer / blojax floor (max. speed-up)"),
                 *(
@@ -498,6 +556,18 @@ def print_tables(rows):
         units = next((r["units"] for r in rows if r["problem"] == prob and r.get("task") == "(units)"), None)
         if units:
             text.append("unit prices: " + ", ".join(f"{k} {fmt_time(v)}" for k, v in units.items()) + "\n")
+    solve_rows = [r for r in rows if r.get("library") == SOLVE and "solve_over_direct" in r]
+    if solve_rows:
+        worst = max(solve_rows, key=lambda r: r["solve_over_direct"])
+        worst_f = max(solve_rows, key=lambda r: r["over_floor"])
+        text.append(
+            f"\nworst grad(solve) / direct: {worst['solve_over_direct']:.3f} ({worst['problem']}, {worst['task']}); "
+            "target <= 1.05"
+        )
+        text.append(
+            f"worst grad(solve) / floor: {worst_f['over_floor']:.2f} ({worst_f['problem']}, {worst_f['task']}); "
+            "target <= 1.3"
+        )
     s = "\n".join(text)
     print(s, flush=True)
     return s
