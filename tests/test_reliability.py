@@ -484,6 +484,13 @@ def _wait_for(pred, timeout=120):
         time.sleep(0.05)
 
 
+def _default_signals():
+    """In the child: SIGINT back to its default. A shell without job control starts background
+    commands with SIGINT ignored, and a child inherits that, so ``make test &`` would otherwise run
+    these tests with an interrupt the child never sees (Python keeps an inherited SIG_IGN)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_exit_code_and_run_json_interrupted(tmp_path, sig, code):
     out = tmp_path / "S"
@@ -506,6 +513,7 @@ def test_signal_exit_code_and_run_json_interrupted(tmp_path, sig, code):
             str(out),
         ],
         env=_env(),
+        preexec_fn=_default_signals,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
