@@ -25,7 +25,18 @@ def _module():
 def test_datacleaning_script_tiny(tmp_path):
     mod = _module()
     curves, status = mod.main(
-        ["--synthetic", "120", "--time-budget", "0.05", "--chunk", "64", "--ws-chunk", "4", "--max-steps", "640"]
+        [
+            "--synthetic",
+            "120",
+            "--time-budget",
+            "0.05",
+            "--chunk",
+            "64",
+            "--ws-chunk",
+            "4",
+            "--max-steps",
+            "640",
+        ]
         + ["--ws-inner-lr", "0.1", "--no-plot", "--out", str(tmp_path)]
     )
     assert set(curves) == {"SABA", "SOBA", "AmIGO", "WarmStart"}

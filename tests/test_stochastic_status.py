@@ -33,11 +33,15 @@ def _problem(n=12, m=8, d=3, seed=0):
 SOLVERS = {
     "SOBA": lambda p, lr: blo.SOBA(p, Shuffle(12, 4), Shuffle(8, 4), inner_lr=lr, outer_lr=lr),
     "SABA": lambda p, lr: blo.SABA(p, Shuffle(12, 4), Shuffle(8, 4), inner_lr=lr, outer_lr=lr),
-    "AmIGO": lambda p, lr: blo.AmIGO(p, Shuffle(12, 4), Shuffle(8, 4), inner_lr=lr, outer_lr=lr, inner_steps=2),
+    "AmIGO": lambda p, lr: blo.AmIGO(
+        p, Shuffle(12, 4), Shuffle(8, 4), inner_lr=lr, outer_lr=lr, inner_steps=2
+    ),
     "StocBiO": lambda p, lr: blo.StocBiO(
         p, Shuffle(12, 4), Shuffle(8, 4), inner_lr=lr, outer_lr=lr, inner_steps=2, neumann_steps=2
     ),
-    "F2SA": lambda p, lr: blo.F2SA(p, Shuffle(12, 4), Shuffle(8, 4), inner_lr=lr, z_lr=lr, outer_lr=lr, inner_steps=2),
+    "F2SA": lambda p, lr: blo.F2SA(
+        p, Shuffle(12, 4), Shuffle(8, 4), inner_lr=lr, z_lr=lr, outer_lr=lr, inner_steps=2
+    ),
 }
 U0, W0 = jnp.zeros(1), jnp.zeros(3)
 

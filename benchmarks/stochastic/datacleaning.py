@@ -131,7 +131,9 @@ def make_solver(name, built, args):
     si, so = Shuffle(p.n_inner, min(b, p.n_inner)), Shuffle(p.n_outer, min(b, p.n_outer))
     if name == "WarmStart":
         inner = blo.InnerLoop(optax.sgd(args.ws_inner_lr), steps=args.ws_inner)
-        algo = blo.WarmStart(built["full"], inner, blo.CG(iters=args.ws_cg), outer=optax.sgd(args.ws_outer_lr))
+        algo = blo.WarmStart(
+            built["full"], inner, blo.CG(iters=args.ws_cg), outer=optax.sgd(args.ws_outer_lr)
+        )
 
         def run(s, steps):
             s, _ = algo.run(s, steps, on_nonfinite="stop")
@@ -240,7 +242,9 @@ def main(argv=None):
         n_val=built["m"],
         corrupted=int(built["corrupted"].sum()),
     )
-    (out / "datacleaning.json").write_text(json.dumps(dict(meta=meta, curves=curves, status=status), indent=1))
+    (out / "datacleaning.json").write_text(
+        json.dumps(dict(meta=meta, curves=curves, status=status), indent=1)
+    )
     if not args.no_plot:
         plot(curves, out, meta)
     return curves, status
@@ -259,7 +263,8 @@ def plot(curves, out, meta):
     ax.set_xlabel("time (s, compiled solver steps; evaluation excluded)")
     ax.set_ylabel("test error")
     ax.set_title(
-        f"data cleaning, MNIST-10k ({meta['n_train']} train, {meta['corrupted']} labels corrupted)", fontsize=9
+        f"data cleaning, MNIST-10k ({meta['n_train']} train, {meta['corrupted']} labels corrupted)",
+        fontsize=9,
     )
     ax.grid(alpha=0.3)
     ax.legend()

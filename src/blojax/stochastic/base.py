@@ -305,7 +305,9 @@ class StochasticSolver:
             raise ValueError(f"{name}.run(steps=...) must be a non-negative Python int, got {steps!r}")
         if on_nonfinite is not None:
             if on_nonfinite not in ("raise", "stop"):
-                raise ValueError(f"{name}.run(on_nonfinite=...) must be 'raise' or 'stop', got {on_nonfinite!r}")
+                raise ValueError(
+                    f"{name}.run(on_nonfinite=...) must be 'raise' or 'stop', got {on_nonfinite!r}"
+                )
             if throw is not None and throw != (on_nonfinite == "raise"):
                 raise ValueError(
                     f"{name}.run: throw={throw!r} contradicts on_nonfinite={on_nonfinite!r}; pass only throw"
