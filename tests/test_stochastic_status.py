@@ -62,12 +62,22 @@ def test_finite_run_is_converged_and_diverging_run_is_nonfinite(name):
     k = int(st.info.diverged_step)
     assert int(st.status) == S.NONFINITE and 0 <= k < 40
     assert bool(jnp.all(jnp.isfinite(st.u))) and bool(jnp.all(jnp.isfinite(st.w)))
+    # every part of the state is frozen, SABA's memory tables included (frozen row by row)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves((st.v, st.memory, st.aux)))
     # throw=False returns the same frozen state; the per-step status switches at the bad step
     s2, h2 = bad.run(bad.init(U0, W0), 40, throw=False)
     assert int(s2.status) == S.NONFINITE and int(s2.info.diverged_step) == k and int(s2.step) == k
     codes = np.asarray(h2["status"])
     assert np.all(codes[:k] == S.CONVERGED) and np.all(codes[k:] == S.NONFINITE)
     np.testing.assert_array_equal(np.asarray(s2.u), np.asarray(st.u))
+    if name == "SABA":  # the frozen state is exactly the state after the k finite steps, tables included
+        sk, _ = bad.run(bad.init(U0, W0), k)
+        assert int(sk.status) == S.CONVERGED
+        for a, b in zip(
+            jax.tree_util.tree_leaves(sk._replace(diverged_step=0)),
+            jax.tree_util.tree_leaves(s2._replace(diverged_step=0)),
+        ):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_throw_under_jit_and_vmap():

@@ -93,6 +93,8 @@ class StochasticSolver:
     outer_sampler: Any
 
     _LR_FIELDS = ()
+    # True when ``_update`` already keeps ``memory`` unchanged on a non-finite step (SABA: row by row)
+    _FREEZES_MEMORY = False
 
     # ------------------------------------------------------------------ construction
     def __post_init__(self):
@@ -215,6 +217,11 @@ class StochasticSolver:
         """Returns ``(u, w, v, memory, aux, inner_sampler, outer_sampler, direction)``."""
         raise NotImplementedError
 
+    @staticmethod
+    def _step_ok(state, u, w, v, d, aux):
+        """The proposed step is kept: everything finite and the run not already frozen."""
+        return jnp.logical_and(tree_all_finite((u, w, v, d, aux)), state.diverged_step < 0)
+
     def _step(self, state: StochasticState):
         lr = {name: sched(state.step) for name, sched in self._schedules.items()}
         u, w, v, memory, aux, si, so, d = self._update(state, lr)
@@ -234,11 +241,17 @@ class StochasticSolver:
             if clash:
                 raise ValueError(f"record() returned reserved metric names {sorted(clash)}")
             metrics.update(extra)
-        ok = jnp.logical_and(tree_all_finite((u, w, v, d, aux)), state.diverged_step < 0)
+        ok = self._step_ok(state, u, w, v, d, aux)
         frozen = state._replace(
             diverged_step=jnp.where(state.diverged_step < 0, state.step, state.diverged_step)
         )
+        if self._FREEZES_MEMORY:
+            frozen = frozen._replace(memory=None)
+            kept = proposed.memory
+            proposed = proposed._replace(memory=None)
         new_state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), proposed, frozen)
+        if self._FREEZES_MEMORY:
+            new_state = new_state._replace(memory=kept)
         metrics["status"] = new_state.status
         return new_state, metrics
 
