@@ -111,3 +111,21 @@ def test_run_argument_errors():
     assert int(s.status) == S.NONFINITE
     with pytest.raises(ValueError, match="reserved metric names"):
         blo.SOBA(p, Shuffle(12, 4), Shuffle(8, 4), record=lambda u, w, v: {"status": u[0]}).run(s0, 2)
+
+
+def test_freeze_false_detects_the_same_step_without_freezing():
+    p = _problem()
+    bad = SOLVERS["SOBA"](p, 1e4)
+    s1, _ = bad.run(bad.init(U0, W0), 40, throw=False)
+    s2, _ = bad.run(bad.init(U0, W0), 40, throw=False, freeze=False)
+    assert int(s2.status) == S.NONFINITE and int(s2.info.diverged_step) == int(s1.info.diverged_step)
+    assert int(s2.step) == 40 and not bool(jnp.all(jnp.isfinite(s2.u)))  # not frozen
+    with pytest.raises(blo.NonFiniteError, match=r"freeze=False"):
+        bad.run(bad.init(U0, W0), 40, freeze=False)
+    good = SOLVERS["SOBA"](p, 0.05)  # on a finite run both modes give the same iterates
+    a, _ = good.run(good.init(U0, W0), 40, history=False)
+    b, h = good.run(good.init(U0, W0), 40, history=False, freeze=False)
+    assert h is None and int(b.status) == S.CONVERGED
+    np.testing.assert_array_equal(np.asarray(a.u), np.asarray(b.u))
+    with pytest.raises(TypeError, match=r"run\(freeze=...\) must be True or False"):
+        good.run(good.init(U0, W0), 3, freeze=None)  # type: ignore[arg-type]

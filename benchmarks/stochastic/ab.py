@@ -33,6 +33,9 @@ def main(argv=None):
     ap.add_argument(
         "--history", action="store_true", help="blojax records its per-step metrics (default: not, as bb)"
     )
+    ap.add_argument(
+        "--no-freeze", action="store_true", help="blojax run(freeze=False): detect NaN without the select"
+    )
     args = ap.parse_args(argv)
 
     import jax
@@ -81,7 +84,7 @@ def main(argv=None):
         jax.block_until_ready(st["ref"][1]["outer_var"])
 
     def run_blojax():
-        st["blojax"], _ = algo.run(st["blojax"], it, history=args.history)
+        st["blojax"], _ = algo.run(st["blojax"], it, history=args.history, freeze=not args.no_freeze)
         jax.block_until_ready(st["blojax"].u)
 
     sides = {"benchmark_bilevel": run_ref, "blojax": run_blojax}
@@ -99,7 +102,7 @@ def main(argv=None):
     med = statistics.median(times["blojax"]) / statistics.median(times["benchmark_bilevel"])
     mn = min(times["blojax"]) / min(times["benchmark_bilevel"])
     print(
-        f"{args.solver} ({args.problem}, history={args.history}): blojax / benchmark_bilevel  median {med:.2f}  min {mn:.2f}  (load average {os.getloadavg()})"
+        f"{args.solver} ({args.problem}, history={args.history}, freeze={not args.no_freeze}): blojax / benchmark_bilevel  median {med:.2f}  min {mn:.2f}  (load average {os.getloadavg()})"
     )
 
 
