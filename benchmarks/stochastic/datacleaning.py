@@ -141,7 +141,7 @@ def make_solver(name, built, args):
 
         return (lambda: algo.init(built["u0"], built["w0"])), run
     if name == "SABA":
-        algo = blo.SABA(p, si, so, inner_lr=0.1, outer_lr=100.0)
+        algo = blo.SABA(p, si, so, inner_lr=args.saba_lr, outer_lr=args.saba_outer_lr)
     elif name == "SOBA":
         algo = blo.SOBA(p, si, so, inner_lr=inverse_power(1.0, 0.5), outer_lr=inverse_power(1e4, 0.5))
     elif name == "AmIGO":
@@ -167,6 +167,8 @@ def main(argv=None):
     ap.add_argument("--max-steps", type=int, default=10**9, help="outer-step budget per solver")
     ap.add_argument("--chunk", type=int, default=512, help="stochastic steps between evaluations")
     ap.add_argument("--ws-chunk", type=int, default=10, help="WarmStart outer steps between evaluations")
+    ap.add_argument("--saba-lr", type=float, default=0.1, help="SABA's w and v step (benchmark: 0.1)")
+    ap.add_argument("--saba-outer-lr", type=float, default=100.0, help="SABA's u step (benchmark: 100)")
     ap.add_argument("--ws-inner", type=int, default=10)
     ap.add_argument("--ws-inner-lr", type=float, default=0.05)
     ap.add_argument("--ws-cg", type=int, default=10)
@@ -175,6 +177,7 @@ def main(argv=None):
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--synthetic", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--tag", default="", help="suffix of the output file names")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "stochastic" / "results"))
     args = ap.parse_args(argv)
     names = [s.strip() for s in args.solvers.split(",") if s.strip()]
@@ -242,15 +245,15 @@ def main(argv=None):
         n_val=built["m"],
         corrupted=int(built["corrupted"].sum()),
     )
-    (out / "datacleaning.json").write_text(
+    (out / f"datacleaning{args.tag}.json").write_text(
         json.dumps(dict(meta=meta, curves=curves, status=status), indent=1)
     )
     if not args.no_plot:
-        plot(curves, out, meta)
+        plot(curves, out, meta, args.tag)
     return curves, status
 
 
-def plot(curves, out, meta):
+def plot(curves, out, meta, tag=""):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -269,7 +272,7 @@ def plot(curves, out, meta):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "datacleaning_test_error.png", dpi=120)
+    fig.savefig(out / f"datacleaning_test_error{tag}.png", dpi=120)
     plt.close(fig)
 
 

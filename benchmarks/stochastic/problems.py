@@ -222,7 +222,13 @@ def setup_logreg(args, bb, load_module):
     h_star = cached_reference(args, Xt, yt, Xv, yv, np.asarray(out["u0"], np.float64))
 
     def value(u, w):
-        _, h, _ = grad_h(np.asarray(u))
+        u = np.asarray(u, np.float64)
+        if not np.all(np.isfinite(u)) or np.max(u) > 700:  # a diverged run: exp(u) overflows
+            return float("nan")
+        try:
+            _, h, _ = grad_h(u)
+        except np.linalg.LinAlgError:
+            return float("nan")
         return float(h - h_star)
 
     return dict(

@@ -252,6 +252,7 @@ def main(argv=None):
             else None
         )
         results[name] = row
+        (out / f"speed{setup['tag']}.partial.json").write_text(json.dumps(results, indent=1, default=str))
         print(
             f"{name:8s} per 1000 it: blojax {row['per1000_s']['blojax']:.3f}s  bb {row['per1000_s']['benchmark_bilevel']:.3f}s  "
             f"ratio {row['ratio_per1000']:.2f} | to {args.target:g}: blojax {tt['blojax']:.2f}s "
@@ -261,7 +262,7 @@ def main(argv=None):
         )
 
     meta = dict(
-        command="make bench-stochastic  (" + " ".join([sys.executable, *sys.argv]) + ")",
+        command=" ".join([sys.executable, *sys.argv]),
         args=vars(args),
         machine=platform.platform(),
         processor=platform.processor(),
@@ -326,7 +327,7 @@ def plot(results, out, target, title, tag, ylabel):
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=6, ncol=2)
-    fig.suptitle(f"{title}; solid: blojax, dashed: benchmark_bilevel")
+    fig.suptitle(f"{title}\nsolid: blojax, dashed: benchmark_bilevel", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / f"speed_suboptimality{tag}.png", dpi=120)
     plt.close(fig)
