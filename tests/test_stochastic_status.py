@@ -129,3 +129,20 @@ def test_freeze_false_detects_the_same_step_without_freezing():
     np.testing.assert_array_equal(np.asarray(a.u), np.asarray(b.u))
     with pytest.raises(TypeError, match=r"run\(freeze=...\) must be True or False"):
         good.run(good.init(U0, W0), 3, freeze=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["SOBA", "SABA"])
+@pytest.mark.parametrize("lr", [0.05, 1e4])
+def test_guard_per_chunk_equals_guard_per_step(name, lr):
+    """run() checks finiteness once per chunk of _GUARD_EVERY steps and replays a chunk step by step
+    when it went non-finite; the result must be the per-step guard's (state, history, diverged step)."""
+    p = _problem()
+    chunked, per_step = SOLVERS[name](p, lr), SOLVERS[name](p, lr)
+    object.__setattr__(per_step, "_GUARD_EVERY", 0)  # the per-step guard
+    steps = 3 * chunked._GUARD_EVERY + 5  # whole chunks and a remainder
+    a, ha = chunked.run(chunked.init(U0, W0), steps, throw=False)
+    b, hb = per_step.run(per_step.init(U0, W0), steps, throw=False)
+    assert int(a.info.diverged_step) == int(b.info.diverged_step)
+    assert (int(a.info.diverged_step) >= 0) == (lr > 1)  # both branches of the chunk are exercised
+    for x, y in zip(jax.tree_util.tree_leaves((a, ha)), jax.tree_util.tree_leaves((b, hb))):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=64 * np.finfo(np.float32).eps, atol=0)

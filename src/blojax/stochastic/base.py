@@ -31,6 +31,18 @@ from .schedules import as_schedule
 
 __all__ = ["StochasticInfo", "StochasticState", "StochasticSolver"]
 
+try:  # the tracer type of jax.vmap (not public): run() keeps the per-step guard under vmap
+    from jax._src.interpreters.batching import BatchTracer as _BatchTracer
+except ImportError:  # pragma: no cover - another jax: the per-step guard everywhere (always correct)
+    _BatchTracer = None
+
+
+def _batched(tree) -> bool:
+    """Some leaf is being vmapped (or the check is unavailable: then True, the safe answer)."""
+    if _BatchTracer is None:
+        return True
+    return any(isinstance(x, _BatchTracer) for x in jax.tree_util.tree_leaves(tree))
+
 
 class StochasticInfo(NamedTuple):
     """Outcome of a stochastic run (``state.info``), arrays so that it survives ``jit``/``vmap``.
@@ -95,6 +107,8 @@ class StochasticSolver:
     _LR_FIELDS = ()
     # True when ``_update`` already keeps ``memory`` unchanged on a non-finite step (SABA: row by row)
     _FREEZES_MEMORY = False
+    # run() checks finiteness once per chunk of this many steps when the state is not batched (see _scan)
+    _GUARD_EVERY = 16
 
     # ------------------------------------------------------------------ construction
     def __post_init__(self):
@@ -127,7 +141,7 @@ class StochasticSolver:
         }
         object.__setattr__(self, "_schedules", lrs)
         object.__setattr__(self, "_jit_step", jax.jit(self._step))
-        object.__setattr__(self, "_jit_scan", jax.jit(self._scan, static_argnums=(1, 2, 3)))
+        object.__setattr__(self, "_jit_scan", jax.jit(self._scan, static_argnums=(1, 2, 3, 4)))
 
     def _check_fields(self):
         pass
@@ -265,12 +279,38 @@ class StochasticSolver:
         return self._jit_step(state)
 
     # ------------------------------------------------------------------ many steps
-    def _scan(self, state, steps, history=True, freeze=True):
-        def body(s, _):
-            s, metrics = self._step(s, freeze)
-            return s, (metrics if history else None)  # no history: XLA drops the per-step norms
+    def _scan(self, state, steps, history=True, freeze=True, chunked=False):
+        def body(guarded):
+            def f(s, _):
+                s, metrics = self._step(s, guarded)
+                return s, (metrics if history else None)  # no history: XLA drops the per-step norms
 
-        return jax.lax.scan(body, state, None, length=steps)
+            return f
+
+        K = self._GUARD_EVERY
+        if not (freeze and chunked and K > 1 and steps >= 2 * K):
+            return jax.lax.scan(body(freeze), state, None, length=steps)
+
+        # The guard once per chunk of K steps: K unguarded steps (the first non-finite one is still
+        # recorded in diverged_step); if one was non-finite (or the run was already frozen), the chunk
+        # is run again from its start with the per-step guard. Every step is deterministic given the
+        # state (the samplers live in it), so the result is the per-step guard's, bit for bit; the
+        # select of the whole state then costs once per chunk instead of once per step.
+        def chunk(s, _):
+            fast = jax.lax.scan(body(False), s, None, length=K)
+            return jax.lax.cond(
+                fast[0].diverged_step >= 0,
+                lambda: jax.lax.scan(body(True), s, None, length=K),
+                lambda: fast,
+            )
+
+        n_chunks, rest = divmod(steps, K)
+        state, hist = jax.lax.scan(chunk, state, None, length=n_chunks)
+        hist = jax.tree_util.tree_map(lambda h: h.reshape((n_chunks * K,) + h.shape[2:]), hist)
+        if rest:
+            state, tail = jax.lax.scan(body(True), state, None, length=rest)
+            hist = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), hist, tail)
+        return state, hist
 
     def _check_replay(self, state, steps):
         for which, sampler, s, per in (
@@ -345,6 +385,8 @@ class StochasticSolver:
             raise TypeError(f"{name}.run(throw=...) must be True or False, got {throw!r}")
         self._check_replay(state, steps)
         traced = _is_traced(state)
+        # under vmap a cond runs both branches: there the per-step guard is cheaper
+        chunked = not _batched(state)
         if progress and not traced and steps > 1:
             from tqdm.auto import tqdm
 
@@ -352,14 +394,14 @@ class StochasticSolver:
             with tqdm(total=steps, desc=name, unit="step") as bar:
                 while done < steps:
                     n = min(size, steps - done)
-                    state, h = self._jit_scan(state, n, history, freeze)
+                    state, h = self._jit_scan(state, n, history, freeze, chunked)
                     jax.block_until_ready(state)
                     parts.append(h)
                     done += n
                     bar.update(n)
             out = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts) if history else None
         else:
-            state, out = self._jit_scan(state, steps, history, freeze)
+            state, out = self._jit_scan(state, steps, history, freeze, chunked)
         message = (
             f"{name}: non-finite values (NaN/inf) at an outer step; the state is frozen at the last "
             "finite step. Lower the step sizes, or pass throw=False and read state.info."
