@@ -37,7 +37,7 @@ def test_datacleaning_script_tiny(tmp_path):
             "--max-steps",
             "640",
         ]
-        + ["--ws-inner-lr", "0.1", "--no-plot", "--out", str(tmp_path)]
+        + ["--batch-size", "16", "--ws-inner-lr", "0.1", "--no-plot", "--out", str(tmp_path)]
     )
     assert set(curves) == {"SABA", "SOBA", "AmIGO", "WarmStart"}
     for name, c in curves.items():
@@ -53,7 +53,25 @@ def test_datacleaning_script_tiny(tmp_path):
     assert saved["meta"]["corrupted"] > 0 and set(saved["curves"]) == set(curves)
 
 
-def test_datacleaning_script_rejects_unknown_solver(tmp_path):
+def test_datacleaning_batch_larger_than_the_data_is_an_error(tmp_path):
+    mod = _module()  # 60 training points, 20 validation points: batch 32 does not fit the latter
+    with pytest.raises(ValueError, match=r"batch_size \(32\) is larger than the data \(n=20"):
+        mod.main(["--synthetic", "60", "--batch-size", "32", "--no-plot", "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--solvers", "SABA,Adam"], "unknown solver 'Adam'"),
+        (["--ratio", "1.5"], "--ratio is the fraction"),
+        (["--saba-lr", "0"], "--saba-lr must be > 0"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--time-budget", "0"], "--time-budget must be > 0"),
+    ],
+)
+def test_datacleaning_script_rejects_bad_arguments(tmp_path, capsys, argv, message):
     mod = _module()
-    with pytest.raises(SystemExit):
-        mod.main(["--synthetic", "60", "--solvers", "SABA,Adam", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as err:
+        mod.main(["--synthetic", "60", "--out", str(tmp_path), *argv])
+    assert err.value.code == 2
+    assert message in capsys.readouterr().err

@@ -128,7 +128,7 @@ def make_solver(name, built, args):
     from blojax.stochastic import Shuffle, inverse_power
 
     p, b = built["problem"], args.batch_size
-    si, so = Shuffle(p.n_inner, min(b, p.n_inner)), Shuffle(p.n_outer, min(b, p.n_outer))
+    si, so = Shuffle(p.n_inner, b), Shuffle(p.n_outer, b)  # a batch larger than the data: its error
     if name == "WarmStart":
         inner = blo.InnerLoop(optax.sgd(args.ws_inner_lr), steps=args.ws_inner)
         algo = blo.WarmStart(
@@ -186,6 +186,17 @@ def main(argv=None):
             ap.error(f"--solvers: unknown solver {nm!r}; expected some of {','.join(SOLVERS)}")
     if args.time_budget <= 0 or args.chunk < 1 or args.ws_chunk < 1:
         ap.error("--time-budget must be > 0 and --chunk, --ws-chunk >= 1")
+    if not 0.0 <= args.ratio <= 1.0:
+        ap.error(f"--ratio is the fraction of corrupted labels, in [0, 1]; got {args.ratio}")
+    for flag, val in (
+        ("--reg", args.reg),
+        ("--saba-lr", args.saba_lr),
+        ("--saba-outer-lr", args.saba_outer_lr),
+    ):
+        if not val > 0:
+            ap.error(f"{flag} must be > 0, got {val}")
+    if args.batch_size < 1:
+        ap.error(f"--batch-size must be >= 1, got {args.batch_size}")
 
     import jax
     from tqdm.auto import tqdm
@@ -219,7 +230,7 @@ def main(argv=None):
         status[name] = "diverged at step %d" % bad if bad >= 0 else "finite"
         curves[name] = curve
         u = np.asarray(s.u)
-        weights = 1 / (1 + np.exp(-u))
+        weights = 0.5 * (1.0 + np.tanh(0.5 * u))  # sigmoid(u), without overflow
         c = built["corrupted"]
         status[name + "_weights"] = dict(
             mean_weight_corrupted=float(weights[c].mean()) if c.any() else None,
