@@ -28,6 +28,7 @@ import time
 
 
 from blojax.experiments import augment_net, common
+from blojax.runner import files
 
 #: Shared settings (MNIST-10k; 100 outer steps, chosen to fit the CPU budget of the search on a shared
 #: 2-core machine).
@@ -90,7 +91,7 @@ def run_one(name: str, out: pathlib.Path) -> dict:
         "final_outer_loss": d["final_outer_loss"],
         "seconds": time.perf_counter() - t0,
     }
-    common.atomic_write_json(path, row)
+    files.atomic_write_json(path, row)
     print(
         f"{name}: "
         + ", ".join(f"{k} {row['select_accuracy_percent'][k]['mean']:.1f}" for k in METHODS)
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
             table(rows) + f"\n\nchosen: {best['name']} (pattern on held-out validation: "
             f"{'yes' if pattern(best['select_accuracy_percent']) else 'no'})\n"
         )
-        common.atomic_write_text(out / "search.md", text)
+        files.atomic_write_text(out / "search.md", text)
         print(text)
         if args.final:
             cfg = config_of(best["name"], **FINAL_SEEDS)
@@ -171,7 +172,7 @@ def main(argv=None) -> int:
             secs = time.perf_counter() - t0
             figs = augment_net.plot(res, out / "final")
             d = res.to_dict()
-            common.atomic_write_json(
+            files.atomic_write_json(
                 out / "final" / "results.json",
                 {
                     "chosen": best["name"],

@@ -27,7 +27,7 @@ def train_accuracy(cfg: rings.Config, n_classes: int) -> np.ndarray:
     settings do not touch warm-start) to save time."""
     cheap = dataclasses.replace(cfg, cold_steps=1, cold_inner_steps=20, cold_unroll=1)
     v = rings.run_variant(cheap, n_classes, True, common.Context(progress=False))
-    return np.asarray(v["warm_train_acc"])
+    return np.asarray(v.warm_train_acc)
 
 
 def main(argv=None) -> int:

@@ -58,7 +58,10 @@ def main(argv=None) -> int:
 
     env = dict(os.environ)
     if args.experiment == "toy":
-        env["BLOJAX_EXPERIMENTS"] = "toy=blojax.runner.toy"
+        # the runner's test experiment lives in tests/exp_toy.py
+        tests = str(pathlib.Path(__file__).resolve().parents[1] / "tests")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (tests, env.get("PYTHONPATH", "")) if p)
+        env["BLOJAX_EXPERIMENTS"] = "toy=exp_toy"
         points = [["--seed", str(i)] for i in range(args.n)]
         sweep_args = ["sweep", "toy", "--quick", "--seeds", f"0-{args.n - 1}"]
         base = ["run", "toy", "--quick"]

@@ -17,6 +17,11 @@ import pytest
 # this process (or start it) leave that folder alone unless told otherwise (tests/test_reliability_cache.py).
 os.environ.setdefault("BLOJAX_JAX_CACHE", "off")
 
+# The test experiments (tests/exp_*.py, e.g. `toy=exp_toy`) are importable in this process (pytest puts
+# tests/ on sys.path) and in the command lines, sweeps and workers the tests start.
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_TESTS, os.environ.get("PYTHONPATH", "")) if p)
+
 
 @pytest.fixture
 def x64():

@@ -34,10 +34,10 @@ class Result:
         return {"mean": self.mean, "total": self.total}
 
 
-def run(config: Config, ctx: common.Context | None = None) -> Result:
+def run(config: Config, ctx: common.RunContext | None = None) -> Result:
     from blojax.data import load_dataset
 
-    ctx = ctx or common.Context()
+    ctx = common.ensure_context(ctx)
     d = load_dataset("mnist", root=config.root or None, val_size=10)
     x = np.asarray(d.x_train.reshape(len(d.x_train), -1).mean(1), np.float64)
 

@@ -1,10 +1,10 @@
-"""``slowtoy``: :mod:`blojax.runner.toy` whose quick settings sleep 0.2 s after each of 40 chunks (about
+"""``slowtoy``: :mod:`exp_toy` (tests/exp_toy.py) whose quick settings sleep 0.2 s after each of 40 chunks (about
 8 s), so a test can signal ``blojax reproduce`` while its child runs. Test fixture only."""
 
 import dataclasses
 
-from blojax.runner.toy import DESCRIPTION, Result, plot, run  # noqa: F401 - the experiment contract
-from blojax.runner.toy import Config as _Config
+from exp_toy import DESCRIPTION, Result, plot, run  # noqa: F401 - the experiment contract
+from exp_toy import Config as _Config
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The ``blojax`` command: listing, config parsing, and bad input (one line, exit code 2, no traceback).
 
-The command is exercised on the test experiment :mod:`blojax.runner.toy`, registered through the
+The command is exercised on the test experiment :mod:`exp_toy` (tests/exp_toy.py), registered through the
 ``BLOJAX_EXPERIMENTS`` environment variable, so these tests do not depend on the paper experiments.
 """
 
@@ -16,7 +16,7 @@ import pytest
 from blojax.runner import cli, configs
 from blojax.runner.errors import UsageError
 
-TOY = "toy=blojax.runner.toy"
+TOY = "toy=exp_toy"
 
 
 @pytest.fixture(autouse=True)
@@ -203,11 +203,11 @@ def test_run_folder_contents(capsys, tmp_path):
 
 
 def test_module_main_entry(capsys, tmp_path):
-    from blojax.experiments import common
+    from blojax.runner.cli import run_module
 
     assert (
-        common.main(
-            "blojax.runner.toy",
+        run_module(
+            "exp_toy",
             [
                 "--out",
                 str(tmp_path),
@@ -222,8 +222,9 @@ def test_module_main_entry(capsys, tmp_path):
         )
         == 0
     )
-    assert json.loads((tmp_path / "run.json").read_text())["experiment"] == "toy"
-    assert common.main("blojax.runner.toy", ["--out", str(tmp_path / "x"), "--set", "n_syn=0"]) == 2
+    # the experiment is named after its module
+    assert json.loads((tmp_path / "run.json").read_text())["experiment"] == "exp_toy"
+    assert run_module("exp_toy", ["--out", str(tmp_path / "x"), "--set", "n_syn=0"]) == 2
     assert "toy.Config.n_syn must be a positive integer, got 0" in capsys.readouterr().err
 
 

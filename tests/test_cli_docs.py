@@ -38,7 +38,7 @@ def test_doc_has_transcripts():
 
 @pytest.mark.parametrize("index", range(len(_blocks())))
 def test_transcript_matches_the_command(index, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("BLOJAX_EXPERIMENTS", "toy=blojax.runner.toy")
+    monkeypatch.setenv("BLOJAX_EXPERIMENTS", "toy=exp_toy")
     monkeypatch.chdir(tmp_path)
     for command, expected in _steps(_blocks()[index]):
         argv = shlex.split(command)

@@ -15,7 +15,7 @@ import pytest
 
 import blojax as blo
 from blojax.data import synthetic
-from blojax.experiments import common, rings, solution_concepts
+from blojax.experiments import _distill2d, _rings_variant, common, rings, solution_concepts, toolkit
 from blojax.experiments.common import ConfigError
 from blojax.models.mlp import init_mlp, mlp_apply
 from conftest import assert_close
@@ -92,8 +92,21 @@ def test_solution_concepts_bad_config_names_the_field(changes, field):
 
 def test_defaults_and_quick_configs_validate():
     for mod in (rings, solution_concepts):
-        mod.Config().validate()
-        mod.Config.quick().validate()
+        assert mod.Config().validate() is None  # one convention: validate() returns None
+        assert mod.Config.quick().validate() is None
+
+
+def test_solution_concepts_imports_nothing_private_from_rings():
+    """E1 shares E2's pieces through the public functions of ``_distill2d``, not rings' private names."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(solution_concepts))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            assert node.module is None or "rings" not in node.module, node.module
+            if node.module == "blojax.experiments._distill2d":
+                assert all(not a.name.startswith("_") for a in node.names)
 
 
 # ------------------------------------------------------------------------------------ pieces
@@ -101,20 +114,54 @@ def test_defaults_and_quick_configs_validate():
 def test_retrain_is_the_cold_start_inner_solve(inner_loss):
     """A fresh model trained on u from w0 (retrain) is exactly Xi^T(u, w0), the cold-start inner solution."""
     data = synthetic.rings(10, 2, seed=0)
-    problem = rings.make_problem(data.x, data.y, 2, inner_loss)
+    problem = _distill2d.make_problem(data.x, data.y, 2, inner_loss)
     w0 = init_mlp(0, [2, 6, 2], bias_scale=1.0)
     u = {"x": jnp.asarray([[0.3, -0.9], [1.8, 0.4]])}
-    w_fresh = rings.train_fresh(w0, u["x"], jnp.eye(2), 0.1, 25, inner_loss)
+    w_fresh = _distill2d.fit_points(w0, u["x"], jnp.eye(2), 0.1, 25, inner_loss)
     w_inner, info = blo.InnerLoop(optax.sgd(0.1), steps=25).run(problem, u, w0)
     for a, b in zip(jax.tree_util.tree_leaves(w_fresh), jax.tree_util.tree_leaves(w_inner)):
         assert_close(a, b, ulps=256)  # 25 float32 SGD steps by two code paths
     assert float(info.f) < float(problem.f(u, w0))
 
 
+@pytest.mark.parametrize("inner_loss", ["ce", "mse"])
+def test_fit_points_is_plain_sgd_on_the_point_loss(inner_loss):
+    """fit_points (toolkit.retrain, optax.sgd: w + (-lr) g) equals a hand-written loop w <- w - lr g on
+    the point loss with soft targets; in IEEE arithmetic w + (-(lr g)) = w - lr g, so only the
+    compiled order of the gradient's sums can differ."""
+    x = jnp.asarray([[0.3, -0.9], [1.8, 0.4], [-1.0, 1.2]])
+    targets = jax.nn.softmax(jnp.asarray([[2.0, 0.0], [0.0, 1.0], [0.5, 0.5]]), axis=-1)
+    w0 = init_mlp(3, [2, 6, 2], bias_scale=1.0)
+
+    def loss(w):
+        return _distill2d.point_loss(mlp_apply(w, x), targets, inner_loss)
+
+    def body(w, _):
+        g = jax.grad(loss)(w)
+        return jax.tree_util.tree_map(lambda p, q: p - 0.1 * q, w, g), None
+
+    w_hand, _ = jax.jit(lambda w: jax.lax.scan(body, w, None, length=40))(w0)
+    w_fit = jax.jit(lambda w: _distill2d.fit_points(w, x, targets, 0.1, 40, inner_loss))(w0)
+    for a, b in zip(jax.tree_util.tree_leaves(w_fit), jax.tree_util.tree_leaves(w_hand)):
+        assert_close(a, b, ulps=64)  # 40 float32 SGD steps, same update, possibly another fusion
+    assert float(loss(w_fit)) < float(loss(w0))
+
+
+def test_fit_points_raises_on_divergence():
+    x = jnp.asarray([[0.3, -0.9], [1.8, 0.4]])
+    w0 = init_mlp(0, [2, 6, 2], bias_scale=1.0)
+    with pytest.raises(Exception, match="non-finite"):
+        jax.block_until_ready(_distill2d.fit_points(w0, x, jnp.eye(2), 1e38, 5))
+    w = _distill2d.fit_points(w0, x, jnp.eye(2), 1e38, 5, throw=False)  # sampling: no raise
+    assert not all(bool(np.all(np.isfinite(np.asarray(a)))) for a in jax.tree_util.tree_leaves(w))
+
+
 def test_soft_labels_start_uniform_and_fixed_labels_are_one_hot():
     x = jnp.zeros((3, 2))
-    assert_close(rings.labels_of({"x": x, "logits": jnp.zeros((3, 3))}, 3), np.full((3, 3), 1 / 3), ulps=4)
-    np.testing.assert_array_equal(rings.labels_of({"x": x}, 3), np.eye(3))
+    assert_close(
+        _distill2d.labels_of({"x": x, "logits": jnp.zeros((3, 3))}, 3), np.full((3, 3), 1 / 3), ulps=4
+    )
+    np.testing.assert_array_equal(_distill2d.labels_of({"x": x}, 3), np.eye(3))
 
 
 def test_switch_count():
@@ -127,11 +174,11 @@ def test_switch_count():
             [[0.6, 0.4], [0.4, 0.6]],
         ]
     )
-    np.testing.assert_array_equal(np.asarray(rings.switches(jnp.asarray(probs))), [2, 0])
+    np.testing.assert_array_equal(np.asarray(_rings_variant.switches(jnp.asarray(probs))), [2, 0])
 
 
 def test_disk_projection_only_moves_points_outside():
-    opt = rings.disk_projection(2.0)
+    opt = _distill2d.disk_projection(2.0)
     params = {"x": jnp.asarray([[0.0, 0.0], [1.9, 0.0]]), "logits": jnp.zeros((2, 2))}
     upd = {"x": jnp.asarray([[0.5, 0.5], [1.0, 0.0]]), "logits": jnp.ones((2, 2))}
     new, _ = opt.update(upd, opt.init(params), params)
@@ -143,7 +190,7 @@ def test_disk_projection_only_moves_points_outside():
 
 def test_init_points_lie_on_their_ring():
     data = synthetic.rings(30, 3, noise=0.0, seed=1)
-    u = rings.init_points(3, data.x, data.y, 3, True)
+    u = _distill2d.init_points(3, data.x, data.y, 3, True)
     assert_close(np.linalg.norm(np.asarray(u["x"]), axis=1), np.array([1.0, 2.0, 3.0], np.float32), ulps=16)
     assert u["logits"].shape == (3, 3)
 
@@ -160,7 +207,7 @@ def test_rings_run_reports_every_number(rings_result):
     for tag, v in d["variants"].items():
         for algo in ("warm", "warm_retrain_final_points", "cold"):
             acc = v["test_accuracy"][algo]
-            assert len(acc["per_seed"]) == 2 and all(0.0 <= a <= 1.0 for a in acc["per_seed"])
+            assert len(acc["values"]) == 2 and all(0.0 <= a <= 1.0 for a in acc["values"])
             assert np.isfinite(v["outer_loss_final"][algo]["mean"])
         leak = v["information_leak"]
         assert leak["snapshots"] == 4
@@ -170,6 +217,27 @@ def test_rings_run_reports_every_number(rings_result):
         )
     sw = d["variants"]["2rings-soft"]["soft_label_switches"]
     assert len(sw["per_point_mean"]) == 2 and all(x >= 0 for x in sw["per_point_mean"])
+
+
+def test_rings_result_is_a_typed_frozen_record(rings_result):
+    """Result and Variant are frozen dataclasses; the variant is found by its tag; to_dict's numbers
+    are the seed statistics of the typed fields."""
+    assert dataclasses.is_dataclass(rings_result) and dataclasses.is_dataclass(rings_result.variants[0])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rings_result.seconds = 0.0  # type: ignore[misc]
+    v = rings_result.variant("2rings-soft")
+    assert v is rings_result.variants[0] and v.tag == "2rings-soft"
+    with pytest.raises(KeyError, match="3rings-fixed"):
+        rings_result.variant("3rings-fixed")
+    d = rings_result.to_dict()["variants"]["2rings-soft"]
+    assert d["test_accuracy"]["cold"] == toolkit.seed_stats(v.cold_acc)
+    assert d["outer_loss_final"]["warm"]["values"] == np.asarray(v.warm_F[:, -1], np.float64).tolist()
+    assert set(rings_result.to_dict()["seconds"]["2rings-soft"]) == {
+        "warm_s",
+        "retrain_s",
+        "cold_s",
+        "total_s",
+    }
 
 
 def test_paper_comparison_rows(rings_result):
@@ -185,33 +253,33 @@ def test_paper_comparison_rows(rings_result):
 def test_rings_numbers_match_a_recomputation(rings_result):
     """The reported warm accuracy is the test accuracy of the final warm model, the last snapshot
     is the final state, and the vmapped chunked scan equals a plain single-seed run."""
-    v = rings_result.variants["2rings-soft"]
+    v = rings_result.variant("2rings-soft")
     cfg = TINY_RINGS
-    test = v["test"]
+    test = v.test
     for s in range(cfg.seeds):
-        w = jax.tree_util.tree_map(lambda a: a[s], v["w_warm"])  # noqa: B023 - used in this iteration
-        acc = float(rings.accuracy(w, test.x, test.y))
-        assert acc == pytest.approx(float(v["snap_acc"][s, -1]))
-        np.testing.assert_allclose(v["snap_x"][s, -1], v["u_warm"]["x"][s])
+        w = jax.tree_util.tree_map(lambda a: a[s], v.w_warm)  # noqa: B023 - used in this iteration
+        acc = float(_distill2d.mlp_accuracy(w, test.x, test.y))
+        assert acc == pytest.approx(float(v.snap_acc[s, -1]))
+        np.testing.assert_allclose(v.snap_x[s, -1], v.u_warm["x"][s])
     # seed index 1, recomputed without vmap or chunks
-    train = v["train"]
-    problem = rings.make_problem(train.x, train.y, 2)
+    train = v.train
+    problem = _distill2d.make_problem(train.x, train.y, 2)
     radius = float(np.max(np.linalg.norm(train.x, axis=1)))
     rng = np.random.default_rng(cfg.seed + 1)
-    w0 = rings.init_model(rng, [2] + [cfg.width] * cfg.depth + [2], cfg)
-    u0 = rings.init_points(rng, train.x, train.y, 2, True)
+    w0 = _rings_variant.init_model(rng, [2] + [cfg.width] * cfg.depth + [2], cfg)
+    u0 = _distill2d.init_points(rng, train.x, train.y, 2, True)
     algo = blo.WarmStart(
         problem,
         blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=1),
         blo.Unroll(1),
-        rings.outer_optimizer(cfg, True, radius),
+        _rings_variant.outer_optimizer(cfg, True, radius),
     )
     st, hist = algo.run(algo.init(u0, w0), cfg.warm_steps)
     # vmapped + chunked vs one plain scan over the warm steps, float32: ~1e-4 of each quantity's scale
-    assert_close(st.u["x"], v["u_warm"]["x"][1], ulps=1024)
-    assert_close(hist["F"], v["warm_F"][1], ulps=1024)
+    assert_close(st.u["x"], v.u_warm["x"][1], ulps=1024)
+    assert_close(hist["F"], v.warm_F[1], ulps=1024)
     # the points never leave the data disk
-    assert np.all(np.linalg.norm(v["x_traj"], axis=-1) <= radius * (1 + 1e-5))
+    assert np.all(np.linalg.norm(v.x_traj, axis=-1) <= radius * (1 + 1e-5))
 
 
 def test_rings_plots(rings_result, tmp_path):
@@ -225,7 +293,9 @@ def test_rings_plots(rings_result, tmp_path):
 
 def test_rings_divergence_stops_with_a_message():
     cfg = dataclasses.replace(TINY_RINGS, inner_lr=1e38, seeds=1)
-    with pytest.raises(blo.NonFiniteError, match="non-finite"):
+    with pytest.raises(
+        blo.NonFiniteError, match=r"2rings-soft warm-start \(lower inner_lr / outer_lr\): non-finite"
+    ):
         rings.run(cfg, common.Context(progress=False))
 
 
@@ -234,7 +304,7 @@ def test_solution_concepts_sampling_picks_the_extremes():
     sample is least bad — checked against a brute-force loop over the same samples."""
     cfg = TINY_E1
     data = synthetic.sinusoid(cfg.n, seed=0)
-    problem = rings.make_problem(data.x, data.y, 2)
+    problem = _distill2d.make_problem(data.x, data.y, 2)
     pairs, inits = solution_concepts.draw_samples(cfg, np.random.default_rng(5), data.x, data.y)
     assert pairs.shape == (cfg.pairs, 2, 2) and inits[0]["w"].shape == (cfg.pairs, cfg.models, 2, cfg.width)
     u_o, w_o, u_p, w_p, frac = jax.jit(lambda p, i: solution_concepts.sample_solutions(cfg, p, i, problem))(
@@ -245,9 +315,9 @@ def test_solution_concepts_sampling_picks_the_extremes():
     for p in range(cfg.pairs):
         for m in range(cfg.models):
             w0 = jax.tree_util.tree_map(lambda a: a[p, m], inits)  # noqa: B023 - used in this iteration
-            w = rings.train_fresh(w0, pairs[p], eye, cfg.fit_lr, cfg.fit_steps)
+            w = _distill2d.fit_points(w0, pairs[p], eye, cfg.fit_lr, cfg.fit_steps, throw=False)
             lg = mlp_apply(w, pairs[p])
-            if float(rings.cross_entropy(lg, eye)) < cfg.fit_tol and np.all(
+            if float(toolkit.prob_cross_entropy(lg, eye)) < cfg.fit_tol and np.all(
                 np.asarray(jnp.argmax(lg, -1)) == [0, 1]
             ):
                 table[p, m] = float(problem.F({"x": pairs[p]}, w))
@@ -268,8 +338,12 @@ def test_solution_concepts_run_and_plot(tmp_path):
     d = res.to_dict()
     assert set(d["test_accuracy"]) == {"optimistic", "pessimistic", "cold", "warm"}
     for c, a in d["test_accuracy"].items():
-        assert len(a["per_seed"]) == 2 and all(0 <= x <= 1 for x in a["per_seed"])
+        assert len(a["values"]) == 2 and all(0 <= x <= 1 for x in a["values"])
     assert sorted(d["order_by_mean_accuracy"]) == sorted(solution_concepts.CONCEPTS)
+    assert dataclasses.is_dataclass(res) and set(res.acc) == set(solution_concepts.CONCEPTS)
+    assert d["test_accuracy"]["warm"] == toolkit.seed_stats(res.acc["warm"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.seconds = {}  # type: ignore[misc]
     rows = solution_concepts.paper_comparison(d)
     assert rows[0]["ours"] == " > ".join(d["order_by_mean_accuracy"])
     (png,) = solution_concepts.plot(res, tmp_path)
@@ -278,7 +352,7 @@ def test_solution_concepts_run_and_plot(tmp_path):
 
 def test_solution_concepts_divergence_stops_with_a_message():
     cfg = dataclasses.replace(TINY_E1, inner_lr=1e38, seeds=1)
-    with pytest.raises(blo.NonFiniteError, match="non-finite"):
+    with pytest.raises(blo.NonFiniteError, match=r"^warm-start \(lower inner_lr / outer_lr\): non-finite"):
         solution_concepts.run(cfg, common.Context(progress=False))
 
 

@@ -101,3 +101,45 @@ def test_require_finite():
     with pytest.raises(blo.NonFiniteError, match="acc: non-finite"):
         tk.require_finite("acc", {"x": np.array([1.0, np.nan])})
     tk.require_finite("ints are fine", np.array([1, 2]))
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(0, 12), st.floats(0.01, 0.3))
+def test_retrain_stochastic_equals_hand_written_sgd_on_fresh_batches(seed, steps, lr):
+    """w_{t+1} = w_t - lr grad_w loss(u, w_t, b_t), the batch b_t changing every step."""
+    rng = np.random.default_rng(seed)
+    with jax.enable_x64(True):
+        A = jnp.asarray(rng.normal(size=(5, 3)))
+        u = jnp.asarray(rng.normal(size=5))
+        w0 = jnp.asarray(rng.normal(size=3))
+        noise = jnp.asarray(rng.normal(size=(steps, 5)))
+        loss = lambda u, w, b: 0.5 * jnp.mean((A @ w - u - b) ** 2)  # noqa: E731
+        w = tk.retrain_stochastic(loss, u, w0, noise, lr=lr)
+        ref = w0
+        for t in range(steps):
+            ref = ref - lr * jax.grad(loss, argnums=1)(u, ref, noise[t])
+        np.testing.assert_allclose(np.asarray(w), np.asarray(ref), rtol=1e-12, atol=1e-14)
+        if steps:  # one fixed batch repeated: the same as retrain on loss(u, ., b)
+            same = jnp.broadcast_to(noise[0], noise.shape)
+            w_fixed, _ = tk.retrain(lambda u, w: loss(u, w, noise[0]), u, w0, lr=lr, steps=steps)
+            np.testing.assert_allclose(
+                np.asarray(tk.retrain_stochastic(loss, u, w0, same, lr=lr)), np.asarray(w_fixed), rtol=1e-12
+            )
+
+
+def test_retrain_stochastic_raises_on_divergence():
+    loss = lambda u, w, b: jnp.sum(jnp.exp(w * 1e3 * b))  # noqa: E731
+    with pytest.raises(Exception, match="non-finite retrained"):
+        jax.block_until_ready(tk.retrain_stochastic(loss, 0.0, jnp.ones(2), jnp.ones((5, 1)), lr=1.0))
+    w = tk.retrain_stochastic(loss, 0.0, jnp.ones(2), jnp.ones((5, 1)), lr=1.0, throw=False)
+    assert not np.all(np.isfinite(np.asarray(w)))
+
+
+def test_cold_hypergradient_names_the_paper_methods():
+    u = tk.cold_hypergradient("unroll", steps=7, terms=3, lr=0.1)
+    assert isinstance(u, blo.Unroll) and u == blo.Unroll(7, remat=True)
+    assert tk.cold_hypergradient("neumann", steps=7, terms=3, lr=0.1) == blo.Neumann(terms=3, lr=0.1)
+    assert tk.cold_hypergradient("cg", steps=7, terms=3, lr=0.1) == blo.CG(iters=3)
+    assert tk.COLD_METHODS == ("unroll", "neumann", "cg")
+    with pytest.raises(ValueError, match="method must be one of"):
+        tk.cold_hypergradient("exact", steps=7, terms=3, lr=0.1)

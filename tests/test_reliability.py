@@ -5,7 +5,7 @@ numbers, never lost results. Cases by category (counted in docs/reliability.md):
 identity, results-first / file system, validation, data provenance, report, signals, resource guard,
 missing extra; then hypothesis fuzz of ``--set``/``--grid`` values and of the Python API's constructors.
 
-Runs use the test experiment :mod:`blojax.runner.toy` (registered through ``BLOJAX_EXPERIMENTS``) and
+Runs use the test experiment :mod:`exp_toy` (tests/exp_toy.py, registered through ``BLOJAX_EXPERIMENTS``) and
 the fixtures ``tests/exp_*.py``, so they take seconds. The kill/resume soak is in test_reliability_soak.py.
 """
 
@@ -25,13 +25,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import blojax as blo
-from blojax.experiments import common
-from blojax.runner import cli, configs, toy
+from blojax import _atomic
+import exp_toy as toy
+from blojax.runner import cli, configs
 from blojax.runner.errors import UsageError
 from blojax.runner.rundir import nonfinite_keys
 
 TESTS = pathlib.Path(__file__).parent
-EXPS = "toy=blojax.runner.toy,slowtoy=exp_slowtoy,dataexp=exp_data,nanexp=exp_nan"
+EXPS = "toy=exp_toy,slowtoy=exp_slowtoy,dataexp=exp_data,nanexp=exp_nan,jitnan=exp_jitnan"
 FAST = ["--quiet", "--no-plots", "--checkpoint-every", "10"]
 
 
@@ -211,7 +212,7 @@ def test_file_system_errors_are_one_line_naming_the_path(capsys, tmp_path, monke
     """Read-only or full disks cannot be made here (root, no quota): the write function fails instead,
     as the OS would, at the moment named by ``when``."""
     out = tmp_path / "X"
-    real = common.atomic_write_bytes
+    real = _atomic.atomic_write_bytes
 
     def failing(path, data):
         p = pathlib.Path(path)
@@ -225,7 +226,7 @@ def test_file_system_errors_are_one_line_naming_the_path(capsys, tmp_path, monke
             raise OSError(err_no, os.strerror(err_no), str(p))
         return real(path, data)
 
-    monkeypatch.setattr(common, "atomic_write_bytes", failing)
+    monkeypatch.setattr(_atomic, "atomic_write_bytes", failing)
     if when == "start":
         import tempfile
 
@@ -357,6 +358,36 @@ def test_diverging_toy_with_huge_lr_stops_with_message(capsys, tmp_path):
     assert rc == 1
     one_line(err, "non-finite")
     assert json.loads((out / "run.json").read_text())["status"] == "diverged"
+
+
+def test_a_jitted_library_check_is_reported_as_divergence_in_one_line(capsys, tmp_path):
+    """A ``throw=True`` check raising under ``jit`` arrives as a long JAX runtime error; the run
+    reports the check's own message as "diverged", with the traceback in error.txt."""
+    out = tmp_path / "J"
+    rc, err = blojax(capsys, "run", "jitnan", "--quiet", "--out", out)
+    assert rc == 1
+    one_line(err, "InnerLoop: non-finite inner iterate", "error.txt")
+    assert "CpuCallback" not in err
+    assert json.loads((out / "run.json").read_text())["status"] == "diverged"
+    assert "Traceback" in (out / "error.txt").read_text()
+    # a real process: JAX's own log of the failed callback must not reach the terminal either
+    proc = subprocess.run(
+        [sys.executable, "-m", "blojax.runner.cli", "run", "jitnan", "--quiet", "--out", str(tmp_path / "K")],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    one_line(proc.stderr.strip(), "InnerLoop: non-finite inner iterate")
+
+
+def test_runtime_message_finds_the_check_or_nothing():
+    from blojax.status import runtime_message
+
+    wrapped = RuntimeError("INTERNAL: CpuCallback error\n  ...\n_EquinoxRuntimeError: CG: bad field\n  ...")
+    assert runtime_message(wrapped) == "CG: bad field"
+    assert runtime_message(ValueError("nothing to see")) is None
 
 
 # ------------------------------------------------------------------------------------ data provenance

@@ -13,7 +13,7 @@ from blojax.runner import jaxcache
 
 
 def _run(out, cache, *extra):
-    env = dict(os.environ, BLOJAX_EXPERIMENTS="toy=blojax.runner.toy", BLOJAX_JAX_CACHE=str(cache))
+    env = dict(os.environ, BLOJAX_EXPERIMENTS="toy=exp_toy", BLOJAX_JAX_CACHE=str(cache))
     subprocess.run(
         [
             sys.executable,

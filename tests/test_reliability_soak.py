@@ -20,7 +20,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-TOY = "toy=blojax.runner.toy"
+TOY = "toy=exp_toy"
 # (experiment, extra arguments, kills)
 CASES = [
     ("toy", ["--set", "steps=300", "--set", "chunk_delay=0.02"], 2),

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
-TOY = "toy=blojax.runner.toy"
+TOY = "toy=exp_toy"
 
 
 def _blojax(*args, timeout=600):

@@ -13,7 +13,7 @@ import pytest
 
 from blojax.runner import cli
 
-TOY = "toy=blojax.runner.toy"
+TOY = "toy=exp_toy"
 
 
 @pytest.fixture(autouse=True)

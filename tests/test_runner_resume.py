@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from blojax.experiments import common
+from blojax.runner.context import CheckpointError, Context
 from blojax.runner import cli
 
-TOY = "toy=blojax.runner.toy"
+TOY = "toy=exp_toy"
 ARGS = [
     "run",
     "toy",
@@ -115,7 +115,7 @@ def test_context_keys_checks_and_stage(tmp_path):
     def chunk(c, n):
         return c + n, jnp.arange(n) + c
 
-    ctx = common.Context(checkpoint_dir=tmp_path, checkpoint_every=3)
+    ctx = Context(checkpoint_dir=tmp_path, checkpoint_every=3)
     c1, h1 = ctx.scan(chunk, 0, 10, key="k")
     c2, h2 = ctx.scan(chunk, 100, 4, key="k")  # same key again: its own checkpoint "k#2"
     assert int(c1) == 10 and np.array_equal(h1, np.arange(10)) and int(c2) == 104
@@ -123,14 +123,14 @@ def test_context_keys_checks_and_stage(tmp_path):
     assert set(ctx.histories) == {"scan-k", "scan-k#2"}
     # resume: everything loaded, nothing recomputed
     calls = []
-    again = common.Context(checkpoint_dir=tmp_path, checkpoint_every=3, resume=True)
+    again = Context(checkpoint_dir=tmp_path, checkpoint_every=3, resume=True)
     r1 = again.scan(lambda c, n: calls.append(n) or chunk(c, n), 0, 10, key="k")
     assert calls == [] and int(r1[0]) == 10
     # a checkpoint of another length is refused, not silently mixed in
-    with pytest.raises(common.CheckpointError, match="is for 4 steps in chunks of 3"):
+    with pytest.raises(CheckpointError, match="is for 4 steps in chunks of 3"):
         again.scan(chunk, 100, 5, key="k")
-    st = common.Context(checkpoint_dir=tmp_path, resume=True)
+    st = Context(checkpoint_dir=tmp_path, resume=True)
     assert float(st.stage("s", lambda: jnp.float32(2.5))) == 2.5
-    assert float(common.Context(checkpoint_dir=tmp_path, resume=True).stage("s", lambda: 1 / 0)) == 2.5
+    assert float(Context(checkpoint_dir=tmp_path, resume=True).stage("s", lambda: 1 / 0)) == 2.5
     with pytest.raises(ValueError, match="checkpoint_every must be a positive integer"):
-        common.Context(checkpoint_every=0)
+        Context(checkpoint_every=0)

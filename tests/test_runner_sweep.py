@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from blojax.runner import cli, toy
+import exp_toy as toy
+from blojax.runner import cli
 
-TOY = "toy=blojax.runner.toy"
+TOY = "toy=exp_toy"
 BASE = ["--checkpoint-every", "10", "--quiet"]
 
 

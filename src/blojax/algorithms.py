@@ -281,22 +281,16 @@ class _Bilevel:
         return state, history
 
     def _run_chunked(self, state, steps, inner_batches, outer_batches, chunks):
-        from tqdm.auto import tqdm
+        from .progress import chunk_size, scan_in_chunks
 
-        size = max(1, -(-steps // max(1, chunks)))
-        parts = []
-        with tqdm(total=steps, desc=type(self).__name__, unit="step") as bar:
-            start = 0
-            while start < steps:
-                n = min(size, steps - start)
-                sl = lambda t: jax.tree_util.tree_map(lambda x: x[start : start + n], t)  # noqa: E731, B023 - used in this iteration
-                state, h = self._jit_scan(state, n, sl(inner_batches), sl(outer_batches))
-                jax.block_until_ready(h)
-                parts.append(h)
-                start += n
-                bar.update(n)
-        history = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
-        return state, history
+        def chunk(st, n, start):
+            sl = lambda t: jax.tree_util.tree_map(lambda x: x[start : start + n], t)  # noqa: E731
+            return self._jit_scan(st, n, sl(inner_batches), sl(outer_batches))
+
+        state, history = scan_in_chunks(
+            chunk, state, steps, size=chunk_size(steps, chunks), progress=True, desc=type(self).__name__
+        )
+        return state, jax.tree_util.tree_map(jnp.asarray, history)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

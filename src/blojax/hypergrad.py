@@ -37,6 +37,7 @@ run as one ``vmap``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, NamedTuple
 
@@ -68,6 +69,7 @@ __all__ = [
     "HypergradInfo",
     "PullbackInfo",
     "hypergradient",
+    "sweep_presolver",
 ]
 
 
@@ -553,15 +555,72 @@ def unrolled_steps(problem, inner, u, w, state, method: Unroll, batch=None):
         w_, s_ = carry
         w_new, s_new = inner.step(problem, u, w_, s_, batch)
         if masked:
-            keep = k < method.steps
-            w_new = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), w_new, w_)
-            s_new = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), s_new, s_)
+            w_new, s_new = _keep_if(k < method.steps, (w_new, s_new), (w_, s_))
         return (w_new, s_new), None
 
     if method.uses_remat(w):
         one = jax.checkpoint(one)
     (w, state), _ = jax.lax.scan(one, (w, state), jnp.arange(length))
     return w, state
+
+
+def _keep_if(keep, new, old):
+    """``new`` where ``keep`` else ``old``, leaf by leaf: a masked inner step."""
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, old)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _SweepPresolver:
+    """The first ``T - K`` of ``T`` inner steps for a traced K (see :func:`sweep_presolver`)."""
+
+    inner: Any
+    method: Unroll
+
+    def init(self, w):
+        return self.inner.init(w)
+
+    def step(self, problem, u, w, state, batch=None):
+        return self.inner.step(problem, u, w, state, batch)
+
+    def solve(self, problem, u, w, state, batch=None):
+        from .inner import InnerInfo
+
+        T, kmax, K = self.inner.steps, self.method.length, self.method.steps
+        w, state, _ = self.inner.with_steps(T - kmax).solve(problem, u, w, state, batch)
+
+        def body(k, carry):  # K_max - K more steps: T - K in all
+            return _keep_if(k < kmax - K, self.inner.step(problem, u, *carry, batch), carry)
+
+        w, state = jax.lax.fori_loop(0, kmax, body, (w, state))
+        fval, g = jax.value_and_grad(problem.f, argnums=1)(u, w, batch)
+        gn = tree_norm(g)
+        status = jnp.where(tree_all_finite(w) & jnp.isfinite(gn), 0, int(Status.NONFINITE))
+        return w, state, InnerInfo(_i32(T - K), fval, gn, status.astype(jnp.int32))
+
+
+def sweep_presolver(inner, method: Unroll):
+    """The inner solver for the first ``T - K`` of ``T`` steps when ``method = Unroll(K, max_steps=K_max)``
+    sweeps a traced K (``jax.vmap`` over K) on ``inner = InnerLoop(..., steps=T)``.
+
+    ``method.presolver(inner)`` runs ``T - K_max`` steps (the strategy's masked scan of length ``K_max``
+    then takes K), so a sweep entry sees ``T - K_max + K`` steps in all. This solver runs ``T - K_max``
+    steps, then ``K_max - K`` more in a masked loop of length ``K_max``: with the K unrolled steps every
+    entry takes ``T`` steps, the last K of them differentiated, as ``Unroll(K)`` with a static K does.
+    Pass it where the inner solver goes (``ColdStart(problem, sweep_presolver(inner, method), method,
+    ...)``, :func:`blojax.hypergradient`); its ``step`` is ``inner``'s, so ``method`` unrolls the same
+    update.
+    """
+    if not isinstance(method, Unroll) or method.max_steps is None:
+        raise TypeError(f"sweep_presolver: method must be Unroll(steps=K, max_steps=K_max), got {method!r}")
+    T = getattr(inner, "steps", None)
+    if T is None or not hasattr(inner, "with_steps"):
+        raise TypeError(f"sweep_presolver: inner must be an InnerLoop with steps=T, got {inner!r}")
+    if method.max_steps > T:
+        raise ValueError(
+            f"sweep_presolver: Unroll.max_steps ({method.max_steps}) must be <= InnerLoop.steps ({T}): "
+            "the unrolled steps are the last K of the T inner steps"
+        )
+    return _SweepPresolver(inner, method)
 
 
 def check_strategy_at_run_time(x, method, throw: bool = True):

@@ -62,3 +62,24 @@ def raise_if(x, pred, message: str, throw: bool = True):
     if not throw:
         return x
     return eqx.error_if(x, pred, message)
+
+
+_RUNTIME_TAGS = ("EquinoxRuntimeError: ", "EqxRuntimeError: ")
+
+
+def runtime_message(exc: BaseException) -> str | None:
+    """The message of a run-time check (:func:`raise_if`, ``throw=True``) carried by ``exc``, or
+    ``None`` when ``exc`` is not such an error.
+
+    Under ``jit`` JAX wraps the check's message in a long runtime error (``JaxRuntimeError:
+    INTERNAL: CpuCallback error ...``); this finds the one line a user needs, e.g.
+    ``"InnerLoop: non-finite inner iterate (NaN/inf); lower the inner step size, ..."``."""
+    for line in str(exc).splitlines():
+        for tag in _RUNTIME_TAGS:
+            i = line.find(tag)
+            if i >= 0 and line[i + len(tag) :].strip():
+                return line[i + len(tag) :].strip()
+    if type(exc).__name__ in ("EquinoxRuntimeError", "EqxRuntimeError"):
+        first = str(exc).strip().splitlines()
+        return first[0] if first else None
+    return None

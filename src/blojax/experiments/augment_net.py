@@ -19,30 +19,41 @@ the full validation split.
   as cold-start's is.
 * **no augmentation**: a classifier trained from ``w0`` on the clean subset for T steps.
 
-All classifiers are tested on the clean test images.
+All classifiers are tested on the clean test images. The computation is in ``_augment_net_engine``,
+the figures in :mod:`blojax.experiments.figures.augment_net`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import pathlib
-import resource
-import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
-import blojax as blo
+from . import common, toolkit
+from ._augment_net_engine import ALGORITHMS, Accuracies, AugmentRun, Curves, Trace, run_augment, tree_dist
 from .claims import Claim, gap
-from blojax.data import load_dataset
-from blojax.models.augment import augment_apply, init_augment
-from blojax.models.classifier import Classifier, accuracy, cross_entropy
+from .common import check_field, check_int_fields
 
-from . import common
-from .canvas_distill import METHODS, _tree_stack, cold_method, summarize
-from .common import ConfigError, check_field, check_int_fields
+__all__ = [
+    "DESCRIPTION",
+    "CLAIMS",
+    "METHODS",
+    "Config",
+    "Result",
+    "run",
+    "plot",
+    "run_augment",
+    "AugmentRun",
+    "Accuracies",
+    "Curves",
+    "Trace",
+    "ALGORITHMS",
+    "tree_dist",
+]
+
+#: The cold-start hypergradients (``Config.cold_method``).
+METHODS = toolkit.COLD_METHODS
 
 DESCRIPTION = (
     "E4: learned linear augmentation network, cold vs warm vs warm+retrain vs no augmentation (Table 3)"
@@ -188,305 +199,71 @@ class Config:
         )
 
 
-def run_augment(cfg, ctx=None):
-    ctx = ctx or common.Context()
-    t0 = time.perf_counter()
-    ds = load_dataset(cfg.dataset, root=cfg.root, seed=cfg.seed, train_subset=cfg.train_subset)
-    if cfg.batch_size > len(ds.y_val):
-        raise ConfigError(
-            f"{type(cfg).__name__}.batch_size must be <= the {len(ds.y_val)} validation examples, got {cfg.batch_size}"
-        )
-    if cfg.curve_test_size > len(ds.y_test):
-        raise ConfigError(
-            f"{type(cfg).__name__}.curve_test_size must be <= the {len(ds.y_test)} test examples, got {cfg.curve_test_size}"
-        )
-    clf = Classifier(cfg.model, ds.image_shape, ds.num_classes, tuple(cfg.hidden))
-    Xs, Ys = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-    from blojax.data.images import balanced_subset
-
-    if cfg.select_size >= len(ds.y_val):
-        raise ConfigError(
-            f"{type(cfg).__name__}.select_size must be < the {len(ds.y_val)} validation examples, "
-            f"got {cfg.select_size}"
-        )
-    sel = (
-        np.sort(balanced_subset(ds.y_val, cfg.select_size, np.random.default_rng(54321)))
-        if cfg.select_size
-        else np.zeros(0, np.int64)
-    )
-    keep = np.setdiff1d(np.arange(len(ds.y_val)), sel)
-    Xv, Yv = jnp.asarray(ds.x_val[keep]), jnp.asarray(ds.y_val[keep])
-    Xsel, Ysel = jnp.asarray(ds.x_val[sel]), jnp.asarray(ds.y_val[sel])
-    Xte, Yte = jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)
-
-    cidx = balanced_subset(ds.y_test, cfg.curve_test_size, np.random.default_rng(12345))
-    Xc, Yc = Xte[cidx], Yte[cidx]
-    n_sub, m = len(Ys), cfg.noise_dim
-
-    def make_problem(Xs, Ys, Xv, Yv):
-        def f(u, w, batch=None):  # batch: the noise eps of this outer step (None: no noise)
-            eps = jnp.zeros((Xs.shape[0], m), Xs.dtype) if batch is None else batch
-            return cross_entropy(clf.apply(w, augment_apply(u, Xs, eps)), Ys)
-
-        def F(u, w, batch=None):  # batch: validation minibatch indices (None: the whole split)
-            if batch is None:
-                return cross_entropy(clf.apply(w, Xv), Yv)
-            return cross_entropy(clf.apply(w, Xv[batch]), Yv[batch])
-
-        return blo.Problem(f, F)
-
-    def algos(problem):
-        lr = (
-            cfg.outer_lr
-            if cfg.outer_schedule == "constant"
-            else optax.cosine_decay_schedule(cfg.outer_lr, cfg.outer_steps)
-        )
-        outer = optax.adam(lr)
-        return {
-            "cold": blo.ColdStart(
-                problem, blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.cold_steps), cold_method(cfg), outer
-            ),
-            "warm": blo.WarmStart(
-                problem,
-                blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.warm_steps),
-                blo.Unroll(cfg.warm_steps),
-                outer,
-            ),
-        }
-
-    def train(u, w0, key, augment=True):
-        """T GD steps from w0 on the subset, with fresh noise each step (u=None: clean inputs)."""
-
-        def body(w, k):
-            x = augment_apply(u, Xs, jax.random.normal(k, (n_sub, m))) if augment else Xs
-            g = jax.grad(lambda w_: cross_entropy(clf.apply(w_, x), Ys))(w)
-            return jax.tree_util.tree_map(lambda p, q: p - cfg.inner_lr * q, w, g), None
-
-        w, _ = jax.lax.scan(body, w0, jax.random.split(key, cfg.cold_steps))
-        return w
-
-    seeds = np.arange(cfg.seed, cfg.seed + cfg.seeds)
-    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
-    k_w, k_u, k_b, k_t = (jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys) for i in range(4))
-    w0 = jax.vmap(clf.init)(k_w)
-    u0 = jax.vmap(lambda k: init_augment(k, ds.image_shape, noise_dim=m, rank=cfg.aug_rank))(k_u)
-    clf.check_input(Xs, "the training subset")
-    dummy = algos(make_problem(Xs, Ys, Xv, Yv))
-    states = {name: jax.vmap(a.init)(u0, w0) for name, a in dummy.items()}
-    E, B, Nv = cfg.eval_every, cfg.batch_size, len(Yv)
-
-    @jax.jit
-    def block(states, b, Xs, Ys, Xv, Yv, Xc, Yc, w0, u0, k_b, k_t):
-        algs = algos(make_problem(Xs, Ys, Xv, Yv))
-        out_states, hists, evals = {}, {}, {}
-        for name, algo in algs.items():
-
-            def one(state, kb, algo=algo):
-                kb = jax.random.fold_in(kb, b)
-                idx = jax.random.randint(kb, (E, B), 0, Nv)
-                eps = jax.random.normal(jax.random.fold_in(kb, 1), (E, n_sub, m))
-                return algo.run(state, E, inner_batches=eps, outer_batches=idx)
-
-            st, h = jax.vmap(one)(states[name], k_b)
-            out_states[name] = st
-            hists[name] = {"F": h["F"], "f": h["f"]}
-            evals[name + "_u_dist"] = jax.vmap(_tree_dist)(st.u, u0)
-            if name == "warm":
-                evals["warm"] = jax.vmap(lambda w: accuracy(clf, w, Xc, Yc))(st.w)
-            w_r = jax.vmap(lambda u, w, k: train(u, w, jax.random.fold_in(k, b)))(st.u, w0, k_t)
-            evals[name + "_retrain"] = jax.vmap(lambda w: accuracy(clf, w, Xc, Yc))(w_r)
-        return out_states, hists, evals
-
-    def chunk(carry, n):
-        states, b = carry
-        parts = []
-        for _ in range(n):
-            states, h, ev = block(states, b, Xs, Ys, Xv, Yv, Xc, Yc, w0, u0, k_b, k_t)
-            parts.append({"hist": h, "eval": ev})
-            b = b + 1
-        bad = {k: int(jnp.max(s.diverged_step)) for k, s in states.items()}
-        if any(v >= 0 for v in bad.values()):
-            print(f"warning: non-finite values in {bad} (state frozen at the last finite step)")
-        return (states, b), _tree_stack(parts)
-
-    n_blocks = cfg.outer_steps // E
-    t_run = time.perf_counter()
-    (states, _), hist = ctx.scan(
-        chunk,
-        (states, jnp.asarray(0)),
-        n_blocks,
-        key=f"augment-{cfg.dataset}",
-        desc=f"augment-net {cfg.dataset}",
-    )
-    run_seconds = time.perf_counter() - t_run
-
-    @jax.jit
-    def final(states, w0, k_t, Xte, Yte, Xsel, Ysel):
-        kf = jax.vmap(lambda k: jax.random.fold_in(k, 10**6))(k_t)
-        models = {"warm": states["warm"].w}
-        for name in ("cold", "warm"):
-            models[name + "_retrain"] = jax.vmap(lambda u, w, k: train(u, w, k))(states[name].u, w0, kf)
-        models["no_aug"] = jax.vmap(lambda w, k: train(None, w, k, augment=False))(w0, kf)
-        out = {k: jax.vmap(lambda w: accuracy(clf, w, Xte, Yte))(w) for k, w in models.items()}
-        if cfg.select_size:
-            out.update(
-                {
-                    "select_" + k: jax.vmap(lambda w: accuracy(clf, w, Xsel, Ysel))(w)
-                    for k, w in models.items()
-                }
-            )
-        return out
-
-    fin = jax.tree_util.tree_map(np.asarray, final(states, w0, k_t, Xte, Yte, Xsel, Ysel))
-    return {
-        "dataset": ds.name,
-        "train_subset": n_sub,
-        "seeds": seeds.tolist(),
-        "steps": (np.arange(n_blocks) + 1) * E,
-        "final_cold": fin["cold_retrain"],
-        "final_warm": fin["warm"],
-        "final_warm_retrain": fin["warm_retrain"],
-        "final_no_aug": fin["no_aug"],
-        "curve_cold": np.asarray(hist["eval"]["cold_retrain"]).T,
-        "curve_warm": np.asarray(hist["eval"]["warm"]).T,
-        "curve_warm_retrain": np.asarray(hist["eval"]["warm_retrain"]).T,
-        "F_cold": np.swapaxes(hist["hist"]["cold"]["F"], 0, 1).reshape(cfg.seeds, -1),
-        "F_warm": np.swapaxes(hist["hist"]["warm"]["F"], 0, 1).reshape(cfg.seeds, -1),
-        "f_cold": np.swapaxes(hist["hist"]["cold"]["f"], 0, 1).reshape(cfg.seeds, -1),
-        "f_warm": np.swapaxes(hist["hist"]["warm"]["f"], 0, 1).reshape(cfg.seeds, -1),
-        "u_dist_cold": np.asarray(hist["eval"]["cold_u_dist"]).T,
-        "u_dist_warm": np.asarray(hist["eval"]["warm_u_dist"]).T,
-        **(
-            {f"select_{k}": fin[f"select_{k}"] for k in ("cold_retrain", "warm", "warm_retrain", "no_aug")}
-            if cfg.select_size
-            else {}
-        ),
-        "select_size": int(cfg.select_size),
-        "u_norm": {
-            k: float(np.sqrt(sum(np.sum(np.asarray(x) ** 2) for x in jax.tree_util.tree_leaves(s.u))))
-            for k, s in states.items()
-        },
-        "run_seconds": run_seconds,
-        "seconds": time.perf_counter() - t0,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
-
-
-def _tree_dist(a, b):
-    """||a - b|| over all leaves of two pytrees (the distance of u from its start u0)."""
-    return jnp.sqrt(
-        sum(jnp.sum((x - y) ** 2) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
-    )
-
-
 def _block_mean(h, e):
     """(seeds, steps) per-step history -> mean over seeds and over consecutive blocks of ``e`` steps."""
     h = np.asarray(h, np.float64)
     return h.reshape(h.shape[0], -1, e).mean(axis=(0, 2))
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Result:
+    """``config`` and ``augment``: the :class:`AugmentRun` (per-seed test accuracies of cold-start,
+    warm-start, warm-start + retrain and no augmentation, their curves, the losses ``f`` and ``F``
+    per outer step and ``||u - u0||`` of both algorithms)."""
+
     config: Config
-    raw: dict
+    augment: AugmentRun
 
     def to_dict(self) -> dict:
-        r = self.raw
-        return common.to_jsonable(
-            {
-                "dataset": r["dataset"],
-                "train_subset": r["train_subset"],
-                "seeds": r["seeds"],
-                "test_accuracy_percent": {
-                    k: summarize(100 * r[f"final_{k}"]) for k in ("cold", "warm", "warm_retrain", "no_aug")
-                },
-                "curves": {
-                    "steps": r["steps"],
-                    **{k: r[f"curve_{k}"].mean(0) for k in ("cold", "warm", "warm_retrain")},
-                    "curve_test_size": self.config.curve_test_size,
-                },
-                "final_outer_loss": {k: summarize(r[f"F_{k}"][:, -100:].mean(1)) for k in ("cold", "warm")},
-                "aug_param_norm_seedsum": r["u_norm"],
-                # mean over seeds: ||u - u0|| at the evaluation steps; the inner loss f(u, w_T) and the
-                # (minibatch) validation loss F per outer step, averaged over blocks of eval_every steps
-                "dynamics": {
-                    "steps": r["steps"],
-                    **{
-                        f"{q}_{k}": _block_mean(r[f"{q}_{k}"], self.config.eval_every)
-                        if q != "u_dist"
-                        else r[f"{q}_{k}"].mean(0)
-                        for q in ("u_dist", "f", "F")
-                        for k in ("cold", "warm")
-                    },
-                },
-                **(
-                    {
-                        "select_accuracy_percent": {
-                            k: summarize(100 * r[f"select_{s}"])
-                            for k, s in (
-                                ("cold", "cold_retrain"),
-                                ("warm", "warm"),
-                                ("warm_retrain", "warm_retrain"),
-                                ("no_aug", "no_aug"),
-                            )
-                        },
-                        "select_size": r["select_size"],
-                    }
-                    if r.get("select_size")
-                    else {}
-                ),
-                "seconds": r["seconds"],
-                "run_seconds": r["run_seconds"],
-                "peak_rss_mb": r["peak_rss_mb"],
-                "cold_hypergradient": self.config.cold_method,
+        r, cfg = self.augment, self.config
+        out = {
+            "dataset": r.dataset,
+            "train_subset": r.train_subset,
+            "seeds": list(r.seeds),
+            "test_accuracy_percent": {k: toolkit.seed_stats(100 * r.final.of(k)) for k in Accuracies.NAMES},
+            "curves": {
+                "steps": r.steps,
+                **{k: r.curves.of(k).mean(0) for k in Curves.NAMES},
+                "curve_test_size": cfg.curve_test_size,
+            },
+            "final_outer_loss": {k: toolkit.seed_stats(r.trace(k).F[:, -100:].mean(1)) for k in ALGORITHMS},
+            "aug_param_norm_seedsum": {k: r.trace(k).u_norm for k in ALGORITHMS},
+            # mean over seeds: ||u - u0|| at the evaluation steps; the inner loss f(u, w_T) and the
+            # (minibatch) validation loss F per outer step, averaged over blocks of eval_every steps
+            "dynamics": {
+                "steps": r.steps,
+                **{"u_dist_" + k: r.trace(k).u_dist.mean(0) for k in ALGORITHMS},
+                **{"f_" + k: _block_mean(r.trace(k).f, cfg.eval_every) for k in ALGORITHMS},
+                **{"F_" + k: _block_mean(r.trace(k).F, cfg.eval_every) for k in ALGORITHMS},
+            },
+        }
+        if r.select is not None:
+            out["select_accuracy_percent"] = {
+                k: toolkit.seed_stats(100 * r.select.of(k)) for k in Accuracies.NAMES
             }
+            out["select_size"] = r.select_size
+        out.update(
+            seconds=r.seconds,
+            run_seconds=r.run_seconds,
+            peak_rss_mb=r.peak_rss_mb,
+            cold_hypergradient=cfg.cold_method,
         )
+        return common.to_jsonable(out)
 
 
-def run(config: Config, ctx=None) -> Result:
+def run(config: Config, ctx: common.RunContext | None = None) -> Result:
+    """Cold- and warm-start augment-net runs of ``config`` (see the module docstring)."""
+    ctx = common.ensure_context(ctx)
     config.validate()
     return Result(config, run_augment(config, ctx))
 
 
 def plot(result: Result, out_dir) -> list[pathlib.Path]:
-    import matplotlib
+    """``augment_curves.png`` and ``augment_dynamics.png`` (see
+    :mod:`blojax.experiments.figures.augment_net`)."""
+    from .figures import augment_net as figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    r, cfg = result.raw, result.config
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label, color in (
-        ("curve_warm", "warm-start", "C1"),
-        ("curve_cold", "cold-start", "C0"),
-        ("curve_warm_retrain", "warm-start + retrain", "C2"),
-    ):
-        c = 100 * r[key]
-        ax.plot(r["steps"], c.mean(0), color=color, label=label)
-        ax.fill_between(r["steps"], c.min(0), c.max(0), color=color, alpha=0.2)
-    na = 100 * r["final_no_aug"]
-    ax.axhline(na.mean(), color="k", ls="--", lw=1, label="no augmentation")
-    ax.set_xlabel("outer iteration")
-    ax.set_ylabel(f"test accuracy (%)  [{cfg.curve_test_size} test images]")
-    ax.set_title(f"augment-net, {r['dataset']} ({r['train_subset']} training images), {cfg.seeds} seeds")
-    ax.legend()
-    paths = [common.save_figure(fig, pathlib.Path(out_dir) / "augment_curves.png")]
-    if "u_dist_cold" in r:  # the dynamics: how far u moves, and the inner and outer losses
-        fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
-        steps = np.arange(1, r["F_cold"].shape[1] + 1)
-        for k, label, color in (("cold", "cold-start", "C0"), ("warm", "warm-start", "C1")):
-            axes[0].plot(r["steps"], r[f"u_dist_{k}"].mean(0), color=color, label=label)
-            axes[1].semilogy(steps, np.asarray(r[f"f_{k}"]).mean(0), color=color, label=label)
-            axes[2].plot(steps, np.asarray(r[f"F_{k}"]).mean(0), color=color, label=label, lw=0.8)
-        axes[0].set_ylabel("||u - u0||")
-        axes[1].set_ylabel("inner loss f(u, w) on the training subset")
-        axes[2].set_ylabel("validation loss F (minibatch)")
-        for a in axes:
-            a.set_xlabel("outer iteration")
-        axes[0].legend()
-        fig.suptitle(f"augment-net dynamics, {r['dataset']}, mean over {cfg.seeds} seeds")
-        paths.append(common.save_figure(fig, pathlib.Path(out_dir) / "augment_dynamics.png"))
-    return paths
+    return figures.plot(result.augment, result.config, out_dir)
 
 
 # ------------------------------------------------------------------------------------ claims ledger
@@ -539,4 +316,6 @@ CLAIMS = (
 
 
 if __name__ == "__main__":
-    raise SystemExit(common.main(__name__))
+    from blojax.runner.cli import run_module
+
+    raise SystemExit(run_module(__name__))

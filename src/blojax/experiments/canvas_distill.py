@@ -22,32 +22,53 @@ Curves: test accuracy of the three against outer iteration (on a fixed test subs
 the canvas at every outer step, its entropy and how often its arg-max class switches.
 Seeds are ``seed, seed + 1, ...`` (``seeds`` of them) and run as one ``vmap``.
 
-The distillation engine (:func:`distill`) is shared with ``distill_table``.
+The distillation engine (:func:`distill`, in ``_canvas_distill_engine``) is shared with
+``distill_table``; the figures are in :mod:`blojax.experiments.figures.canvas_distill`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import pathlib
-import resource
-import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
-import blojax as blo
+from . import common, toolkit
+from ._canvas_distill_engine import (
+    ALGORITHMS,
+    Accuracies,
+    DistillRun,
+    Trace,
+    cold_step_memory,
+    distill,
+    images_of,
+)
 from .claims import Claim, gap
-from blojax.data import load_dataset
-from blojax.models.classifier import Classifier, accuracy, cross_entropy, soft_cross_entropy
+from .common import check_field, check_int_fields
 
-from . import common
-from .common import ConfigError, check_field, check_int_fields
+__all__ = [
+    "DESCRIPTION",
+    "CLAIMS",
+    "METHODS",
+    "Config",
+    "Result",
+    "run",
+    "plot",
+    "distill",
+    "DistillRun",
+    "Accuracies",
+    "Trace",
+    "ALGORITHMS",
+    "label_stats",
+    "soft_label_summary",
+    "cold_step_memory",
+    "images_of",
+]
 
 DESCRIPTION = "E3: one synthetic canvas + learned soft label, cold vs warm vs warm+retrain (Fig. 9)"
 
-METHODS = ("unroll", "neumann", "cg")
+#: The cold-start hypergradients (``Config.cold_method``).
+METHODS = toolkit.COLD_METHODS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,246 +213,7 @@ class Config:
         )
 
 
-# ------------------------------------------------------------------------------------ engine
-def _tree_stack(trees):
-    return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *trees)
-
-
-def cold_method(cfg):
-    if cfg.cold_method == "unroll":
-        return blo.Unroll(cfg.cold_steps, remat=True)
-    if cfg.cold_method == "neumann":
-        return blo.Neumann(terms=cfg.ift_terms, lr=cfg.inner_lr)
-    return blo.CG(iters=cfg.ift_terms)
-
-
-def pixel_range(ds):
-    return float(ds.x_train.min()), float(ds.x_train.max())
-
-
-def images_of(cfg, ds, u):
-    """The synthetic images encoded by ``u["x"]`` (see ``Config.canvas_param``)."""
-    if cfg.canvas_param == "free":
-        return u["x"]
-    lo, hi = pixel_range(ds)
-    return lo + (hi - lo) * jax.nn.sigmoid(u["x"])
-
-
-def build(cfg, ds):
-    """The classifier, problem factory and the two algorithms of ``cfg`` on dataset ``ds``."""
-    clf = Classifier(cfg.model, ds.image_shape, ds.num_classes, tuple(cfg.hidden))
-
-    def make_problem(X, Y):
-        def f(u, w):
-            return soft_cross_entropy(clf.apply(w, images_of(cfg, ds, u)), u["logits"])
-
-        def F(u, w, batch=None):  # batch: minibatch indices (None: the whole training set)
-            if batch is None:
-                return cross_entropy(clf.apply(w, X), Y)
-            return cross_entropy(clf.apply(w, X[batch]), Y[batch])
-
-        return blo.Problem(f, F)
-
-    def record(u, w):
-        return {"label": jax.nn.softmax(u["logits"], axis=-1)}
-
-    def algos(problem):
-        outer = optax.adam(cfg.outer_lr, b1=cfg.outer_b1, b2=cfg.outer_b2)
-        cold = blo.ColdStart(
-            problem,
-            blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.cold_steps),
-            cold_method(cfg),
-            outer,
-            record=record,
-        )
-        warm = blo.WarmStart(
-            problem,
-            blo.InnerLoop(optax.sgd(cfg.inner_lr), steps=cfg.warm_steps),
-            blo.Unroll(cfg.warm_steps),
-            outer,
-            record=record,
-        )
-        return {"cold": cold, "warm": warm}
-
-    return clf, make_problem, algos
-
-
-def init_u(cfg, ds, key):
-    n, C = cfg.n_samples, ds.num_classes
-    x = cfg.canvas_std * jax.random.normal(key, (n, *ds.image_shape), jnp.float32)
-    if cfg.label_init == "uniform":
-        logits = jnp.zeros((n, C), jnp.float32)
-    else:
-        logits = 2.0 * jax.nn.one_hot(jnp.arange(n) % C, C, dtype=jnp.float32)
-    return {"x": x, "logits": logits}
-
-
-def _retrain(clf, cfg, ds, u, w0):
-    """A fresh model: ``retrain_steps`` SGD steps from ``w0`` on the synthetic set ``u``."""
-    x = images_of(cfg, ds, u)
-
-    def loss(w):
-        return soft_cross_entropy(clf.apply(w, x), u["logits"])
-
-    def body(w, _):
-        return jax.tree_util.tree_map(lambda p, g: p - cfg.inner_lr * g, w, jax.grad(loss)(w)), None
-
-    w, _ = jax.lax.scan(body, w0, None, length=cfg.retrain_steps)
-    return w
-
-
-def distill(cfg, ctx=None, *, key_prefix="distill"):
-    """Run cold- and warm-start distillation for ``cfg.seeds`` seeds; returns a dict of numpy arrays:
-    ``curve_*`` (seeds, evals) accuracies, ``final_*`` (seeds,) full-test accuracies, ``F_*`` and
-    ``label_*`` per outer step, ``u_*`` final synthetic sets, timings and memory."""
-    ctx = ctx or common.Context()
-    t0 = time.perf_counter()
-    ds = load_dataset(cfg.dataset, root=cfg.root, seed=cfg.seed)
-    clf, make_problem, algos = build(cfg, ds)
-    if cfg.batch_size > len(ds.y_train):
-        raise ConfigError(
-            f"{type(cfg).__name__}.batch_size must be <= the {len(ds.y_train)} training examples "
-            f"of {ds.name}, got {cfg.batch_size}"
-        )
-    if cfg.curve_test_size > len(ds.y_test):
-        raise ConfigError(
-            f"{type(cfg).__name__}.curve_test_size must be <= the {len(ds.y_test)} test examples "
-            f"of {ds.name}, got {cfg.curve_test_size}"
-        )
-    X, Y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-    Xte, Yte = jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)
-    from blojax.data.images import balanced_subset
-
-    cidx = balanced_subset(ds.y_test, cfg.curve_test_size, np.random.default_rng(12345))
-    Xc, Yc = Xte[cidx], Yte[cidx]
-
-    seeds = np.arange(cfg.seed, cfg.seed + cfg.seeds)
-    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
-    k_w, k_u, k_b = (jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys) for i in range(3))
-    w0 = jax.vmap(clf.init)(k_w)
-    u0 = jax.vmap(lambda k: init_u(cfg, ds, k))(k_u)
-    clf.check_input(u0["x"][0], "the synthetic images")
-
-    dummy = algos(make_problem(X, Y))
-    states = {name: jax.vmap(a.init)(u0, w0) for name, a in dummy.items()}
-    E, B, N = cfg.eval_every, cfg.batch_size, len(ds.y_train)
-
-    @jax.jit
-    def block(states, b, X, Y, Xc, Yc, w0, k_b):
-        algs = algos(make_problem(X, Y))
-        out_states, hists, evals = {}, {}, {}
-        for name, algo in algs.items():
-
-            def one(state, kb, algo=algo):
-                idx = jax.random.randint(jax.random.fold_in(kb, b), (E, B), 0, N)
-                return algo.run(state, E, outer_batches=idx)
-
-            st, h = jax.vmap(one)(states[name], k_b)
-            out_states[name] = st
-            hists[name] = {"F": h["F"], "label": h["label"]}
-            evals[name] = jax.vmap(lambda w: accuracy(clf, w, Xc, Yc))(st.w)
-            w_r = jax.vmap(lambda u, w: _retrain(clf, cfg, ds, u, w))(st.u, w0)
-            evals[name + "_retrain"] = jax.vmap(lambda w: accuracy(clf, w, Xc, Yc))(w_r)
-        return out_states, hists, evals
-
-    def chunk(carry, n):
-        states, b = carry
-        parts = []
-        for _ in range(n):
-            states, h, ev = block(states, b, X, Y, Xc, Yc, w0, k_b)
-            parts.append({"hist": h, "eval": ev})
-            b = b + 1
-        bad = {k: int(jnp.max(s.diverged_step)) for k, s in states.items()}
-        if any(v >= 0 for v in bad.values()):
-            print(f"warning: non-finite values in {bad} (state frozen at the last finite step)")
-        return (states, b), _tree_stack(parts)
-
-    n_blocks = cfg.outer_steps // E
-    t_run = time.perf_counter()
-    (states, _), hist = ctx.scan(
-        chunk,
-        (states, jnp.asarray(0)),
-        n_blocks,
-        key=f"{key_prefix}-{cfg.dataset}-n{cfg.n_samples}",
-        desc=f"distill {cfg.dataset} n={cfg.n_samples}",
-    )
-    run_seconds = time.perf_counter() - t_run
-
-    @jax.jit
-    def final(states, w0, Xte, Yte):
-        out = {}
-        for name in ("cold", "warm"):
-            u = states[name].u
-            w_r = jax.vmap(lambda u_, w_: _retrain(clf, cfg, ds, u_, w_))(u, w0)
-            out[name + "_retrain"] = jax.vmap(lambda w: accuracy(clf, w, Xte, Yte))(w_r)
-            out[name + "_model"] = jax.vmap(lambda w: accuracy(clf, w, Xte, Yte))(states[name].w)
-        return out
-
-    fin = jax.tree_util.tree_map(np.asarray, final(states, w0, Xte, Yte))
-    # cold-start's reported model: trained from w0 on its final u (its own inner loop); warm-start's:
-    # the carried w; warm + retrain: from w0 on warm's final u.
-    res = {
-        "dataset": ds.name,
-        "n_train": int(N),
-        "seeds": seeds.tolist(),
-        "steps": (np.arange(n_blocks) + 1) * E,
-        "final_cold": fin["cold_retrain"],
-        "final_cold_last_inner": fin["cold_model"],
-        "final_warm": fin["warm_model"],
-        "final_warm_retrain": fin["warm_retrain"],
-    }
-    for name in ("cold", "warm"):
-        h = hist["hist"][name]
-        res[f"F_{name}"] = np.swapaxes(h["F"], 0, 1).reshape(cfg.seeds, -1)  # (seeds, steps)
-        lab = np.asarray(h["label"])  # (blocks, seeds, E, n, C)
-        res[f"label_{name}"] = np.swapaxes(lab, 0, 1).reshape(cfg.seeds, -1, *lab.shape[-2:])
-        res[f"u_{name}"] = jax.tree_util.tree_map(np.asarray, states[name].u)
-        res[f"images_{name}"] = np.asarray(jax.vmap(lambda u: images_of(cfg, ds, u))(states[name].u))
-    res["curve_cold"] = np.asarray(hist["eval"]["cold_retrain"]).T
-    res["curve_warm"] = np.asarray(hist["eval"]["warm"]).T
-    res["curve_warm_retrain"] = np.asarray(hist["eval"]["warm_retrain"]).T
-    res["run_seconds"] = run_seconds
-    res["seconds"] = time.perf_counter() - t0
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    res["test_size"] = int(len(ds.y_test))
-    res["image_shape"] = ds.image_shape
-    res["class_names"] = ds.class_names
-    return res
-
-
-def cold_step_memory(cfg, methods=("unroll", "unroll_no_remat", "neumann", "cg")) -> dict:
-    """Memory XLA plans for ONE cold-start outer step (one seed) with each hypergradient method:
-    ``{method: {"temp_mb", "argument_mb"}}`` from the compiled step's ``memory_analysis()``.
-    ``unroll_no_remat`` is ``Unroll(T)`` without checkpointing (stores every step's activations)."""
-    ds = load_dataset(cfg.dataset, root=cfg.root, seed=cfg.seed)
-    X, Y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-    out = {}
-    for m in methods:
-        c = dataclasses.replace(cfg, cold_method="unroll" if m == "unroll_no_remat" else m)
-        clf, make_problem, algos = build(c, ds)
-
-        def step(state, X, Y, idx, m=m, c=c):
-            algo = algos(make_problem(X, Y))["cold"]  # noqa: B023 - lowered in this iteration
-            if m == "unroll_no_remat":
-                algo = dataclasses.replace(algo, method=blo.Unroll(c.cold_steps, remat=False))
-            return algo._step(state, None, idx)
-
-        key = jax.random.PRNGKey(cfg.seed)
-        state = algos(make_problem(X, Y))["cold"].init(init_u(c, ds, key), clf.init(key))
-        idx = jnp.zeros((cfg.batch_size,), jnp.int32)
-        try:
-            ma = jax.jit(step).lower(state, X, Y, idx).compile().memory_analysis()
-            if ma is None:
-                raise RuntimeError("the backend gives no memory analysis")
-            out[m] = {
-                "temp_mb": ma.temp_size_in_bytes / 2**20,
-                "argument_mb": ma.argument_size_in_bytes / 2**20,
-            }
-        except Exception as exc:  # noqa: BLE001 - backends without memory analysis
-            out[m] = {"error": f"{type(exc).__name__}: {exc}"}
-    return out
-
-
+# ------------------------------------------------------------------------------------ summaries
 def label_stats(labels: np.ndarray, eval_every: int) -> dict:
     """Soft-label dynamics of sample 0 from ``labels`` (seeds, steps, n, C): final entropy (nats),
     arg-max switches over the run and over its second half, and the mean L1 change of the label
@@ -453,108 +235,60 @@ def label_stats(labels: np.ndarray, eval_every: int) -> dict:
     }
 
 
-def summarize(x) -> dict:
-    x = np.asarray(x, dtype=np.float64)
-    return {"mean": float(x.mean()), "std": float(x.std()), "values": x.tolist()}
+def soft_label_summary(run: DistillRun, eval_every: int) -> dict:
+    """``{algorithm: label_stats(...) as lists}`` for cold- and warm-start (results.json's
+    ``soft_label``)."""
+    return {
+        k: {kk: np.asarray(vv).tolist() for kk, vv in label_stats(run.trace(k).label, eval_every).items()}
+        for k in ALGORITHMS
+    }
 
 
 # ------------------------------------------------------------------------------------ contract
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Result:
+    """``config`` and ``distill``: the :class:`DistillRun` of its cold- and warm-start runs (per-seed
+    test accuracies of cold-start, warm-start and warm-start + retrain, their curves, the outer losses
+    ``F`` and soft labels ``softmax(l)`` per outer step, the final synthetic sets ``u``)."""
+
     config: Config
-    raw: dict
+    distill: DistillRun
 
     def to_dict(self) -> dict:
-        r = self.raw
+        r, cfg = self.distill, self.config
         out = {
-            "dataset": r["dataset"],
-            "seeds": r["seeds"],
-            "test_accuracy_percent": {
-                "cold": summarize(100 * r["final_cold"]),
-                "warm": summarize(100 * r["final_warm"]),
-                "warm_retrain": summarize(100 * r["final_warm_retrain"]),
-            },
+            "dataset": r.dataset,
+            "seeds": list(r.seeds),
+            "test_accuracy_percent": {k: toolkit.seed_stats(100 * r.final.of(k)) for k in Accuracies.NAMES},
             "curves": {
-                "steps": r["steps"],
-                "cold": r["curve_cold"].mean(0),
-                "warm": r["curve_warm"].mean(0),
-                "warm_retrain": r["curve_warm_retrain"].mean(0),
-                "curve_test_size": self.config.curve_test_size,
+                "steps": r.steps,
+                **{k: r.curves.of(k).mean(0) for k in Accuracies.NAMES},
+                "curve_test_size": cfg.curve_test_size,
             },
-            "soft_label": {
-                k: {
-                    kk: np.asarray(vv).tolist()
-                    for kk, vv in label_stats(r[f"label_{k}"], self.config.eval_every).items()
-                }
-                for k in ("cold", "warm")
-            },
-            "final_soft_label": {k: r[f"label_{k}"][:, -1, 0].tolist() for k in ("cold", "warm")},
-            "final_outer_loss": {k: summarize(r[f"F_{k}"][:, -100:].mean(1)) for k in ("cold", "warm")},
-            "seconds": r["seconds"],
-            "run_seconds": r["run_seconds"],
-            "peak_rss_mb": r["peak_rss_mb"],
-            "cold_hypergradient": self.config.cold_method,
+            "soft_label": soft_label_summary(r, cfg.eval_every),
+            "final_soft_label": {k: r.trace(k).label[:, -1, 0].tolist() for k in ALGORITHMS},
+            "final_outer_loss": {k: toolkit.seed_stats(r.trace(k).F[:, -100:].mean(1)) for k in ALGORITHMS},
+            "seconds": r.seconds,
+            "run_seconds": r.run_seconds,
+            "peak_rss_mb": r.peak_rss_mb,
+            "cold_hypergradient": cfg.cold_method,
         }
         return common.to_jsonable(out)
 
 
-def run(config: Config, ctx=None) -> Result:
+def run(config: Config, ctx: common.RunContext | None = None) -> Result:
+    """Cold- and warm-start distillation of ``config`` (see the module docstring)."""
+    ctx = common.ensure_context(ctx)
     config.validate()
     return Result(config, distill(config, ctx, key_prefix="canvas"))
 
 
 def plot(result: Result, out_dir) -> list[pathlib.Path]:
-    import matplotlib
+    """``accuracy_curves.png``, ``soft_labels.png``, ``canvases.png`` (see
+    :mod:`blojax.experiments.figures.canvas_distill`)."""
+    from .figures import canvas_distill as figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    r, cfg = result.raw, result.config
-    out_dir = pathlib.Path(out_dir)
-    paths = []
-    steps = r["steps"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label, color in (
-        ("curve_warm", "warm-start", "C1"),
-        ("curve_cold", "cold-start", "C0"),
-        ("curve_warm_retrain", "warm-start + retrain", "C2"),
-    ):
-        c = 100 * r[key]
-        ax.plot(steps, c.mean(0), color=color, label=label)
-        ax.fill_between(steps, c.min(0), c.max(0), color=color, alpha=0.2)
-    ax.axhline(100 / 10, color="gray", ls=":", lw=1, label="chance")
-    ax.set_xlabel("outer iteration")
-    ax.set_ylabel(f"test accuracy (%)  [{cfg.curve_test_size} test images]")
-    ax.set_title(
-        f"{r['dataset']}: {cfg.n_samples} synthetic sample(s), mean and range over {cfg.seeds} seeds"
-    )
-    ax.legend()
-    paths.append(common.save_figure(fig, out_dir / "accuracy_curves.png"))
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    names = list(r["class_names"]) or [str(i) for i in range(10)]
-    for ax, k, title in zip(axes, ("cold", "warm"), ("cold-start", "warm-start")):
-        p = r[f"label_{k}"][0, :, 0, :]  # seed 0, sample 0: (steps, C)
-        x = np.arange(1, p.shape[0] + 1)
-        ax.stackplot(x, p.T, labels=names, colors=plt.cm.tab10(np.arange(p.shape[1])))
-        ax.set_title(f"{title}: soft label of the canvas (seed {r['seeds'][0]})")
-        ax.set_xlabel("outer iteration")
-        ax.set_xlim(1, p.shape[0])
-        ax.set_ylim(0, 1)
-    axes[0].set_ylabel("softmax(label logits)")
-    axes[1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, title="class")
-    paths.append(common.save_figure(fig, out_dir / "soft_labels.png"))
-
-    fig, axes = plt.subplots(1, 2, figsize=(6, 3.2))
-    for ax, k, title in zip(axes, ("cold", "warm"), ("cold-start", "warm-start")):
-        img = r[f"images_{k}"][0, 0]
-        ax.imshow(
-            img[..., 0] if img.shape[-1] == 1 else (img - img.min()) / (np.ptp(img) + 1e-8), cmap="gray"
-        )
-        ax.set_title(f"final canvas, {title}")
-        ax.axis("off")
-    paths.append(common.save_figure(fig, out_dir / "canvases.png"))
-    return paths
+    return figures.plot(result.distill, result.config, out_dir)
 
 
 # ------------------------------------------------------------------------------------ claims ledger
@@ -610,4 +344,6 @@ CLAIMS = (
 
 
 if __name__ == "__main__":
-    raise SystemExit(common.main(__name__))
+    from blojax.runner.cli import run_module
+
+    raise SystemExit(run_module(__name__))

@@ -12,11 +12,9 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
-import numpy as np
-
-from .claims import Claim, gap
-from . import common
 from . import canvas_distill as cd
+from . import common, toolkit
+from .claims import Claim, gap
 from .common import check_field
 
 DESCRIPTION = "Table 3 distill columns: 1 and 10 synthetic samples, cold / warm / warm + retrain"
@@ -63,44 +61,39 @@ class Config(cd.Config):
         return cd.Config(**fields)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Result:
+    """``config`` and ``runs``: for each number of synthetic samples ``n`` in ``config.sizes``, the
+    :class:`~blojax.experiments.canvas_distill.DistillRun` of its cold- and warm-start distillation."""
+
     config: Config
-    raw: dict  # n -> distill() output
+    runs: dict[int, cd.DistillRun]
 
     def table(self) -> dict:
-        out = {}
-        for n, r in self.raw.items():
-            out[str(n)] = {k: cd.summarize(100 * r[f"final_{k}"]) for k in ("cold", "warm", "warm_retrain")}
-        return out
+        """``{str(n): {method: seed statistics of the test accuracy in %}}`` (methods: cold, warm,
+        warm_retrain)."""
+        return {
+            str(n): {k: toolkit.seed_stats(100 * r.final.of(k)) for k in cd.Accuracies.NAMES}
+            for n, r in self.runs.items()
+        }
 
     def to_dict(self) -> dict:
+        first = next(iter(self.runs.values()))
         return common.to_jsonable(
             {
-                "dataset": next(iter(self.raw.values()))["dataset"],
-                "seeds": next(iter(self.raw.values()))["seeds"],
+                "dataset": first.dataset,
+                "seeds": list(first.seeds),
                 "test_accuracy_percent": self.table(),
                 "curves": {
-                    str(n): {
-                        "steps": r["steps"],
-                        "cold": r["curve_cold"].mean(0),
-                        "warm": r["curve_warm"].mean(0),
-                        "warm_retrain": r["curve_warm_retrain"].mean(0),
-                    }
-                    for n, r in self.raw.items()
+                    str(n): {"steps": r.steps, **{k: r.curves.of(k).mean(0) for k in cd.Accuracies.NAMES}}
+                    for n, r in self.runs.items()
                 },
-                "seconds": {str(n): r["seconds"] for n, r in self.raw.items()},
-                "run_seconds": {str(n): r["run_seconds"] for n, r in self.raw.items()},
-                "peak_rss_mb": max(r["peak_rss_mb"] for r in self.raw.values()),
+                "seconds": {str(n): r.seconds for n, r in self.runs.items()},
+                "run_seconds": {str(n): r.run_seconds for n, r in self.runs.items()},
+                "peak_rss_mb": max(r.peak_rss_mb for r in self.runs.values()),
                 "soft_label": {
-                    str(n): {
-                        k: {
-                            kk: np.asarray(vv).tolist()
-                            for kk, vv in cd.label_stats(r[f"label_{k}"], self.config.eval_every).items()
-                        }
-                        for k in ("cold", "warm")
-                    }
-                    for n, r in self.raw.items()
+                    str(n): cd.soft_label_summary(r, self.config.eval_every)
+                    for n, r in self.runs.items()
                     if n == 1
                 },
                 "cold_hypergradient": self.config.cold_method,
@@ -108,6 +101,7 @@ class Result:
         )
 
     def markdown(self) -> str:
+        """The table of :meth:`table` as markdown: one row per method, one column per size."""
         t = self.table()
         ns = list(t)
         lines = ["| method | " + " | ".join(f"{n} sample(s)" for n in ns) + " |", "|---|" + "---|" * len(ns)]
@@ -124,43 +118,20 @@ class Result:
         return "\n".join(lines)
 
 
-def run(config: Config, ctx=None) -> Result:
+def run(config: Config, ctx: common.RunContext | None = None) -> Result:
+    """:func:`~blojax.experiments.canvas_distill.distill` for every size in ``config.sizes``."""
+    ctx = common.ensure_context(ctx)
     config.validate()
-    raw = {}
-    for n in config.sizes:
-        raw[n] = cd.distill(config.for_size(n), ctx, key_prefix="table")
-    return Result(config, raw)
+    runs = {n: cd.distill(config.for_size(n), ctx, key_prefix="table") for n in config.sizes}
+    return Result(config, runs)
 
 
 def plot(result: Result, out_dir) -> list[pathlib.Path]:
-    import matplotlib
+    """``distill_curves.png``, ``table.md`` and, when one sample was run, canvas_distill's three
+    figures (see :mod:`blojax.experiments.figures.distill_table`)."""
+    from .figures import distill_table as figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sizes = list(result.raw)
-    fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 3.8), squeeze=False)
-    for ax, n in zip(axes[0], sizes):
-        r = result.raw[n]
-        for key, label, color in (
-            ("curve_warm", "warm-start", "C1"),
-            ("curve_cold", "cold-start", "C0"),
-            ("curve_warm_retrain", "warm-start + retrain", "C2"),
-        ):
-            c = 100 * r[key]
-            ax.plot(r["steps"], c.mean(0), color=color, label=label)
-            ax.fill_between(r["steps"], c.min(0), c.max(0), color=color, alpha=0.2)
-        ax.set_title(f"{r['dataset']}: {n} synthetic sample(s), {len(r['seeds'])} seeds")
-        ax.set_xlabel("outer iteration")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_ylim(0, 100)
-    axes[0][0].legend()
-    out = pathlib.Path(out_dir)
-    paths = [common.save_figure(fig, out / "distill_curves.png")]
-    paths.append(common.atomic_write_text(out / "table.md", result.markdown() + "\n"))
-    if 1 in result.raw:  # the single canvas: Fig. 9's curves, soft labels and canvases
-        paths += cd.plot(cd.Result(result.config.for_size(1), result.raw[1]), out)
-    return paths
+    return figures.plot(result, out_dir)
 
 
 # ------------------------------------------------------------------------------------ claims ledger
@@ -211,4 +182,6 @@ CLAIMS = (
 
 
 if __name__ == "__main__":
-    raise SystemExit(common.main(__name__))
+    from blojax.runner.cli import run_module
+
+    raise SystemExit(run_module(__name__))

@@ -30,8 +30,9 @@ import numpy as np
 import blojax as blo
 
 from .claims import Claim, monotone
-from . import common
+from . import common, toolkit
 from .common import check_field
+from .figures import hypergrad_field as figures
 
 DESCRIPTION = "E6 hypergradient field: 2 synthetic points, linear model; Exact vs K-term Neumann outer trajectories (Fig. 11c)"
 
@@ -68,7 +69,7 @@ class Config:
         """The same runs with fewer steps (80 steps still reach F ~ 1e-16)."""
         return cls(outer_steps=80, grid=21)
 
-    def validate(self) -> "Config":
+    def validate(self) -> None:
         n = "Config"
         check_field(
             len(self.x_synth) == 2 and self.x_synth[0] != self.x_synth[1],
@@ -110,31 +111,58 @@ class Config:
         )
         check_field(0 < self.outer_eta < 2, n, "outer_eta", "in (0, 2)", self.outer_eta)
         check_field(isinstance(self.grid, int) and self.grid >= 5, n, "grid", "an integer >= 5", self.grid)
-        return self
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """``F*`` and the hypergradients on a ``grid x grid`` mesh of ``u = (u1, u2)`` (for the figure).
+
+    u1, u2: the mesh (``np.meshgrid``), ``F``: ``F*(u)`` on it; ``g``: ``(methods, grid, grid, 2)``, the
+    hypergradient of each method; ``exact_point``: ``(1, 1)``-like end of Exact, ``y_o c / ||c||^2``;
+    ``c``: ``F*(u) = 1/2 (c^T u - y_o)^2``.
+    """
+
+    u1: np.ndarray
+    u2: np.ndarray
+    F: np.ndarray
+    g: np.ndarray
+    exact_point: np.ndarray
+    c: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
 class Result:
+    """The cold-start outer trajectories of every method (row ``i`` of each array is ``methods[i]``).
+
+    methods: ``("Exact", "Neumann K=1", ...)``.
+    trajectories: ``(methods, outer_steps + 1, 2)``: ``u_0 .. u_T``.
+    final_u: ``(methods, 2)``; final_F: ``F*(u_T)``; line_residual: ``c^T u_T - y_o`` (0 on the solution
+    line); dist_to_exact_point: ``||u_T - (1, 1)||``.
+    directions: ``(methods, 2)``: ``v`` of ``g(u) = v (c^T u - y_o)``; predicted_end: ``y_o v / (c^T v)``,
+    where that fixed direction meets the solution line.
+    field: the mesh of the figure.
+    """
+
     config: Config
-    methods: list
-    trajectories: np.ndarray  # (methods, steps + 1, 2)
+    methods: tuple[str, ...]
+    trajectories: np.ndarray
     final_u: np.ndarray
     final_F: np.ndarray
     dist_to_exact_point: np.ndarray
     predicted_end: np.ndarray
     line_residual: np.ndarray
     directions: np.ndarray
-    field: dict
+    field: Field
 
     def to_dict(self) -> dict:
         return common.to_jsonable(
             dict(
-                methods=self.methods,
+                methods=list(self.methods),
                 final_u=self.final_u,
                 final_F=self.final_F,
-                line_residual=self.line_residual,  # u1 + u2 - 2 at the end
-                dist_to_exact_point=self.dist_to_exact_point,  # || u_end - (1, 1) ||
-                predicted_end=self.predicted_end,  # y_o v / (c^T v): where the fixed direction meets the line
+                line_residual=self.line_residual,
+                dist_to_exact_point=self.dist_to_exact_point,
+                predicted_end=self.predicted_end,
                 directions=self.directions,
             )
         )
@@ -156,9 +184,12 @@ def _setting(cfg):
     return blo.Problem(inner=f, outer=F), inner, Phi, phi_o, c
 
 
-def run(config: Config | None = None, ctx: common.Context | None = None) -> Result:
-    cfg = (config or Config()).validate()
-    ctx = ctx or common.Context()
+def run(config: Config, ctx: common.RunContext | None = None) -> Result:
+    """Every method's cold-start trajectory (one vmapped ``ctx.stage``), then ``F*`` and the
+    hypergradient field on the mesh; non-finite trajectories raise :class:`blojax.NonFiniteError`."""
+    config.validate()
+    ctx = common.ensure_context(ctx)
+    cfg = config
     with jax.enable_x64(True):
         problem, inner, Phi, phi_o, c = _setting(cfg)
         u0 = jnp.asarray(cfg.u0, dtype=jnp.float64)
@@ -191,6 +222,7 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
 
         traj, dirs = ctx.stage("trajectories", jax.jit(jax.vmap(one)), ks, is_exact)
         traj, dirs = np.asarray(traj), np.asarray(dirs)
+        toolkit.require_finite("hypergrad_field (outer trajectories)", (traj, dirs))
         final = traj[:, -1]
         Fstar = lambda u: problem.F(u, inner.run(problem, u, w0)[0])  # noqa: E731
         final_F = np.asarray(jax.vmap(Fstar)(jnp.asarray(final)))
@@ -201,12 +233,12 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
         pts = jnp.asarray(np.stack([U1.ravel(), U2.ravel()], 1))
         Fgrid = np.asarray(jax.jit(jax.vmap(Fstar))(pts)).reshape(U1.shape)
         field_all = jax.jit(jax.vmap(lambda K, e: jax.vmap(lambda u: hyper(u, K, e))(pts)))(ks, is_exact)
-        fields = {name: np.asarray(field_all[i]).reshape(U1.shape + (2,)) for i, name in enumerate(names)}
+        fields = np.asarray(field_all).reshape((len(names),) + U1.shape + (2,))
         c = np.asarray(c)
     exact_point = cfg.y_orig * c / (c @ c)
     return Result(
         config=cfg,
-        methods=names,
+        methods=tuple(names),
         trajectories=traj,
         final_u=final,
         final_F=final_F,
@@ -214,80 +246,13 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
         predicted_end=pred,
         line_residual=final @ np.asarray(c) - cfg.y_orig,
         directions=dirs,
-        field=dict(u1=U1, u2=U2, F=Fgrid, g=fields, exact_point=exact_point, c=np.asarray(c)),
+        field=Field(u1=U1, u2=U2, F=Fgrid, g=fields, exact_point=exact_point, c=np.asarray(c)),
     )
 
 
 def plot(result: Result, out_dir) -> list[pathlib.Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = pathlib.Path(out_dir)
-    fld = result.field
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.8))
-    ax = axes[0]
-    cs = ax.contourf(fld["u1"], fld["u2"], np.log10(fld["F"] + 1e-6), levels=20, cmap="Greys_r", alpha=0.8)
-    fig.colorbar(cs, ax=ax, label=r"$\log_{10}(F^*(u) + 10^{-6})$")
-    g = fld["u1"][0]
-    c = fld["c"]
-    ax.plot(g, (result.config.y_orig - c[0] * g) / c[1], "w--", lw=1.5, label=r"outer solutions $F^* = 0$")
-    colors = ["k"] + [
-        plt.get_cmap("autumn")(i / max(1, len(result.methods) - 1)) for i in range(1, len(result.methods))
-    ]
-    for i, name in enumerate(result.methods):
-        tr = result.trajectories[i]
-        ax.plot(tr[:, 0], tr[:, 1], "-", color=colors[i] if i else "tab:blue", lw=2)
-        ax.plot(tr[::5, 0], tr[::5, 1], ".", color=colors[i] if i else "tab:blue", ms=5)
-        ax.plot(
-            *result.final_u[i],
-            "o",
-            color=colors[i] if i else "tab:blue",
-            ms=9,
-            mec="k",
-            label=f"{name}: ends at ({result.final_u[i][0]:.3f}, {result.final_u[i][1]:.3f})",
-        )
-    ax.plot(*result.trajectories[0, 0], "ks", ms=8, label="start $u_0$")
-    ax.set_xlim(g[0], g[-1])
-    ax.set_ylim(g[0], g[-1])
-    ax.set_aspect("equal")
-    ax.set_xlabel("$u_1$ (target of the synthetic point at x = 0)")
-    ax.set_ylabel("$u_2$ (target of the synthetic point at x = 2)")
-    ax.set_title("Cold-start outer trajectories over the contours of $F^*$")
-    ax.legend(fontsize=7, loc="upper right")
-    ax = axes[1]
-    ax.contour(fld["u1"], fld["u2"], np.log10(fld["F"] + 1e-6), levels=12, colors="0.7", linewidths=0.7)
-    ax.plot(g, (result.config.y_orig - c[0] * g) / c[1], "k--", lw=1)
-    step = max(1, len(g) // 8)
-    sl = (slice(None, None, step), slice(None, None, step))
-    for i, name in enumerate(result.methods[:2]):
-        G = -result.field["g"][name]
-        nrm = np.linalg.norm(G, axis=-1, keepdims=True)
-        G = G / np.where(nrm == 0, 1, nrm)
-        ax.quiver(
-            fld["u1"][sl],
-            fld["u2"][sl],
-            G[sl][..., 0],
-            G[sl][..., 1],
-            color=colors[i] if i else "tab:blue",
-            scale=14,
-            width=0.006,
-            label=name,
-            alpha=0.85,
-        )
-    ax.set_aspect("equal")
-    ax.set_xlabel("$u_1$")
-    ax.set_ylabel("$u_2$")
-    ax.set_title("Descent directions $-g(u)$ (normalized): Exact vs Neumann K=1")
-    ax.legend(fontsize=7, loc="upper right")
-    fig.suptitle(
-        "E6: exact hypergradients reach the outer solution nearest $u_0$, (1, 1); "
-        "K-term Neumann reaches other points of $u_1 + u_2 = 2$",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    return [common.save_figure(fig, out_dir / "hypergrad_field.png")]
+    """``hypergrad_field.png`` (:func:`blojax.experiments.figures.hypergrad_field.plot`)."""
+    return figures.plot(result, out_dir)
 
 
 # ------------------------------------------------------------------------------------ claims ledger
@@ -329,4 +294,6 @@ CLAIMS = (
 
 
 if __name__ == "__main__":
-    raise SystemExit(common.main(__name__))
+    from blojax.runner.cli import run_module
+
+    raise SystemExit(run_module(__name__))

@@ -31,6 +31,7 @@ from blojax.analysis import projections
 
 from . import common
 from .common import check_field
+from .figures import projection_sketch as figures
 
 DESCRIPTION = "E7 projection sketch: cold vs full/partial warm start as projections onto 4 cyclic solution lines (Fig. 8)"
 
@@ -64,7 +65,7 @@ class Config:
         """Fewer passes (still far past convergence)."""
         return cls(sweeps=25)
 
-    def validate(self) -> "Config":
+    def validate(self) -> None:
         n = "Config"
         check_field(
             len(self.xs) >= 2 and len(set(self.xs)) == len(self.xs),
@@ -94,19 +95,94 @@ class Config:
         )
         check_field(self.inner_tol > 0, n, "inner_tol", "positive", self.inner_tol)
         check_field(0 < self.lr_scale < 2, n, "lr_scale", "in (0, 2) (stable GD)", self.lr_scale)
-        return self
 
 
-@dataclasses.dataclass
-class Result:
-    config: Config
-    cases: dict
+#: The three runs of each case, in the order of ``results.json``.
+RUNS = ("cold", "warm_full", "warm_partial")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One algorithm on one case: its iterates ``w_0 .. w_T`` and the cycle its tail settles on.
+
+    iterates: ``(sweeps * m + 1, 2)``; converged: the tail is one point; period: the tail's period
+    (0: none found); cycle_points: ``(period, 2)``, one period of the tail; cycle_gap:
+    ``max_t ||w_t - w_{t - period}||`` on the tail; cycle_spread: largest distance between the cycle's
+    points; max_inner_steps: the most inner GD steps one outer step took.
+    """
+
+    iterates: np.ndarray
+    converged: bool
+    period: int
+    cycle_points: np.ndarray
+    cycle_gap: float
+    cycle_spread: float
+    max_inner_steps: int
 
     def to_dict(self) -> dict:
-        keep = {}
-        for case, r in self.cases.items():
-            keep[case] = {k: v for k, v in r.items() if k not in ("iterates", "A", "b", "data")}
-        return common.to_jsonable(keep)
+        return dict(
+            converged=self.converged,
+            period=self.period,
+            cycle_points=self.cycle_points,
+            cycle_gap=self.cycle_gap,
+            cycle_spread=self.cycle_spread,
+            max_inner_steps=self.max_inner_steps,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """The three runs on one sequence of ``m`` datapoints, checked against the projections.
+
+    data: ``(m, 2)`` rows ``(x_t, y_t)``; A: ``(m, 1, 2)`` rows ``[x_t, 1]``; b: ``(m, 1)``: the solution
+    sets ``S_t = {w : A_t w = b_t}``.
+    runs: ``{name: Run}`` for ``name`` in :data:`RUNS`.
+    warm_full_vs_projections, cold_vs_projections: largest ``|w_t - reference|`` against alternating
+    projections ``P_{S_t}(w_{t-1})`` and against ``P_{S_t}(w_0)``.
+    dykstra_point: the point of the intersection nearest ``w_0`` (Dykstra); dykstra_residual:
+    ``max_t |A_t w - b_t|`` there; lines_have_common_point: the least-squares solution solves every
+    equation (to 1e-12); warm_limit_vs_dykstra: ``||limit of full warm-start - dykstra_point||`` when
+    full warm-start converged, else ``None``.
+    """
+
+    data: np.ndarray
+    A: np.ndarray
+    b: np.ndarray
+    runs: dict[str, Run]
+    warm_full_vs_projections: float
+    cold_vs_projections: float
+    dykstra_point: np.ndarray
+    dykstra_residual: float
+    lines_have_common_point: bool
+    warm_limit_vs_dykstra: float | None
+
+    def to_dict(self) -> dict:
+        out: dict = {name: self.runs[name].to_dict() for name in RUNS}
+        out.update(
+            warm_full_vs_projections=self.warm_full_vs_projections,
+            cold_vs_projections=self.cold_vs_projections,
+            dykstra_point=self.dykstra_point,
+            dykstra_residual=self.dykstra_residual,
+            lines_have_common_point=self.lines_have_common_point,
+        )
+        if self.warm_limit_vs_dykstra is not None:
+            out["warm_limit_vs_dykstra"] = self.warm_limit_vs_dykstra
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """The two cases: four lines through one point (``consistent``) and four without one
+    (``inconsistent``, the y's moved by ``offsets``)."""
+
+    config: Config
+    consistent: Case
+    inconsistent: Case
+
+    def to_dict(self) -> dict:
+        return common.to_jsonable(
+            {"consistent": self.consistent.to_dict(), "inconsistent": self.inconsistent.to_dict()}
+        )
 
 
 def _algorithms(cfg: Config):
@@ -133,7 +209,7 @@ def _algorithms(cfg: Config):
     }
 
 
-def _run_case(cfg: Config, ys, runs, ctx, key) -> dict:
+def _run_case(cfg: Config, ys, runs, ctx: common.RunContext, key) -> Case:
     xs = jnp.asarray(cfg.xs)
     m = len(cfg.xs)
     A = jnp.stack([xs, jnp.ones_like(xs)], axis=1)[:, None, :]  # (m, 1, 2): row [x_t, 1]
@@ -142,15 +218,14 @@ def _run_case(cfg: Config, ys, runs, ctx, key) -> dict:
     steps = cfg.sweeps * m
     batches = (A[jnp.arange(steps) % m, 0], b[jnp.arange(steps) % m, 0])
     u = jnp.zeros(1)  # the outer parameters are not optimized here (outer step 0)
-    out: dict = dict(
-        data=np.stack([np.asarray(xs), np.asarray(ys)], 1), A=np.asarray(A), b=np.asarray(b), iterates={}
-    )
-    for name, algo in runs.items():
+    done: dict[str, Run] = {}
+    for name in RUNS:  # ctx.run raises blojax.NonFiniteError on NaN/inf
+        algo = runs[name]
         _, hist = ctx.run(algo, algo.init(u, w0), steps, key=f"{key}-{name}", inner_batches=batches)
         ws = np.concatenate([np.asarray(w0)[None], np.asarray(hist["w_t"])])
-        out["iterates"][name] = ws
         cyc = projections.detect_cycle(ws, tol=1e-9, max_period=2 * m)
-        out[name] = dict(
+        done[name] = Run(
+            iterates=ws,
             converged=cyc.converged,
             period=cyc.period,
             cycle_points=cyc.points,
@@ -160,137 +235,45 @@ def _run_case(cfg: Config, ys, runs, ctx, key) -> dict:
         )
     ref_warm = np.asarray(projections.alternating_projections(A, b, w0, cfg.sweeps))
     ref_cold = np.asarray(projections.cold_start_projections(A, b, w0, cfg.sweeps))
-    out["warm_full_vs_projections"] = float(np.max(np.abs(out["iterates"]["warm_full"] - ref_warm)))
-    out["cold_vs_projections"] = float(np.max(np.abs(out["iterates"]["cold"] - ref_cold)))
     # nearest point of the intersection (Dykstra) and whether the lines have one
     w_dyk = np.asarray(projections.dykstra(A, b, w0, cfg.sweeps))
-    out["dykstra_point"] = w_dyk
-    out["dykstra_residual"] = float(np.max(np.abs(np.asarray(A[:, 0]) @ w_dyk - np.asarray(b[:, 0]))))
     lsq = np.linalg.lstsq(np.asarray(A[:, 0]), np.asarray(b[:, 0]), rcond=None)
-    out["lines_have_common_point"] = bool(
-        np.allclose(np.asarray(A[:, 0]) @ lsq[0], np.asarray(b[:, 0]), atol=1e-12)
+    warm = done["warm_full"]
+    return Case(
+        data=np.stack([np.asarray(xs), np.asarray(ys)], 1),
+        A=np.asarray(A),
+        b=np.asarray(b),
+        runs=done,
+        warm_full_vs_projections=float(np.max(np.abs(warm.iterates - ref_warm))),
+        cold_vs_projections=float(np.max(np.abs(done["cold"].iterates - ref_cold))),
+        dykstra_point=w_dyk,
+        dykstra_residual=float(np.max(np.abs(np.asarray(A[:, 0]) @ w_dyk - np.asarray(b[:, 0])))),
+        lines_have_common_point=bool(
+            np.allclose(np.asarray(A[:, 0]) @ lsq[0], np.asarray(b[:, 0]), atol=1e-12)
+        ),
+        warm_limit_vs_dykstra=(
+            float(np.linalg.norm(warm.cycle_points[0] - w_dyk)) if warm.converged else None
+        ),
     )
-    if out["warm_full"]["converged"]:
-        out["warm_limit_vs_dykstra"] = float(np.linalg.norm(out["warm_full"]["cycle_points"][0] - w_dyk))
-    return out
 
 
-def run(config: Config | None = None, ctx: common.Context | None = None) -> Result:
-    cfg = (config or Config()).validate()
-    ctx = ctx or common.Context()
+def run(config: Config, ctx: common.RunContext | None = None) -> Result:
+    """The three runs on the consistent and the inconsistent sequence (``ctx.run`` each)."""
+    config.validate()
+    ctx = common.ensure_context(ctx)
+    cfg = config
     with jax.enable_x64(True):
         xs = np.asarray(cfg.xs)
         y_consistent = cfg.w_common[0] * xs + cfg.w_common[1]
         runs = _algorithms(cfg)
-        cases = {
-            "consistent": _run_case(cfg, y_consistent, runs, ctx, "consistent"),
-            "inconsistent": _run_case(cfg, y_consistent + np.asarray(cfg.offsets), runs, ctx, "inconsistent"),
-        }
-    return Result(cfg, cases)
+        consistent = _run_case(cfg, y_consistent, runs, ctx, "consistent")
+        inconsistent = _run_case(cfg, y_consistent + np.asarray(cfg.offsets), runs, ctx, "inconsistent")
+    return Result(cfg, consistent, inconsistent)
 
 
 def plot(result: Result, out_dir) -> list[pathlib.Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = pathlib.Path(out_dir)
-    cfg = result.config
-    m = len(cfg.xs)
-    fig, axes = plt.subplots(2, 2, figsize=(13, 11))
-    set_colors = [plt.get_cmap("tab10")(i) for i in range(m)]
-    styles = {
-        "cold": ("s", "tab:gray", "cold-start: $P_{S_t}(w_0)$"),
-        "warm_full": ("o", "k", "full warm-start: $P_{S_t}(w_{t-1})$"),
-        "warm_partial": ("^", "tab:purple", f"partial warm-start ({cfg.partial_steps} GD steps)"),
-    }
-    for row, case in enumerate(("consistent", "inconsistent")):
-        r = result.cases[case]
-        ax = axes[row, 0]
-        allw = np.concatenate([r["iterates"][k] for k in styles])
-        lo, hi = allw.min(0) - 0.6, allw.max(0) + 0.6
-        g = np.linspace(lo[0], hi[0], 50)
-        for t in range(m):
-            x, y = r["data"][t]
-            ax.plot(
-                g,
-                y - x * g,
-                color=set_colors[t],
-                lw=1.5,
-                label=f"$S_{t + 1}$: $w_1 \\cdot {x:g} + w_2 = {y:.2f}$",
-            )
-        for name, (mk, col, lab) in styles.items():
-            ws = r["iterates"][name]
-            n_show = min(len(ws), 4 * m + 1)
-            if name != "cold":
-                ax.plot(ws[:n_show, 0], ws[:n_show, 1], "-", color=col, lw=0.8, alpha=0.7)
-            ax.plot(
-                ws[1:n_show, 0],
-                ws[1:n_show, 1],
-                mk,
-                color=col,
-                ms=6,
-                mfc="none" if name == "cold" else col,
-                label=lab,
-            )
-            info = r[name]
-            desc = (
-                "converges"
-                if info["converged"]
-                else (f"limit cycle, period {info['period']}" if info["period"] else "no cycle found")
-            )
-            pts = info["cycle_points"]
-            ax.plot(pts[:, 0], pts[:, 1], mk, color=col, ms=13, mfc="none", mew=2, label=f"   tail: {desc}")
-        ax.plot(*cfg.w0, "k*", ms=14, label="$w_0$")
-        ax.set_xlim(lo[0], hi[0])
-        ax.set_ylim(lo[1], hi[1])
-        ax.set_xlabel("$w_1$ (slope)")
-        ax.set_ylabel("$w_2$ (intercept)")
-        title = "lines share a point" if r["lines_have_common_point"] else "no common point"
-        ax.set_title(f"Weight space, {case} data ({title}); first {4} passes shown")
-        ax.legend(fontsize=7, loc="best")
-        # data space
-        ax = axes[row, 1]
-        xg = np.linspace(min(cfg.xs) - 0.5, max(cfg.xs) + 0.5, 50)
-        for t in range(m):
-            x, y = r["data"][t]
-            ax.plot(
-                [x],
-                [y],
-                "o",
-                color=set_colors[t],
-                ms=11,
-                mec="k",
-                label=f"datapoint {t + 1} (defines $S_{t + 1}$)",
-            )
-        for name in ("warm_full", "cold"):
-            mk, col, lab = styles[name]
-            tail = r["iterates"][name][-m:]
-            for k, w in enumerate(tail):
-                t = (len(r["iterates"][name]) - 1 - m + k) % m
-                ax.plot(
-                    xg,
-                    w[0] * xg + w[1],
-                    "-" if name == "warm_full" else ":",
-                    color=set_colors[t],
-                    lw=1.3,
-                    label=(f"{lab.split(':')[0]} fits (last pass)" if k == 0 else None),
-                )
-        ax.set_xlabel("x")
-        ax.set_ylabel("y")
-        ax.set_title(
-            f"Data space, {case}: the fitted lines $y = w_1 x + w_2$ of the last pass\n"
-            "(solid: full warm-start, dotted: cold-start; colour = datapoint just fitted)"
-        )
-        ax.legend(fontsize=7, loc="best")
-    fig.suptitle(
-        "E7: warm-start remembers — full warm-start projects the previous $w$ (alternating projections), "
-        "cold-start re-projects $w_0$",
-        fontsize=11,
-    )
-    fig.tight_layout()
-    return [common.save_figure(fig, out_dir / "projection_sketch.png")]
+    """``projection_sketch.png`` (:func:`blojax.experiments.figures.projection_sketch.plot`)."""
+    return figures.plot(result, out_dir)
 
 
 # ------------------------------------------------------------------------------------ claims ledger
@@ -360,4 +343,6 @@ CLAIMS = (
 
 
 if __name__ == "__main__":
-    raise SystemExit(common.main(__name__))
+    from blojax.runner.cli import run_module
+
+    raise SystemExit(run_module(__name__))

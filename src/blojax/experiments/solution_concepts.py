@@ -18,6 +18,9 @@ solutions ``w in S(u)`` obtained by training MLPs from independent random inits 
 classifies both points correctly with inner loss below ``fit_tol``. Optimistic = the (u, w) with the
 lowest ``F``; pessimistic = the ``u`` whose worst sampled solution is least bad, with that worst ``w``.
 The extremes are taken on the *training* split; accuracies are reported on the held-out test split.
+
+The problem, the point initialization, the disk projection and the point fitting are shared with E2
+(:mod:`blojax.experiments._distill2d`); the figure is :mod:`blojax.experiments.figures.solution_concepts`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,26 +36,23 @@ import numpy as np
 import optax
 
 import blojax as blo
-from .claims import Claim, gap
 from blojax.data import synthetic
-from blojax.experiments import common
-from blojax.experiments.common import check_field, check_int_fields
-from blojax.experiments.rings import (
-    _is_real,
-    accuracy,
-    cross_entropy,
+from blojax.experiments import common, toolkit
+from blojax.experiments._distill2d import (
     disk_projection,
+    fit_points,
     init_points,
+    is_real,
     make_problem,
-    stack_trees,
-    stats,
-    train_fresh,
+    mlp_accuracy,
 )
+from blojax.experiments.claims import Claim, gap
+from blojax.experiments.common import check_field, check_int_fields
 from blojax.models.mlp import init_mlp, mlp_apply
 
 DESCRIPTION = "E1: optimistic, pessimistic, cold-start and warm-start solutions of 2-point distillation of a sinusoid-split dataset"
 
-__all__ = ["DESCRIPTION", "Config", "Result", "run", "plot", "main"]
+__all__ = ["DESCRIPTION", "Config", "Result", "run", "plot"]
 
 CONCEPTS = ("optimistic", "pessimistic", "cold", "warm")
 
@@ -99,7 +100,8 @@ class Config:
     seeds: int = 5
     seed: int = 0
 
-    def validate(self) -> "Config":
+    def validate(self) -> None:
+        """Raise :class:`~blojax.experiments.common.ConfigError` naming the first invalid field."""
         name = "Config"
         check_int_fields(
             self,
@@ -126,12 +128,12 @@ class Config:
         )
         for field in ("inner_lr", "outer_lr", "cold_outer_lr", "fit_lr", "fit_tol", "frequency"):
             v = getattr(self, field)
-            check_field(_is_real(v) and v > 0, name, field, "a positive finite number", v)
+            check_field(is_real(v) and v > 0, name, field, "a positive finite number", v)
         for field in ("amplitude", "bias_scale", "point_bound"):
             v = getattr(self, field)
-            check_field(_is_real(v) and v >= 0, name, field, "a non-negative finite number", v)
+            check_field(is_real(v) and v >= 0, name, field, "a non-negative finite number", v)
         check_field(
-            _is_real(self.test_fraction) and 0 < self.test_fraction < 1,
+            is_real(self.test_fraction) and 0 < self.test_fraction < 1,
             name,
             "test_fraction",
             "a number in (0, 1)",
@@ -140,7 +142,7 @@ class Config:
         ok = (
             isinstance(self.init_scales, (tuple, list))
             and len(self.init_scales) > 0
-            and all(_is_real(s) and s > 0 for s in self.init_scales)
+            and all(is_real(s) and s > 0 for s in self.init_scales)
         )
         check_field(ok, name, "init_scales", "a non-empty tuple of positive numbers", self.init_scales)
         check_field(
@@ -150,7 +152,6 @@ class Config:
             f"<= cold_inner_steps ({self.cold_inner_steps})",
             self.cold_unroll,
         )
-        return self
 
     @classmethod
     def quick(cls) -> "Config":
@@ -168,20 +169,38 @@ class Config:
         )
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Result:
+    """E1's outcome. The dicts are keyed by the concepts of :data:`CONCEPTS` (``"optimistic"``,
+    ``"pessimistic"``, ``"cold"``, ``"warm"``); arrays have a leading seed axis ``S``.
+
+    Attributes:
+      config: the configuration run.
+      train, test: the training split (``F`` and the sampling use it) and the held-out test split.
+      acc: concept -> ``(S,)`` test accuracy of the concept's model ``w``.
+      F: concept -> ``(S,)`` outer loss ``F(u, w)`` on the training split.
+      points: concept -> ``(S, 2, 2)`` the concept's synthetic points ``u``.
+      models: concept -> the concept's MLP ``w`` (leaves with a leading seed axis).
+      warm_traj: ``(S, warm_steps, 2, 2)`` the points ``u_t`` along warm-start.
+      fit_fraction: ``(S,)`` share of the sampled inits whose fit is an inner solution (``w in S(u)``).
+      seconds: wall seconds per stage (``warm_s``, ``cold_s``, ``sampling_s``) and ``total_s``.
+    """
+
     config: Config
     train: synthetic.Dataset
     test: synthetic.Dataset
-    acc: dict  # concept -> (seeds,) test accuracy
-    F: dict  # concept -> (seeds,) outer loss on the training split
-    points: dict  # concept -> (seeds, 2, 2)
-    models: dict  # concept -> MLP params with a leading seed axis
-    warm_traj: np.ndarray  # (seeds, steps, 2, 2)
-    fit_fraction: np.ndarray  # (seeds,) share of samples that fit their two points
-    seconds: dict
+    acc: dict[str, np.ndarray]
+    F: dict[str, np.ndarray]
+    points: dict[str, np.ndarray]
+    models: dict[str, Any]
+    warm_traj: np.ndarray
+    fit_fraction: np.ndarray
+    seconds: dict[str, float]
 
     def to_dict(self) -> dict:
+        """``results.json``: per-seed statistics (:func:`toolkit.seed_stats`) of each concept's test
+        accuracy and ``F``, the concepts ordered by mean accuracy, the sampling's yield."""
+        stats = toolkit.seed_stats
         order = sorted(CONCEPTS, key=lambda c: -float(np.mean(self.acc[c])))
         return {
             "test_accuracy": {c: stats(self.acc[c]) for c in CONCEPTS},
@@ -211,7 +230,7 @@ def draw_samples(cfg: Config, rng, X, Y):
         ]
         for _ in range(cfg.pairs)
     ]
-    return pairs, stack_trees([stack_trees(row) for row in inits])
+    return pairs, toolkit.tree_stack([toolkit.tree_stack(row) for row in inits])
 
 
 def sample_solutions(cfg: Config, pairs, inits, problem):
@@ -219,15 +238,18 @@ def sample_solutions(cfg: Config, pairs, inits, problem):
 
     Every init ``(p, m)`` is trained on the two points of pair ``p`` (``fit_steps`` SGD steps at
     ``fit_lr``); it is an inner solution when both points are classified correctly with inner loss
-    below ``fit_tol``. Returns ``(u_opt, w_opt, u_pes, w_pes, fraction that fit)``.
+    below ``fit_tol``. A fit that diverged is no inner solution (its loss is NaN, so it fails the
+    test) and does not stop the sampling; the picks themselves are checked finite by :func:`run`.
+    Returns ``(u_opt, w_opt, u_pes, w_pes, fraction that fit)``.
     """
     eye = jnp.eye(2, dtype=jnp.float32)
 
     def fit(x, w0):
-        w = train_fresh(w0, x, eye, cfg.fit_lr, cfg.fit_steps)
+        w = fit_points(w0, x, eye, cfg.fit_lr, cfg.fit_steps, throw=False)
         logits = mlp_apply(w, x)
         ok = jnp.logical_and(
-            cross_entropy(logits, eye) < cfg.fit_tol, jnp.all(jnp.argmax(logits, -1) == jnp.arange(2))
+            toolkit.prob_cross_entropy(logits, eye) < cfg.fit_tol,
+            jnp.all(jnp.argmax(logits, -1) == jnp.arange(2)),
         )
         return w, ok, problem.F({"x": x}, w)
 
@@ -262,9 +284,12 @@ def paper_comparison(results: dict) -> list[dict]:
     ]
 
 
-def run(config: Config | None = None, ctx: common.Context | None = None) -> Result:
-    cfg = (config or Config()).validate()
-    ctx = ctx or common.Context()
+def run(config: Config, ctx: common.RunContext | None = None) -> Result:
+    """The four concepts over ``config.seeds`` seeds: warm-start, cold-start, then the sampled
+    optimistic and pessimistic solutions; see the module docstring."""
+    ctx = common.ensure_context(ctx)
+    config.validate()
+    cfg = config
     data = synthetic.sinusoid(cfg.n, amplitude=cfg.amplitude, frequency=cfg.frequency, seed=cfg.seed)
     train, test = synthetic.split(data, cfg.test_fraction, seed=cfg.seed)
     problem = make_problem(train.x, train.y, 2)
@@ -276,14 +301,14 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
         w0s.append(init_mlp(rng, sizes, bias_scale=cfg.bias_scale))
         u0s.append(init_points(rng, train.x, train.y, 2, False))
         cands.append(draw_samples(cfg, rng, train.x, train.y))
-    u0, w0 = stack_trees(u0s), stack_trees(w0s)
-    pairs, inits = stack_trees(cands)
+    u0, w0 = toolkit.tree_stack(u0s), toolkit.tree_stack(w0s)
+    pairs, inits = toolkit.tree_stack(cands)
     secs, acc, Fo, pts, mods = {}, {}, {}, {}, {}
 
     def finish(name, u, w):
         pts[name] = np.asarray(u["x"] if isinstance(u, dict) else u)
         mods[name] = jax.tree_util.tree_map(np.asarray, w)
-        acc[name] = np.asarray(jax.vmap(lambda w_: accuracy(w_, Xte, Yte))(w))
+        acc[name] = np.asarray(jax.vmap(lambda w_: mlp_accuracy(w_, Xte, Yte))(w))
         Fo[name] = np.asarray(jax.vmap(lambda w_: problem.F(u0, w_))(w))
 
     # warm-start
@@ -302,7 +327,7 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
     wst, wh = ctx.scan(
         warm_jit, jax.vmap(warm.init)(u0, w0), cfg.warm_steps, key="warm", desc="warm-start", history_axis=1
     )
-    _check(wst, "warm-start")
+    toolkit.require_finite("warm-start (lower inner_lr / outer_lr)", diverged_step=wst.diverged_step)
     finish("warm", wst.u, wst.w)
     secs["warm_s"] = time.perf_counter() - t0
 
@@ -314,7 +339,7 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
     cst, _ = ctx.scan(
         cold_jit, jax.vmap(cold.init)(u0, w0), cfg.cold_steps, key="cold", desc="cold-start", history_axis=1
     )
-    _check(cst, "cold-start")
+    toolkit.require_finite("cold-start (lower fit_lr / cold_outer_lr)", diverged_step=cst.diverged_step)
     w_cold = jax.jit(jax.vmap(lambda u, w: inner.run(problem, u, w)[0]))(cst.u, w0)
     finish("cold", cst.u, w_cold)
     secs["cold_s"] = time.perf_counter() - t0
@@ -325,82 +350,19 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
     u_o, w_o, u_p, w_p, frac = ctx.stage("sampling", sample, pairs, inits)
     finish("optimistic", u_o, w_o)
     finish("pessimistic", u_p, w_p)
+    toolkit.require_finite(
+        "sampling (optimistic and pessimistic picks)", (Fo["optimistic"], Fo["pessimistic"])
+    )
     secs["sampling_s"] = time.perf_counter() - t0
     secs["total_s"] = sum(secs.values())
     return Result(cfg, train, test, acc, Fo, pts, mods, np.asarray(wh["x"]), np.asarray(frac), secs)
 
 
-def _check(state, name):
-    d = np.asarray(state.diverged_step)
-    if np.any(d >= 0):
-        raise blo.NonFiniteError(
-            f"{name}: non-finite values (NaN/inf) at outer step {int(d[d >= 0].min())}; "
-            "stopping before any figure is written. Lower inner_lr / outer_lr."
-        )
-
-
 def plot(result: Result, out_dir) -> list[pathlib.Path]:
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Rectangle
+    """E1's figure (:mod:`blojax.experiments.figures.solution_concepts`): the four concepts' boundaries."""
+    from blojax.experiments.figures import solution_concepts as figures
 
-    cfg, s = result.config, 0
-    titles = {
-        "optimistic": "optimistic (best sampled w in S(u))",
-        "pessimistic": "pessimistic (worst sampled w in S(u))",
-        "cold": "cold-start (w0 re-trained each step)",
-        "warm": "warm-start (T=1, points move)",
-    }
-    # the data box, enlarged to show every synthetic point and the warm trajectory of seed index s
-    pts = np.concatenate([result.points[c][s] for c in CONCEPTS] + [result.warm_traj[s].reshape(-1, 2)])
-    xl = max(np.pi, float(np.abs(pts[:, 0]).max()) + 0.3)
-    yl = max(2.0, float(np.abs(pts[:, 1]).max()) + 0.3)
-    g1 = np.linspace(-xl, xl, 200)
-    g2 = np.linspace(-yl, yl, 140)
-    GX, GY = np.meshgrid(g1, g2)
-    G = jnp.asarray(np.stack([GX.ravel(), GY.ravel()], -1), jnp.float32)
-    colors = ["tab:blue", "tab:orange"]
-    fig, axs = plt.subplots(1, 4, figsize=(15, 3.4))
-    for ax, c in zip(axs, CONCEPTS):
-        w = jax.tree_util.tree_map(lambda a: a[s], result.models[c])
-        pred = np.asarray(jnp.argmax(mlp_apply(w, G), -1)).reshape(GX.shape)
-        ax.contourf(GX, GY, pred, levels=[-0.5, 0.5, 1.5], cmap=ListedColormap(colors), alpha=0.2)
-        ax.contour(GX, GY, pred, levels=[0.5], colors="k", linewidths=1)
-        ax.scatter(
-            result.test.x[:, 0],
-            result.test.x[:, 1],
-            c=[colors[int(y)] for y in result.test.y],
-            s=3,
-            alpha=0.6,
-        )
-        ax.plot(g1, cfg.amplitude * np.sin(cfg.frequency * g1), "k:", lw=0.8)
-        if c == "warm":
-            tr = result.warm_traj[s]
-            for j in range(2):
-                ax.plot(tr[:, j, 0], tr[:, j, 1], "-", color=colors[j], lw=0.8)
-        p = result.points[c][s]
-        for j in range(2):
-            ax.scatter(p[j, 0], p[j, 1], marker="*", s=180, c=colors[j], edgecolors="k", zorder=5)
-        ax.add_patch(Rectangle((-np.pi, -2), 2 * np.pi, 4, fill=False, ls="--", lw=0.6, color="gray"))
-        ax.set_xlim(-xl, xl)
-        ax.set_ylim(-yl, yl)
-        ax.set_title(
-            f"{titles[c]}\ntest accuracy {result.acc[c][s]:.0%} (mean over seeds {np.mean(result.acc[c]):.0%})",
-            fontsize=9,
-        )
-        ax.set_xlabel("x1")
-        ax.set_ylabel("x2")
-    fig.suptitle(
-        "Four solution concepts for distilling a sinusoid-split dataset into 2 points (stars); "
-        "dotted: true boundary, solid: learned boundary, dashed box: data region (seed index 0)",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    return [common.save_figure(fig, pathlib.Path(out_dir) / "solution_concepts.png")]
-
-
-def main(argv=None) -> int:
-    return common.main(__name__, argv)
+    return figures.plot(result, out_dir)
 
 
 # ------------------------------------------------------------------------------------ claims ledger
@@ -440,4 +402,6 @@ CLAIMS = (
 
 
 if __name__ == "__main__":
-    raise SystemExit(common.main(__name__))
+    from blojax.runner.cli import run_module
+
+    raise SystemExit(run_module(__name__))

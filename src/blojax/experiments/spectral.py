@@ -25,8 +25,9 @@ import blojax as blo
 from .claims import Claim
 from blojax.analysis import spectral
 
-from . import common
+from . import common, toolkit
 from .common import check_field
+from .figures import spectral as figures
 
 DESCRIPTION = "E8 spectral picture: lambda -> h(lambda) for inverse, damped, Neumann/unroll and CG, checked against the code (Fig. 5)"
 
@@ -60,7 +61,7 @@ class Config:
         """Fewer random matrices."""
         return cls(trials=3)
 
-    def validate(self) -> "Config":
+    def validate(self) -> None:
         c = "Config"
         check_field(
             0 < self.lam_min < self.lam_max,
@@ -98,21 +99,62 @@ class Config:
             isinstance(self.trials, int) and self.trials > 0, c, "trials", "a positive integer", self.trials
         )
         check_field(max(self.cg_ks) <= self.n, c, "cg_ks", f"<= n={self.n}", self.cg_ks)
-        return self
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
+class Deviation:
+    """The largest relative deviation, over the random matrices, of one quantity from its closed form.
+
+    strategy: the strategy (``"inverse (Exact)"``, ``"Neumann K=10"``, ``"CG K=4"``, ...).
+    quantity: ``"matrix"`` (``S`` vs ``Q diag(h(lambda)) Q^T``), ``"eigenvalues"`` (of ``S`` vs
+      ``h(lambda_i)``) or ``"output"`` (CG's ``x`` vs ``Q diag(h_CG(lambda)) Q^T b``).
+    value: ``max |S - ref| / max |ref|``.
+    """
+
+    strategy: str
+    quantity: str
+    value: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Result:
+    """The maps ``lambda -> h(lambda)`` and their check against the library's strategies.
+
+    lam: ``(400,)`` eigenvalues, log-spaced over ``[lam_min, lam_max]``.
+    inverse: ``1 / lam``.
+    neumann: ``(len(ks), 400)``: K-term Neumann (= K unrolled steps) at ``alpha = 1 / lam_max``.
+    damped: ``(len(eps), 400)``: ``1 / (lam + eps)``.
+    cg_eigenvalues: ``(n,)`` eigenvalues of the positive definite ``H`` of the CG example.
+    cg_grid: ``(400,)`` where CG's maps are evaluated.
+    cg_maps: ``(len(cg_ks), 400)``: ``h_CG`` after K steps on ``(H, b)``.
+    cg_ritz: per ``K`` of ``cg_ks``, the K Ritz values ``theta_j``.
+    deviations: the check (one entry per strategy and quantity, in the order computed).
+    alpha: the Neumann / unroll step ``1 / lam_max``.
+    """
+
     config: Config
     lam: np.ndarray
-    curves: dict
-    cg_example: dict
-    check: dict
+    inverse: np.ndarray
+    neumann: np.ndarray
+    damped: np.ndarray
+    cg_eigenvalues: np.ndarray
+    cg_grid: np.ndarray
+    cg_maps: np.ndarray
+    cg_ritz: tuple[np.ndarray, ...]
+    deviations: tuple[Deviation, ...]
+    alpha: float
+
+    def max_rel_deviation(self) -> dict[str, float]:
+        """``{"<strategy>: <quantity>": value}`` (the keys of ``results.json``)."""
+        return {f"{d.strategy}: {d.quantity}": d.value for d in self.deviations}
 
     def to_dict(self) -> dict:
-        return common.to_jsonable(
-            dict(check=self.check, cg_example={k: v for k, v in self.cg_example.items() if k != "grid"})
-        )
+        cg_example: dict = {"eigenvalues": self.cg_eigenvalues}
+        for K, h, theta in zip(self.config.cg_ks, self.cg_maps, self.cg_ritz):
+            cg_example[f"K={K}"] = h
+            cg_example[f"ritz K={K}"] = theta
+        check = dict(max_rel_deviation=self.max_rel_deviation(), alpha=self.alpha)
+        return common.to_jsonable(dict(check=check, cg_example=cg_example))
 
 
 def random_psd(rng, n, rank, cond):
@@ -151,7 +193,8 @@ def _check(cfg: Config) -> dict:
         return mats, cgs
 
     mats, cgs = jax.jit(jax.vmap(applied))(jnp.asarray(Hs), jnp.asarray(Hpds), jnp.asarray(bs))
-    worst: dict = {}
+    toolkit.require_finite("spectral (the strategies' applied matrices and CG outputs)", (mats, cgs))
+    worst: dict[tuple[str, str], float] = {}
 
     def upd(key, val):
         worst[key] = max(worst.get(key, 0.0), float(val))
@@ -163,127 +206,59 @@ def _check(cfg: Config) -> dict:
             S = np.asarray(mats[name][t])
             h = np.asarray(m.response(lam, lr=alpha))
             ref = (Q * h) @ Q.T
-            upd(f"{name}: matrix", np.max(np.abs(S - ref)) / np.max(np.abs(ref)))
+            upd((name, "matrix"), np.max(np.abs(S - ref)) / np.max(np.abs(ref)))
             ev = np.sort(np.linalg.eigvalsh(0.5 * (S + S.T)))
-            upd(f"{name}: eigenvalues", np.max(np.abs(ev - np.sort(h))) / np.max(np.abs(h)))
+            upd((name, "eigenvalues"), np.max(np.abs(ev - np.sort(h))) / np.max(np.abs(h)))
         lam2, Q2 = np.linalg.eigh(Hpds[t])
         for K in cfg.cg_ks:
             h = spectral.cg(lam2, spectral.ritz_values(Hpds[t], bs[t], K))
             ref = Q2 @ (h * (Q2.T @ bs[t]))
-            upd(f"CG K={K}: output", np.max(np.abs(np.asarray(cgs[K][t]) - ref)) / np.max(np.abs(ref)))
-    return worst
+            upd((f"CG K={K}", "output"), np.max(np.abs(np.asarray(cgs[K][t]) - ref)) / np.max(np.abs(ref)))
+    return {f"{s}: {q}": v for (s, q), v in worst.items()}
 
 
-def run(config: Config | None = None, ctx: common.Context | None = None) -> Result:
-    cfg = (config or Config()).validate()
-    ctx = ctx or common.Context()
+def run(config: Config, ctx: common.RunContext | None = None) -> Result:
+    """The maps on the eigenvalue grid, the CG example, and the check (one ``ctx.stage``)."""
+    config.validate()
+    ctx = common.ensure_context(ctx)
+    cfg = config
     with jax.enable_x64(True):
         lam = np.logspace(np.log10(cfg.lam_min), np.log10(cfg.lam_max), 400)
         alpha = 1.0 / cfg.lam_max
-        curves = {"inverse": np.asarray(spectral.inverse(lam))}
-        for K in cfg.ks:
-            curves[f"Neumann / Unroll K={K}"] = np.asarray(spectral.neumann(lam, K, alpha))
-        for e in cfg.eps:
-            curves[f"Damped eps={e:g}"] = np.asarray(spectral.damped(lam, e))
+        inverse = np.asarray(spectral.inverse(lam))
+        neumann = np.stack([np.asarray(spectral.neumann(lam, K, alpha)) for K in cfg.ks])
+        damped = np.stack([np.asarray(spectral.damped(lam, e)) for e in cfg.eps])
         # CG example: a random positive definite matrix with spread eigenvalues and a random b
         rng = np.random.default_rng(cfg.seed + 1)
         H = random_psd(rng, cfg.n, cfg.n, cfg.cond)
         b = rng.standard_normal(cfg.n)
         ev = np.linalg.eigvalsh(H)
         grid = np.logspace(np.log10(ev.min()) - 1, np.log10(ev.max()) + 0.3, 400)
-        cg_example = dict(eigenvalues=ev, grid=grid)
-        for K in cfg.cg_ks:
-            theta = spectral.ritz_values(H, b, K)
-            cg_example[f"K={K}"] = spectral.cg(grid, theta)
-            cg_example[f"ritz K={K}"] = theta
+        ritz = tuple(spectral.ritz_values(H, b, K) for K in cfg.cg_ks)
+        cg_maps = np.stack([spectral.cg(grid, theta) for theta in ritz])
         check = ctx.stage("check", _check, cfg)
-    return Result(cfg, lam, curves, cg_example, dict(max_rel_deviation=check, alpha=alpha))
+    # in the order computed (a resumed stage comes back as a dict with sorted keys)
+    order = [(name, q) for name in _methods(cfg, alpha) for q in ("matrix", "eigenvalues")]
+    order += [(f"CG K={K}", "output") for K in cfg.cg_ks]
+    deviations = tuple(Deviation(s, q, float(check[f"{s}: {q}"])) for s, q in order)
+    return Result(
+        config=cfg,
+        lam=lam,
+        inverse=inverse,
+        neumann=neumann,
+        damped=damped,
+        cg_eigenvalues=ev,
+        cg_grid=grid,
+        cg_maps=cg_maps,
+        cg_ritz=ritz,
+        deviations=deviations,
+        alpha=alpha,
+    )
 
 
 def plot(result: Result, out_dir) -> list[pathlib.Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = pathlib.Path(out_dir)
-    cfg = result.config
-    lam = result.lam
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
-    blues = plt.get_cmap("Blues")
-    oranges = plt.get_cmap("Oranges")
-    for ax, scaled in ((axes[0], False), (axes[1], True)):
-        ax.plot(
-            lam,
-            lam * result.curves["inverse"] if scaled else result.curves["inverse"],
-            "k-",
-            lw=2.5,
-            label=r"inverse $1/\lambda$",
-        )
-        for i, K in enumerate(cfg.ks):
-            y = result.curves[f"Neumann / Unroll K={K}"]
-            ax.plot(
-                lam,
-                lam * y if scaled else y,
-                "-",
-                color=blues(0.4 + 0.6 * i / max(1, len(cfg.ks) - 1)),
-                label=rf"Neumann / Unroll K={K} ($\alpha = 1/\lambda_{{max}}$)",
-            )
-        for i, e in enumerate(cfg.eps):
-            y = result.curves[f"Damped eps={e:g}"]
-            ax.plot(
-                lam,
-                lam * y if scaled else y,
-                "--",
-                color=oranges(0.4 + 0.6 * i / max(1, len(cfg.eps) - 1)),
-                label=rf"damped $\epsilon$={e:g}",
-            )
-        ax.set_xscale("log")
-        ax.set_xlabel(r"eigenvalue $\lambda$ of $H$")
-        ax.grid(alpha=0.3, which="both")
-    axes[0].set_yscale("log")
-    axes[0].set_ylabel(r"$h(\lambda)$ (what replaces $1/\lambda$)")
-    axes[0].set_title(r"Spectral maps $\lambda \to h(\lambda)$")
-    axes[0].legend(fontsize=7)
-    axes[1].set_ylabel(r"$\lambda\, h(\lambda)$ (1 = exactly inverted)")
-    axes[1].set_title(
-        r"Fraction inverted: high curvature inverted, low curvature ignored"
-        "\n"
-        r"(K-term Neumann $\approx$ damping with $\epsilon = 1/(\alpha K)$)",
-        fontsize=9,
-    )
-    ex = result.cg_example
-    ax = axes[2]
-    greens = plt.get_cmap("Greens")
-    for i, K in enumerate(cfg.cg_ks):
-        ax.plot(
-            ex["grid"],
-            ex["grid"] * ex[f"K={K}"],
-            color=greens(0.4 + 0.6 * i / max(1, len(cfg.cg_ks) - 1)),
-            label=f"CG, K={K}",
-        )
-    for j, e in enumerate(ex["eigenvalues"]):
-        ax.axvline(e, color="0.6", lw=0.8, ls=":", label="eigenvalues of H" if j == 0 else None)
-    ax.axhline(1.0, color="k", lw=1)
-    ax.set_xscale("log")
-    ax.set_ylim(-1.5, 2.5)
-    ax.set_xlabel(r"$\lambda$")
-    ax.set_ylabel(r"$\lambda\, h_{CG}(\lambda)$")
-    ax.set_title(
-        "CG: a polynomial fitted to the eigenvalues that b excites\n"
-        r"($h_{CG}(\lambda) = (1 - \prod_j (1 - \lambda/\theta_j))/\lambda$, $\theta_j$ Ritz values)",
-        fontsize=9,
-    )
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, which="both")
-    worst = max(result.check["max_rel_deviation"].values())
-    fig.suptitle(
-        f"E8: spectral picture of the hypergradient approximations (checked against the library's solvers on "
-        f"{cfg.trials} random PSD matrices: max relative deviation {worst:.1e})",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    return [common.save_figure(fig, out_dir / "spectral.png")]
+    """``spectral.png`` (:func:`blojax.experiments.figures.spectral.plot`)."""
+    return figures.plot(result, out_dir)
 
 
 # ------------------------------------------------------------------------------------ claims ledger
@@ -305,4 +280,6 @@ CLAIMS = (
 
 
 if __name__ == "__main__":
-    raise SystemExit(common.main(__name__))
+    from blojax.runner.cli import run_module
+
+    raise SystemExit(run_module(__name__))

@@ -38,10 +38,11 @@ from blojax.stochastic import MinibatchProblem, Shuffle, inverse_power
 
 from . import common
 from .common import check_field, check_int_fields
+from .figures import stochastic_bias as figures
 
 DESCRIPTION = "S1: stochastic bilevel solvers (SOBA, SABA, AmIGO warm/cold v, StocBiO, F2SA) vs the min-norm solution of a doubly overparameterized quadratic"
 
-__all__ = ["DESCRIPTION", "Config", "Result", "run", "plot", "main", "closed_form"]
+__all__ = ["DESCRIPTION", "Config", "Result", "run", "plot", "closed_form"]
 
 SOLVERS = ("SOBA", "SABA", "AmIGO-warm", "AmIGO-cold", "StocBiO", "F2SA")
 METRICS = ("dist_mn", "h", "u_null", "inner_dist", "w_null", "v_null")
@@ -82,7 +83,7 @@ class Config:
         """Two batch sizes, one step size, fewer steps and seeds (the qualitative picture holds)."""
         return cls(batch_sizes=(16, 2), step_scales=(1.0,), steps=3000, seeds=2)
 
-    def validate(self) -> "Config":
+    def validate(self) -> None:
         n = "Config"
         check_int_fields(
             self, ("n_train", "n_features", "n_val", "steps", "seeds", "inner_steps", ("seed", 0))
@@ -127,18 +128,67 @@ class Config:
             0 < self.lr < 1.5, n, "lr", "in (0, 1.5) (stable SGD: per-sample curvature <~ 1)", self.lr
         )
         check_field(self.outer_lr > 0, n, "outer_lr", "positive", self.outer_lr)
-        return self
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One setting (solver, inner batch size, step scale): medians over the seeds at the last step.
+
+    dist_mn: ``||u_T - u_mn|| / ||u_mn - u0||``; h: ``h(u_T) - h* = 1/(2m) ||A u_T - y||^2``; u_null:
+    ``||P_null(A) (u_T - u0)||`` (drift along the solution set); inner_dist: ``||w_T - X^+ u_T||``;
+    w_null: ``||P_null(X) w_T||``; v_null: ``||P_null(H) v_T||`` (``None`` for solvers without ``v``,
+    F2SA). diverged: some seed went non-finite; its metrics are left out of the medians (a solver that
+    diverges at a step size is a finding of S1, reported here, not an error).
+    """
+
+    solver: str
+    batch: int
+    step_scale: float
+    diverged: bool
+    dist_mn: float | None
+    h: float | None
+    u_null: float | None
+    inner_dist: float | None
+    w_null: float | None
+    v_null: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Curves:
+    """Per-seed trajectories of one setting, every ``max(1, steps // 300)``-th outer step: arrays
+    ``(seeds, points)`` of the metrics of :class:`Row` with the same names."""
+
+    dist_mn: np.ndarray
+    h: np.ndarray
+    u_null: np.ndarray
+    v_null: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
 class Result:
+    """table: one :class:`Row` per (solver, batch, step scale), in the order run; curves: the
+    trajectories of the same settings, in the same order; u_mn_norm: ``||u_mn - u0||``."""
+
     config: Config
-    table: list  # one row per (solver, batch, step scale): medians over seeds of METRICS
-    curves: dict  # "solver|b|scale" -> {metric: (seeds, steps) array}
+    table: tuple[Row, ...]
+    curves: tuple[Curves, ...]
     u_mn_norm: float
 
+    def curve(self, solver: str, batch: int, step_scale: float) -> Curves | None:
+        """The trajectories of one setting (``None`` if it was not run)."""
+        for row, c in zip(self.table, self.curves):
+            if (row.solver, row.batch, row.step_scale) == (solver, batch, step_scale):
+                return c
+        return None
+
     def to_dict(self) -> dict:
-        return common.to_jsonable(dict(config=self.config, table=self.table, u_mn_norm=self.u_mn_norm))
+        return common.to_jsonable(
+            dict(
+                config=self.config,
+                table=[dataclasses.asdict(r) for r in self.table],
+                u_mn_norm=self.u_mn_norm,
+            )
+        )
 
 
 def make_data(cfg: Config):
@@ -212,9 +262,11 @@ def make_solver(name, problem, cfg: Config, b: int, scale: float, record):
     )
 
 
-def run(config: Config | None = None, ctx: common.Context | None = None) -> Result:
-    cfg = (config or Config()).validate()
-    ctx = ctx or common.Context()
+def run(config: Config, ctx: common.RunContext | None = None) -> Result:
+    """Every (solver, batch size, step scale), each vmapped over the seeds through ``ctx.scan``."""
+    config.validate()
+    ctx = common.ensure_context(ctx)
+    cfg = config
     with jax.enable_x64(True):
         X, Z, y, u0 = make_data(cfg)
         cf = closed_form(X, Z, y, u0)
@@ -238,7 +290,8 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
             out["v_null"] = jnp.linalg.norm(Ph @ v) if v is not None else jnp.asarray(jnp.nan)
             return out
 
-        table, curves = [], {}
+        table: list[Row] = []
+        curves: list[Curves] = []
         keys = jax.random.split(jax.random.PRNGKey(cfg.seed + 1), cfg.seeds)
         w0, v0 = jnp.zeros(cfg.n_features), jnp.zeros(cfg.n_features)
         for name in cfg.solvers:
@@ -254,84 +307,27 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
                     state, hist = ctx.scan(chunk, state, cfg.steps, key=f"s1-{tag}", desc=tag, history_axis=1)
                     hist = {k: np.asarray(hist[k]) for k in METRICS}
                     diverged = bool(np.any(np.asarray(state.diverged_step) >= 0))
-                    row: dict[str, Any] = dict(solver=name, batch=b, step_scale=scale, diverged=diverged)
-                    row.update(
-                        {
-                            k: float(np.nanmedian(hist[k][:, -1]))
-                            if not np.all(np.isnan(hist[k][:, -1]))
-                            else None
-                            for k in METRICS
-                        }
-                    )
-                    table.append(row)
+                    medians: dict[str, Any] = {
+                        k: float(np.nanmedian(hist[k][:, -1]))
+                        if not np.all(np.isnan(hist[k][:, -1]))
+                        else None
+                        for k in METRICS
+                    }
+                    table.append(Row(solver=name, batch=b, step_scale=scale, diverged=diverged, **medians))
                     stride = max(1, cfg.steps // 300)
-                    curves[tag] = {k: hist[k][:, ::stride] for k in ("dist_mn", "h", "u_null", "v_null")}
-    return Result(cfg, table, curves, scale_mn)
+                    curves.append(
+                        Curves(**{k: hist[k][:, ::stride] for k in ("dist_mn", "h", "u_null", "v_null")})
+                    )
+    return Result(cfg, tuple(table), tuple(curves), scale_mn)
 
 
 def plot(result: Result, out_dir) -> list[pathlib.Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = pathlib.Path(out_dir)
-    cfg, paths = result.config, []
-    colors = dict(zip(SOLVERS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-    # 1. final distance to the min-norm solution vs batch size, one panel per step scale
-    fig, axes = plt.subplots(1, len(cfg.step_scales), figsize=(5 * len(cfg.step_scales), 4), squeeze=False)
-    for ax, scale in zip(axes[0], cfg.step_scales):
-        for name in cfg.solvers:
-            rows = [r for r in result.table if r["solver"] == name and r["step_scale"] == scale]
-            ax.plot(
-                [r["batch"] for r in rows],
-                [r["dist_mn"] if r["dist_mn"] is not None else np.nan for r in rows],
-                "o-",
-                color=colors[name],
-                label=name,
-            )
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("inner batch size")
-        ax.set_ylabel(r"$\|u_T - u_{mn}\| / \|u_{mn} - u_0\|$")
-        ax.set_title(f"step scale {scale:g}")
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(common.save_figure(fig, out / "stochastic_bias_final.png"))
-    plt.close(fig)
-    # 2. trajectories at the smallest batch and first step scale: distance, drift along null(A), v in null(H)
-    b, scale = min(cfg.batch_sizes), cfg.step_scales[0]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for name in cfg.solvers:
-        c = result.curves.get(f"{name}|{b}|{scale:g}")
-        if c is None:
-            continue
-        x = np.linspace(0, cfg.steps, c["dist_mn"].shape[1])
-        for ax, k in zip(axes, ("dist_mn", "u_null", "v_null")):
-            ax.semilogy(x, np.median(c[k], axis=0), color=colors[name], label=name)
-    for ax, t in zip(
-        axes,
-        (
-            r"$\|u_k - u_{mn}\| / \|u_{mn} - u_0\|$",
-            r"$\|P_{null(A)}(u_k - u_0)\|$ (drift along the solution set)",
-            r"$\|P_{null(H)} v_k\|$",
-        ),
-    ):
-        ax.set_title(t, fontsize=9)
-        ax.set_xlabel("outer step")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"inner batch {b}, step scale {scale:g} (median over {cfg.seeds} seeds)")
-    fig.tight_layout()
-    paths.append(common.save_figure(fig, out / "stochastic_bias_trajectories.png"))
-    plt.close(fig)
-    return paths
-
-
-def main(argv=None) -> int:
-    return common.main(__name__, argv)
+    """``stochastic_bias_final.png`` and ``stochastic_bias_trajectories.png``
+    (:func:`blojax.experiments.figures.stochastic_bias.plot`)."""
+    return figures.plot(result, out_dir)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from blojax.runner.cli import run_module
+
+    raise SystemExit(run_module(__name__))

@@ -4,8 +4,10 @@ for every dataset whose files are present.
 For each dataset in ``datasets`` it runs :mod:`~blojax.experiments.distill_table` and
 :mod:`~blojax.experiments.augment_net` with the per-dataset settings of :func:`settings` (the same
 experiments, unchanged, on every dataset; only sizes that the paper leaves open differ), skips a dataset
-whose files are not found (the reason is reported), and writes ``table3.md``: our mean +- std over seeds
-next to the paper's numbers (MNIST and CIFAR-10; the paper gives none for Fashion-MNIST or digits).
+whose files are not found (the reason is reported), and draws ``table3.png``: our accuracies next to
+the paper's numbers (MNIST and CIFAR-10; the paper gives none for Fashion-MNIST or digits). The same
+numbers as a table (mean +- std over seeds) are :meth:`Result.markdown` and the report's "ours beside
+the paper" rows (:func:`paper_comparison`).
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ def settings(dataset: str, quick: bool = False) -> tuple[dict, dict]:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """Settings of the Table 3 run: which datasets, how many seeds; each experiment's own settings
+    come from :func:`settings`."""
+
     #: datasets to try, in order (absent ones are skipped).
     datasets: tuple = ("digits", "fashion_mnist", "mnist", "cifar10")
     root: str | None = None
@@ -109,48 +114,85 @@ def _configs(cfg: Config, dataset: str):
     )
 
 
-@dataclasses.dataclass
+#: (method key, label) of the rows of every column, in order.
+METHOD_LABELS = (
+    ("cold", "cold-start"),
+    ("warm", "warm-start"),
+    ("warm_retrain", "warm-start + retrain"),
+    ("no_aug", "no augmentation"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One dataset's two experiments: the distillation columns and the augment-net column."""
+
+    distill: distill_table.Result
+    augment: augment_net.Result
+
+
+@dataclasses.dataclass(frozen=True)
 class Result:
+    """``rows``: one :class:`Row` per dataset run (in ``config.datasets`` order); ``skipped``: the
+    datasets whose files were not found, with the reason."""
+
     config: Config
-    rows: dict  # dataset -> {"distill": distill_table.Result, "augment": augment_net.Result}
-    skipped: dict  # dataset -> reason
+    rows: dict[str, Row]
+    skipped: dict[str, str]
 
     def table(self) -> dict:
+        """``{dataset: {column: {method: seed statistics of the test accuracy in %}}}``; columns
+        ``distill_<n>`` for each number of synthetic samples and ``augment``."""
         out = {}
         for ds, r in self.rows.items():
-            t = r["distill"].table()
-            a = r["augment"].to_dict()["test_accuracy_percent"]
+            t = r.distill.table()
             out[ds] = {f"distill_{n}": t[n] for n in t}
-            out[ds]["augment"] = a
+            out[ds]["augment"] = r.augment.to_dict()["test_accuracy_percent"]
         return out
 
     def to_dict(self) -> dict:
         return common.to_jsonable({"ours": self.table(), "paper": PAPER, "skipped": self.skipped})
 
     def markdown(self) -> str:
-        t = self.table()
+        """Our numbers (mean ± std over seeds) beside the paper's, one line per dataset, column and
+        method, as a markdown table (the report shows the same rows, see :func:`paper_comparison`)."""
         lines = ["| dataset | column | method | ours (mean ± std) | paper |", "|---|---|---|---|---|"]
-        for ds, cols in t.items():
-            for col, methods in cols.items():
-                for k, label in (
-                    ("cold", "cold-start"),
-                    ("warm", "warm-start"),
-                    ("warm_retrain", "warm-start + retrain"),
-                    ("no_aug", "no augmentation"),
-                ):
-                    if k not in methods:
-                        continue
-                    paper = PAPER.get(ds, {}).get(col, {}).get(k)
-                    lines.append(
-                        f"| {ds} | {col} | {label} | {methods[k]['mean']:.1f} ± {methods[k]['std']:.1f} | "
-                        f"{'—' if paper is None else paper} |"
-                    )
-        for ds, why in self.skipped.items():
-            lines.append(f"| {ds} | — | skipped | {why.splitlines()[0]} | |")
+        for row in comparison_rows(self.to_dict()):
+            lines.append("| " + " | ".join(str(c) for c in row) + " |")
         return "\n".join(lines)
 
 
-def run(config: Config, ctx=None) -> Result:
+def comparison_rows(results: dict) -> list[tuple[str, str, str, str, str]]:
+    """``(dataset, column, method, ours, paper)`` for every method run (``ours``: ``"mean ± std"`` over
+    seeds; ``paper``: PAPER.md's number or ``"—"``), then one ``skipped`` line per absent dataset;
+    ``results`` is :meth:`Result.to_dict`."""
+    rows = []
+    paper = results.get("paper", PAPER)
+    for ds, cols in results["ours"].items():
+        for col, methods in cols.items():
+            for k, label in METHOD_LABELS:
+                if k not in methods:
+                    continue
+                p = paper.get(ds, {}).get(col, {}).get(k)
+                ours = f"{methods[k]['mean']:.1f} ± {methods[k]['std']:.1f}"
+                rows.append((ds, col, label, ours, "—" if p is None else str(p)))
+    for ds, why in results.get("skipped", {}).items():
+        rows.append((ds, "—", "skipped", why.splitlines()[0], ""))
+    return rows
+
+
+def paper_comparison(results: dict) -> list[dict]:
+    """The report's "ours beside the paper" rows: :func:`comparison_rows` as
+    ``{"quantity", "ours", "paper"}``."""
+    return [
+        {"quantity": f"{ds} {col}: {method}", "ours": ours, "paper": paper}
+        for ds, col, method, ours, paper in comparison_rows(results)
+    ]
+
+
+def run(config: Config, ctx: common.RunContext | None = None) -> Result:
+    """distill_table and augment_net with :func:`settings` on every dataset present."""
+    ctx = common.ensure_context(ctx)
     config.validate()
     rows, skipped = {}, {}
     for ds in config.datasets:
@@ -161,16 +203,19 @@ def run(config: Config, ctx=None) -> Result:
             print(f"table3: skipping {ds}: files not found")
             continue
         dcfg, acfg = _configs(config, ds)
-        rows[ds] = {"distill": distill_table.run(dcfg, ctx), "augment": augment_net.run(acfg, ctx)}
+        rows[ds] = Row(distill=distill_table.run(dcfg, ctx), augment=augment_net.run(acfg, ctx))
     return Result(config, rows, skipped)
 
 
 def plot(result: Result, out_dir) -> list[pathlib.Path]:
-    out = pathlib.Path(out_dir)
-    text = result.markdown() + "\n"
-    print(text)
-    return [common.atomic_write_text(out / "table3.md", text)]
+    """``table3.png``: our accuracies (mean, seed range) beside the paper's, per dataset and column
+    (see :mod:`blojax.experiments.figures.table3`); the numbers as a table are in the report."""
+    from .figures import table3 as figures
+
+    return figures.plot(result.table(), PAPER, out_dir)
 
 
 if __name__ == "__main__":
-    raise SystemExit(common.main(__name__))
+    from blojax.runner.cli import run_module
+
+    raise SystemExit(run_module(__name__))

@@ -34,8 +34,9 @@ import blojax as blo
 from .claims import Claim
 from blojax.analysis import quadratic
 
-from . import common
+from . import common, toolkit
 from .common import check_field
+from .figures import theory as figures
 
 DESCRIPTION = "§4 on random quadratics (float64): cold-start + Exact reaches the min-norm outer solution; full warm = cold when f is strongly convex"
 PAPER_REF = "§4.3-4.4"
@@ -75,7 +76,7 @@ class Config:
         """Three instances (the results are exact: fewer instances lose nothing but coverage)."""
         return cls(instances=3)
 
-    def validate(self) -> "Config":
+    def validate(self) -> None:
         n = type(self).__name__
         common.check_int_fields(
             self, ("instances", "n_w", "n_u", "rank", "outer_rank", "full_steps", "outer_steps")
@@ -100,24 +101,31 @@ class Config:
             self.inner_steps,
         )
         check_field(isinstance(self.seed, int) and self.seed >= 0, n, "seed", "a non-negative int", self.seed)
-        return self
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Result:
+    """What the runs found (row ``i`` of the per-``T`` arrays is ``T = config.inner_steps[i]``).
+
+    min_norm_rel_err: ``(len(inner_steps), instances)``: ``||u_T - u*|| / ||u*||``, cold-start + Exact
+      after ``outer_steps`` outer steps against the min-norm outer solution ``u*`` (§4.3).
+    F_gap: ``(len(inner_steps), instances)``: ``F*(u_T) - min F*`` at the same points.
+    warm_cold_rel_diff: ``(instances,)``: ``max_k ||u_k^warm - u_k^cold|| / max_k ||u_k^cold||`` with a
+      strongly convex ``f`` and inner loops of ``full_steps`` steps (§4.4).
+    """
+
     config: Config
-    min_norm_rel_err: dict  # T -> (instances,) ||u_T - u*|| / ||u*||
-    warm_cold_rel_diff: np.ndarray  # (instances,) max_k ||u_warm_k - u_cold_k|| / max_k ||u_cold_k||
-    F_gap: dict  # T -> (instances,) F*(u_T) - min F*
-    seconds: float
+    min_norm_rel_err: np.ndarray
+    F_gap: np.ndarray
+    warm_cold_rel_diff: np.ndarray
 
     def to_dict(self) -> dict:
         return {
             "cold_exact_min_norm": {
                 "inner_steps": list(self.config.inner_steps),
-                "rel_err_max": [float(np.max(self.min_norm_rel_err[t])) for t in self.config.inner_steps],
-                "rel_err_min": [float(np.min(self.min_norm_rel_err[t])) for t in self.config.inner_steps],
-                "F_gap_max": [float(np.max(self.F_gap[t])) for t in self.config.inner_steps],
+                "rel_err_max": [float(np.max(r)) for r in self.min_norm_rel_err],
+                "rel_err_min": [float(np.min(r)) for r in self.min_norm_rel_err],
+                "F_gap_max": [float(np.max(g)) for g in self.F_gap],
             },
             "warm_equals_cold_strongly_convex": {
                 "rel_diff_max": float(np.max(self.warm_cold_rel_diff)),
@@ -160,20 +168,21 @@ def _run(arrs, cls, steps: int, outer_steps: int):
     return hist["u"], state.u, q.F_star(state.u) - q.F_star(u_star), u_star
 
 
-def run(config: Config | None = None, ctx: common.Context | None = None) -> Result:
-    import time
-
-    cfg = (config or Config()).validate()
-    t0 = time.perf_counter()
+def run(config: Config, ctx: common.RunContext | None = None) -> Result:
+    """Cold-start + Exact for every ``T`` of ``inner_steps`` on singular instances, then cold- and full
+    warm-start on strongly convex ones; non-finite results raise :class:`blojax.NonFiniteError`."""
+    config.validate()
+    ctx = common.ensure_context(ctx)  # every run is one vmapped compiled call: no loop to chunk
+    cfg = config
     with jax.enable_x64(True):
         singular = _instances(cfg, cfg.rank)
-        rel, gap = {}, {}
+        rel, gap = [], []
         for t in cfg.inner_steps:
             _, u, F_gap, u_star = jax.vmap(lambda a, t=t: _run(a, blo.ColdStart, t, cfg.outer_steps))(
                 singular
             )
-            rel[t] = np.asarray(jnp.linalg.norm(u - u_star, axis=-1) / jnp.linalg.norm(u_star, axis=-1))
-            gap[t] = np.asarray(F_gap)
+            rel.append(np.asarray(jnp.linalg.norm(u - u_star, axis=-1) / jnp.linalg.norm(u_star, axis=-1)))
+            gap.append(np.asarray(F_gap))
         strong = _instances(cfg, cfg.n_w)
         us = {}
         for cls in (blo.ColdStart, blo.WarmStart):
@@ -183,26 +192,17 @@ def run(config: Config | None = None, ctx: common.Context | None = None) -> Resu
         diff = jnp.max(jnp.linalg.norm(us["WarmStart"] - us["ColdStart"], axis=-1), axis=-1)
         scale = jnp.max(jnp.linalg.norm(us["ColdStart"], axis=-1), axis=-1)
         warm_cold = np.asarray(diff / scale)
-    return Result(cfg, rel, warm_cold, gap, time.perf_counter() - t0)
+    result = Result(cfg, np.stack(rel), np.stack(gap), warm_cold)
+    toolkit.require_finite(
+        "theory (cold-start distances, F* gaps, warm/cold differences)",
+        (result.min_norm_rel_err, result.F_gap, result.warm_cold_rel_diff),
+    )
+    return result
 
 
 def plot(result: Result, out_dir) -> list[pathlib.Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    d = result.to_dict()["cold_exact_min_norm"]
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    ax.loglog(d["inner_steps"], np.maximum(d["rel_err_max"], 1e-17), "o-", label="largest over instances")
-    ax.loglog(d["inner_steps"], np.maximum(d["rel_err_min"], 1e-17), "s--", label="smallest")
-    ax.set_xlabel("cold-start inner steps T")
-    ax.set_ylabel("||u_T - u*|| / ||u*||")
-    ax.set_title(
-        f"cold-start + Exact vs the min-norm outer solution (cond {result.config.cond:g})", fontsize=8
-    )
-    ax.legend(fontsize=7)
-    return [common.save_figure(fig, pathlib.Path(out_dir) / "theory_min_norm.png")]
+    """``theory_min_norm.png`` (:func:`blojax.experiments.figures.theory.plot`)."""
+    return figures.plot(result, out_dir)
 
 
 # ------------------------------------------------------------------------------------ claims ledger
@@ -252,4 +252,6 @@ CLAIMS = (
 
 
 if __name__ == "__main__":
-    raise SystemExit(common.main(__name__))
+    from blojax.runner.cli import run_module
+
+    raise SystemExit(run_module(__name__))

@@ -30,8 +30,10 @@ import numpy as np
 import optax
 
 import blojax as blo
+from blojax._tree import tree_all_finite
 from blojax.algorithms import NonFiniteError
 from blojax.models.classifier import cross_entropy, soft_cross_entropy
+from blojax.status import raise_if
 
 __all__ = [
     "cross_entropy",
@@ -42,6 +44,9 @@ __all__ = [
     "tree_stack",
     "tree_concat",
     "retrain",
+    "retrain_stochastic",
+    "COLD_METHODS",
+    "cold_hypergradient",
     "require_finite",
     "NonFiniteError",
 ]
@@ -116,6 +121,55 @@ def retrain(
     opt = optimizer if optimizer is not None else optax.sgd(lr)
     problem = blo.Problem(inner=loss, outer=loss)
     return blo.InnerLoop(opt, steps=int(steps)).run(problem, u, w0, throw=throw)
+
+
+def retrain_stochastic(
+    loss: Callable[[Any, Any, Any], Any],
+    u,
+    w0,
+    batches,
+    *,
+    lr: float,
+    optimizer: optax.GradientTransformation | None = None,
+    throw: bool = True,
+):
+    """:func:`retrain` with a fresh batch each step: ``w_{t+1} = Xi(u, w_t; b_t)`` for the slices
+    ``b_t`` of ``batches`` along their leading axis (``T`` of them), each update one step of
+    ``optimizer`` (default plain SGD at ``lr``: ``w_{t+1} = w_t - lr grad_w loss(u, w_t, b_t)``)
+    through :meth:`blojax.InnerLoop.step`; returns ``w_T``.
+
+    For a retrain on a stochastic inner objective (e.g. fresh augmentation noise every step), which a
+    single :meth:`blojax.InnerLoop.run` with one fixed batch cannot express. ``throw`` raises at run
+    time (also under ``jit``/``vmap``) when ``w_T`` is non-finite (see the module's NaN policy)."""
+    opt = optimizer if optimizer is not None else optax.sgd(lr)
+    problem = blo.Problem(inner=loss, outer=loss)
+    loop = blo.InnerLoop(opt, steps=1)
+
+    def body(carry, batch):
+        w, state = carry
+        return loop.step(problem, u, w, state, batch), None
+
+    (w, _), _ = jax.lax.scan(body, (w0, loop.init(w0)), batches)
+    return raise_if(w, ~tree_all_finite(w), "retrain_stochastic: non-finite retrained w_T (NaN/inf)", throw)
+
+
+#: The cold-start hypergradients :func:`cold_hypergradient` builds.
+COLD_METHODS = ("unroll", "neumann", "cg")
+
+
+def cold_hypergradient(method: str, *, steps: int, terms: int, lr: float):
+    """The hypergradient of a cold-start run whose inner loop is ``T = steps`` steps of SGD at
+    ``alpha = lr`` from ``w0``: ``"unroll"``: :class:`blojax.Unroll` ``(T, remat=True)`` (reverse mode
+    through all ``T`` steps, rematerialized); ``"neumann"``: :class:`blojax.Neumann` ``(K, alpha)`` at
+    ``w_T``; ``"cg"``: :class:`blojax.CG` ``(K)`` at ``w_T`` (``K = terms``; both memory independent of
+    ``T``)."""
+    if method == "unroll":
+        return blo.Unroll(steps, remat=True)
+    if method == "neumann":
+        return blo.Neumann(terms=terms, lr=lr)
+    if method == "cg":
+        return blo.CG(iters=terms)
+    raise ValueError(f"cold_hypergradient: method must be one of {COLD_METHODS}, got {method!r}")
 
 
 # ------------------------------------------------------------------------------------ NaN policy

@@ -53,9 +53,9 @@ FULL_RESULTS = pathlib.Path(__file__).with_name("full_results.json")
 def ledger(names: Iterable[str] | None = None) -> list[tuple[str, Claim]]:
     """``[(experiment name, claim), ...]`` of every discoverable experiment module (or ``names``),
     in the order of discovery. Modules that do not import contribute nothing."""
-    from blojax.experiments import common
+    from . import discovery
 
-    found, _ = common.discover()
+    found, _ = discovery.discover()
     out = []
     for name, path in found.items():
         if names is not None and name not in names:
@@ -108,8 +108,9 @@ def _is_quick(run: dict, results: dict, mode: str | None) -> bool:
         return True
     try:
         from blojax.experiments import common
+        from . import discovery
 
-        mod = importlib.import_module(run.get("module") or common.available()[run["experiment"]])
+        mod = importlib.import_module(run.get("module") or discovery.available()[run["experiment"]])
         quick = json.loads(json.dumps(common.to_jsonable(dataclasses.asdict(mod.Config.quick()))))
         cfg = run.get("config") or results.get("config") or {}
         return {k: v for k, v in cfg.items() if k != "seed"} == {
@@ -261,11 +262,11 @@ def evaluate(folder, *, stored: dict | None = None, names: Iterable[str] | None 
 
 def write(folder, entries: list[dict] | None = None) -> pathlib.Path:
     """Write ``folder/claims.json`` (``{"claims": [...], "counts": {status: n}}``)."""
-    from blojax.experiments import common
+    from . import files
 
     entries = evaluate(folder) if entries is None else entries
     counts = {s: sum(e["status"] == s for e in entries) for s in STATUSES}
-    return common.atomic_write_json(
+    return files.atomic_write_json(
         pathlib.Path(folder) / "claims.json", {"claims": entries, "counts": counts}
     )
 
@@ -311,7 +312,7 @@ def store(
     folders, *, command: str, commit: str, machine: str = "", date: str = "", path=None
 ) -> pathlib.Path:
     """Add the finished full runs in ``folders`` to the stored full-run numbers."""
-    from blojax.experiments import common
+    from . import files
 
     path = pathlib.Path(path or FULL_RESULTS)
     data = load_full_results(path)
@@ -325,7 +326,7 @@ def store(
                 "machine": machine,
                 "date": date or run.get("finished", ""),
             }
-    return common.atomic_write_json(path, dict(sorted(data.items())))
+    return files.atomic_write_json(path, dict(sorted(data.items())))
 
 
 def _main(argv=None) -> int:

@@ -41,10 +41,10 @@ def _build_config(mod, name: str, *, quick: bool, config_file, sets, seed):
 
 
 def _load(name: str):
-    from blojax.experiments import common
+    from . import discovery
 
     try:
-        return common.load_experiment(name)
+        return discovery.load_experiment(name)
     except KeyError as exc:
         raise UsageError(exc.args[0]) from None
 
@@ -166,13 +166,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_list(args) -> int:
-    from blojax.experiments import common
+    from . import discovery
 
-    found, broken = common.discover()
+    found, broken = discovery.discover()
     if not found:
         print("no experiments found")
     width = max((len(n) for n in found), default=0)
-    for name, desc in common.available().items():
+    for name, desc in discovery.available().items():
         print(f"{name:<{width}}  {desc}")
     if args.all:
         for name, why in broken.items():
@@ -330,6 +330,13 @@ def _guarded(fn, argv, prefix: str) -> int:
     from .rundir import RunFailed, os_error
 
     debug = "--debug" in argv
+    if not debug:
+        # a library check raising under jit (throw=True) is logged by JAX with its whole traceback
+        # before it reaches us; the run reports its message in one line and keeps the traceback in
+        # error.txt, so the log says nothing new (``--debug`` shows it)
+        import logging
+
+        logging.getLogger("jax._src.callback").setLevel(logging.CRITICAL)
     previous = None
     try:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -393,6 +400,22 @@ def main(argv=None) -> int:
         return 2
 
     return _guarded(go, argv, "blojax: ")
+
+
+def run_module(module_name: str, argv=None) -> int:
+    """``python -m blojax.experiments.<name> --out DIR [--quick] [--seed N] [--set key=value ...]
+    [--resume] [--quiet]``: the same run folder as ``blojax run <name>`` (see ``docs/cli.md``).
+
+    Every experiment module ends with ``if __name__ == "__main__":`` importing this and calling
+    ``raise SystemExit(run_module(__name__))`` (the only place an experiment imports the runner)."""
+    import importlib
+
+    mod = sys.modules.get(module_name) or importlib.import_module(module_name)
+    if module_name == "__main__":
+        spec = getattr(mod, "__spec__", None)
+        module_name = spec.name if spec is not None else module_name
+    name = module_name.rsplit(".", 1)[-1]
+    return module_main(mod, name, argv)
 
 
 def module_main(mod, name: str, argv=None) -> int:

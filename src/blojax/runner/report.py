@@ -12,7 +12,7 @@ import html
 import math
 import pathlib
 
-from blojax.experiments import common
+from . import files
 
 from . import claims as claims_mod
 from .rundir import now, read_json
@@ -186,7 +186,7 @@ def collect(folder: pathlib.Path) -> dict:
             ),
             None,
         )
-        or common.environment(),
+        or files.environment(),
     }
 
 
@@ -783,6 +783,6 @@ def render_md(info: dict) -> str:
 def write_report(folder) -> tuple[pathlib.Path, pathlib.Path]:
     info = collect(pathlib.Path(folder))
     claims_mod.write(folder, info["claims"])
-    h = common.atomic_write_text(pathlib.Path(folder) / "report.html", render_html(info))
-    m = common.atomic_write_text(pathlib.Path(folder) / "report.md", render_md(info))
+    h = files.atomic_write_text(pathlib.Path(folder) / "report.html", render_html(info))
+    m = files.atomic_write_text(pathlib.Path(folder) / "report.md", render_md(info))
     return h, m

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-from blojax.experiments import common
+from . import discovery, files
 
 from .errors import UsageError
 from .report import write_report
@@ -157,7 +157,7 @@ def reproduce(
 ) -> bool:
     """Run the experiments (``jobs`` processes at a time; default: 2, or 1 on one core), the demo, the
     report. Returns whether everything succeeded."""
-    found, broken = common.discover()
+    found, broken = discovery.discover()
     if only:
         unknown = [n for n in only if n not in found]
         if unknown:
@@ -189,7 +189,7 @@ def reproduce(
         "runs": {},
         "jobs": jobs,
     }
-    common.atomic_write_json(out / "reproduce.json", marker)
+    files.atomic_write_json(out / "reproduce.json", marker)
     lock = threading.Lock()
     t_start = time.perf_counter()
     _say(
@@ -280,9 +280,9 @@ def reproduce(
             if run:
                 run.setdefault("error", last[0])
                 run["status"] = status
-                common.atomic_write_json(folder / "run.json", run)
+                files.atomic_write_json(folder / "run.json", run)
             else:
-                common.atomic_write_json(
+                files.atomic_write_json(
                     folder / "run.json",
                     {
                         "kind": "run",
@@ -301,7 +301,7 @@ def reproduce(
                 "cpu_seconds": cpu,
                 "shared_process": shared,
             }
-            common.atomic_write_json(out / "reproduce.json", marker)
+            files.atomic_write_json(out / "reproduce.json", marker)
             _say(
                 f"[{finished[0]}/{len(names)}] {name}: {status} in {seconds:.1f} s (CPU {cpu:.1f} s)"
                 + ("" if rc == 0 else f" (see {folder / 'log.txt'})")
@@ -311,7 +311,7 @@ def reproduce(
     def run_demo() -> bool:
         d = out / "demo"
         rc, seconds, cpu, _ = _run_one([sys.executable, "-m", "blojax.demo"], d / "output.txt", timeout)
-        common.atomic_write_json(
+        files.atomic_write_json(
             d / "demo.json",
             {
                 "status": "done" if rc == 0 else "failed",
@@ -336,7 +336,7 @@ def reproduce(
         _end_children()
         pool.shutdown(wait=True, cancel_futures=True)
         marker.update(status="interrupted", finished=now(), total_seconds=time.perf_counter() - t_start)
-        common.atomic_write_json(out / "reproduce.json", marker)
+        files.atomic_write_json(out / "reproduce.json", marker)
         raise
     pool.shutdown(wait=True)
     ok = all(oks)
@@ -355,7 +355,7 @@ def reproduce(
         cpu_count=os.cpu_count(),
         load_average=load,
     )
-    common.atomic_write_json(out / "reproduce.json", marker)
+    files.atomic_write_json(out / "reproduce.json", marker)
     html, md = write_report(out)
     _say(
         f"reproduce: total {total:.1f} s ({total / 60:.1f} min) wall, {cpu_total:.1f} s CPU, {jobs} job(s) on "

@@ -38,6 +38,7 @@ import traceback
 import numpy as np
 
 from blojax.experiments import common
+from . import context, files
 
 from . import configs
 from .errors import UsageError
@@ -260,7 +261,7 @@ def write_metrics(histories: dict, folder: pathlib.Path) -> list[pathlib.Path]:
             for i in range(n):
                 lines.append(",".join([str(i + 1), *(_fmt(cols[c][i]) for c in names)]))
             written.append(
-                common.atomic_write_text(folder / "metrics" / f"{safe}.csv", "\n".join(lines) + "\n")
+                files.atomic_write_text(folder / "metrics" / f"{safe}.csv", "\n".join(lines) + "\n")
             )
         arrays = {
             _path_name(p): np.asarray(leaf) for p, leaf in jax.tree_util.tree_flatten_with_path(hist)[0]
@@ -268,7 +269,7 @@ def write_metrics(histories: dict, folder: pathlib.Path) -> list[pathlib.Path]:
         if arrays:
             buf = io.BytesIO()
             np.savez(buf, **{k.replace("/", "_"): v for k, v in arrays.items()})  # pyright: ignore[reportArgumentType]
-            common.atomic_write_bytes(folder / "metrics" / f"{safe}.npz", buf.getvalue())
+            files.atomic_write_bytes(folder / "metrics" / f"{safe}.npz", buf.getvalue())
     return written
 
 
@@ -332,12 +333,12 @@ def execute(
         "resumed": bool(resume and previous is not None),
         "argv": argv,
     }
-    common.atomic_write_json(out / "run.json", marker)
-    common.atomic_write_json(out / "config.json", config_dict)
-    env = common.environment()
-    common.atomic_write_json(out / "environment.json", env)
+    files.atomic_write_json(out / "run.json", marker)
+    files.atomic_write_json(out / "config.json", config_dict)
+    env = files.environment()
+    files.atomic_write_json(out / "environment.json", env)
     download.reset_files_used()
-    ctx = common.Context(
+    ctx = context.Context(
         checkpoint_dir=ckpt,
         resume=resume,
         checkpoint_every=checkpoint_every,
@@ -364,12 +365,13 @@ def execute(
             data=download.files_used(full=True),
         )
         try:
-            common.atomic_write_json(out / "run.json", marker)
+            files.atomic_write_json(out / "run.json", marker)
         except OSError:
             pass
         return cls(f"{name}: {message} (folder {out} keeps what was written)", **kw)
 
     from blojax.algorithms import NonFiniteError
+    from blojax.status import runtime_message
 
     try:
         result = mod.run(config, ctx)
@@ -378,7 +380,7 @@ def execute(
         results = common.to_jsonable(result.to_dict() if hasattr(result, "to_dict") else result)
     except NonFiniteError as exc:
         raise fail("diverged", str(exc).splitlines()[0], getattr(exc, "history", None)) from None
-    except (common.CheckpointError, common.ResourceError) as exc:
+    except (context.CheckpointError, context.ResourceError) as exc:
         raise fail("refused", str(exc), cls=RunRefused) from None
     except KeyboardInterrupt as exc:
         code = 143 if isinstance(exc, Terminated) else 130
@@ -392,10 +394,16 @@ def execute(
         raise fail("failed", f"file-system error: {os_error(exc)}") from None
     except Exception as exc:  # noqa: BLE001
         try:
-            common.atomic_write_text(out / "error.txt", traceback.format_exc())
+            files.atomic_write_text(out / "error.txt", traceback.format_exc())
             where = " (traceback in error.txt)"
         except OSError:
             where = ""
+        # a run-time check of the library (throw=True) raised under jit: show its own message
+        checked = runtime_message(exc)
+        if checked is not None and "non-finite" in checked:
+            raise fail("diverged", checked + where) from None
+        if checked is not None:
+            raise fail("failed", checked + where) from None
         raise fail("failed", f"{type(exc).__name__}: {exc}".splitlines()[0] + where) from exc
     measurements = {k: results.pop(k) for k in MEASUREMENT_KEYS if isinstance(results, dict) and k in results}
     payload = {
@@ -415,7 +423,7 @@ def execute(
     bad = nonfinite_keys(results, getattr(mod, "NONFINITE_OK", ()))
     # results first: a figure that fails cannot lose them
     try:
-        common.atomic_write_json(out / "results.json", payload)
+        files.atomic_write_json(out / "results.json", payload)
         status = (
             "done"
             if not bad
@@ -424,7 +432,7 @@ def execute(
         marker.update(
             status=status, finished=now(), seconds=seconds, data=payload["data"], measurements=measurements
         )
-        common.atomic_write_json(out / "run.json", marker)
+        files.atomic_write_json(out / "run.json", marker)
     except OSError as exc:
         raise fail("failed", f"file-system error while writing results: {os_error(exc)}") from None
     plot_seconds = 0.0
@@ -435,7 +443,7 @@ def execute(
         except KeyboardInterrupt as exc:
             code = 143 if isinstance(exc, Terminated) else 130
             marker.update(status="done (figures interrupted)")
-            common.atomic_write_json(out / "run.json", marker)
+            files.atomic_write_json(out / "run.json", marker)
             raise RunInterrupted(
                 f"{name}: interrupted while plotting; results.json is written", code
             ) from None
@@ -444,20 +452,20 @@ def execute(
                 os_error(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}".splitlines()[0]
             )
             try:
-                common.atomic_write_text(out / "error.txt", traceback.format_exc())
+                files.atomic_write_text(out / "error.txt", traceback.format_exc())
             except OSError:
                 pass
             marker.update(status=f"done (figures failed: {why})", finished=now())
             try:
-                common.atomic_write_json(out / "run.json", marker)
+                files.atomic_write_json(out / "run.json", marker)
             except OSError:
                 pass
             raise RunFailed(f"{name}: figures failed ({why}); results.json is written in {out}") from None
         plot_seconds = time.perf_counter() - t1
         payload.update(figures=[_rel(f, out) for f in figures])
         marker.update(plot_seconds=plot_seconds)
-        common.atomic_write_json(out / "results.json", payload)
-        common.atomic_write_json(out / "run.json", marker)
+        files.atomic_write_json(out / "results.json", payload)
+        files.atomic_write_json(out / "run.json", marker)
     if bad:
         raise RunFailed(
             f"{name}: non-finite numbers in the results ({', '.join(bad[:5])}"

@@ -33,6 +33,7 @@ import time
 from typing import Any
 
 from blojax.experiments import common
+from . import context, discovery, files
 
 from . import configs
 from .errors import UsageError
@@ -91,8 +92,8 @@ def _write_point(out: pathlib.Path, name: str, p: Point, payload: dict) -> None:
         **{k: v for k, v in payload.items() if k not in ("status", "figure_bytes")},
     }
     for fname, data in (payload.get("figure_bytes") or {}).items():
-        common.atomic_write_bytes(folder / fname, data)
-    common.atomic_write_json(folder / "results.json", row)
+        files.atomic_write_bytes(folder / fname, data)
+    files.atomic_write_json(folder / "results.json", row)
 
 
 def _scalars(d, prefix="") -> dict:
@@ -123,7 +124,7 @@ def write_table(out: pathlib.Path, name: str, points: list[Point]) -> list[dict]
         else:
             row["error"] = data.get("error")
         rows.append(row)
-    common.atomic_write_json(out / "results.json", {"experiment": name, "rows": rows})
+    files.atomic_write_json(out / "results.json", {"experiment": name, "rows": rows})
     cols: list[str] = []
     for r in rows:
         cols.extend(c for c in r if c not in cols)
@@ -135,7 +136,7 @@ def write_table(out: pathlib.Path, name: str, points: list[Point]) -> list[dict]
         return f'"{s}"' if ("," in s or '"' in s) else s
 
     lines = [",".join(cols)] + [",".join(cell(r.get(c)) for c in cols) for r in rows]
-    common.atomic_write_text(out / "results.csv", "\n".join(lines) + "\n")
+    files.atomic_write_text(out / "results.csv", "\n".join(lines) + "\n")
     return rows
 
 
@@ -153,7 +154,7 @@ def compute_point(
     try:
         mod = importlib.import_module(module_path)
         config = configs.from_dict(mod.Config, config_dict, f"{name}.Config")
-        result = mod.run(config, common.Context(progress=False))
+        result = mod.run(config, context.Context(progress=False))
         seconds = time.perf_counter() - t0
         results = common.to_jsonable(result.to_dict())
         figure_bytes = {}
@@ -192,7 +193,7 @@ def _run_local(mod, name, out, pending: list[Point], plots, progress, checkpoint
                 ids = "-".join(str(p.index) for p in g)
                 ckdir = out / "batches" / (ids if len(ids) < 60 else configs.fingerprint(name, ids))
                 clean_temporaries(ckdir)
-                ctx = common.Context(
+                ctx = context.Context(
                     checkpoint_dir=ckdir, resume=True, checkpoint_every=checkpoint_every, progress=progress
                 )
                 results = mod.run_batch([p.config for p in g], ctx)
@@ -205,12 +206,12 @@ def _run_local(mod, name, out, pending: list[Point], plots, progress, checkpoint
                 p = g[0]
                 ckdir = _point_dir(out, p) / "checkpoints"
                 clean_temporaries(ckdir)
-                ctx = common.Context(
+                ctx = context.Context(
                     checkpoint_dir=ckdir, resume=True, checkpoint_every=checkpoint_every, progress=progress
                 )
                 results = [mod.run(p.config, ctx)]
                 how = "single run"
-        except common.CheckpointError as exc:
+        except context.CheckpointError as exc:
             raise UsageError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001
             msg = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -259,7 +260,7 @@ def _run_ray(mod, name, out, pending: list[Point], plots, address, log, num_cpus
     if address:
         _check_address(address)
     env_vars = {
-        k: v for k, v in os.environ.items() if k in (common.EXPERIMENTS_ENV, "JAX_PLATFORMS", "XLA_FLAGS")
+        k: v for k, v in os.environ.items() if k in (discovery.EXPERIMENTS_ENV, "JAX_PLATFORMS", "XLA_FLAGS")
     }
     init_kwargs = dict(
         address=address or None,
@@ -353,7 +354,7 @@ def run_sweep(
     }
     out.mkdir(parents=True, exist_ok=True)
     clean_temporaries(out)
-    common.atomic_write_json(out / "sweep.json", marker)
+    files.atomic_write_json(out / "sweep.json", marker)
     pending = [p for p in pts if not _done(out, p)]
     log(
         f"{name}: {len(pts)} grid point(s), {len(pts) - len(pending)} already done, {len(pending)} to run ({backend})"
@@ -374,5 +375,5 @@ def run_sweep(
         seconds=time.perf_counter() - t0,
         failed=len(failed),
     )
-    common.atomic_write_json(out / "sweep.json", marker)
+    files.atomic_write_json(out / "sweep.json", marker)
     return rows

@@ -1,5 +1,6 @@
-"""A small experiment for testing the command line itself (not a paper experiment, so it is not
-listed unless registered: ``BLOJAX_EXPERIMENTS=toy=blojax.runner.toy blojax run toy``).
+"""A small experiment for testing the command line itself (a test fixture, not a paper experiment:
+it is not listed unless registered, e.g. ``PYTHONPATH=tests BLOJAX_EXPERIMENTS=toy=exp_toy blojax run
+toy`` from the repository root).
 
 Least-squares dataset distillation with warm-start BLO: outer ``u`` = inputs of ``n_syn`` synthetic
 points with fixed labels ``y_s``, inner ``w`` = a linear model; ``f(u, w) = 0.5 ||u w - y_s||^2``,
@@ -129,9 +130,9 @@ def _check_finite(F, label):
         raise blo.NonFiniteError(f"toy ({label}): non-finite outer loss at step {bad}", None, {"F": F})
 
 
-def run(config: Config, ctx: common.Context | None = None) -> Result:
+def run(config: Config, ctx: common.RunContext | None = None) -> Result:
     config.validate()
-    ctx = ctx or common.Context()
+    ctx = common.ensure_context(ctx)
     shape = _shape_config(config)
     with jax.enable_x64(True):
 
@@ -148,9 +149,9 @@ def run(config: Config, ctx: common.Context | None = None) -> Result:
         return Result(config, F, np.asarray(state.u), np.asarray(state.w))
 
 
-def run_batch(configs: list[Config], ctx: common.Context | None = None) -> list[Result]:
+def run_batch(configs: list[Config], ctx: common.RunContext | None = None) -> list[Result]:
     """All ``configs`` (equal but for ``seed`` and ``lr``) as one vmapped computation."""
-    ctx = ctx or common.Context()
+    ctx = common.ensure_context(ctx)
     shape = _shape_config(configs[0])
     if any(_shape_config(c) != shape for c in configs):
         raise ValueError("run_batch: configs must differ only in " + ", ".join(BATCH_FIELDS))
@@ -191,4 +192,6 @@ def paper_comparison(results: dict):
 
 
 if __name__ == "__main__":
-    raise SystemExit(common.main(__name__))
+    from blojax.runner.cli import run_module
+
+    raise SystemExit(run_module(__name__))

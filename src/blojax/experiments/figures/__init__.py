@@ -1,0 +1,1 @@
+"""Figures of the experiments: one module per experiment, matplotlib imported inside its functions."""
