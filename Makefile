@@ -8,7 +8,7 @@ OUT    ?= reproduce
 # `make reproduce` loads the compiled programs instead of compiling them); `BLOJAX_JAX_CACHE=off` disables.
 export BLOJAX_JAX_CACHE ?= $(CURDIR)/.cache/jax
 
-.PHONY: venv data reproduce test test-slow demo bench bench-peers bench-peers-gpu-wheels bench-stochastic bench-stochastic-venv bench-stochastic-reference lint format docs clean
+.PHONY: venv data reproduce test test-slow demo bench bench-peers bench-peers-gpu-wheels bench-stochastic bench-stochastic-venv bench-stochastic-reference bench-stochastic-logreg bench-stochastic-datacleaning lint format docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -113,6 +113,15 @@ bench-stochastic-reference: bench-stochastic-venv
 # The speed table (time per 1000 iterations, time to ||grad h||^2 <= 1e-3, ratios) and figures.
 bench-stochastic: bench-stochastic-venv
 	$(BENCH_STOCH_VENV)/bin/python benchmarks/stochastic/speed.py --benchmark-bilevel $(BENCHMARK_BILEVEL)
+
+# The same on logistic-regression hyperparameter tuning (one exp-penalty per feature, scikit-learn's digits).
+bench-stochastic-logreg: bench-stochastic-venv
+	$(BENCH_STOCH_VENV)/bin/python benchmarks/stochastic/speed.py --benchmark-bilevel $(BENCHMARK_BILEVEL) \
+		--problem logreg --outer-ratio 0.1 --target 1e-2 --eval-freq 512 --iters 2048 --repeats 10 --max-iters 32768
+
+# Data cleaning on MNIST-10k (`make data` first): test error vs time, SABA / SOBA / AmIGO / WarmStart.
+bench-stochastic-datacleaning: venv
+	$(VENV)/bin/python benchmarks/stochastic/datacleaning.py --time-budget 60
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .cache build/docs

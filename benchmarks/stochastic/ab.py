@@ -29,6 +29,13 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--iters", type=int, default=8)
     ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--problem", choices=("quadratic", "logreg"), default="quadratic")
+    ap.add_argument(
+        "--history", action="store_true", help="blojax records its per-step metrics (default: not, as bb)"
+    )
+    ap.add_argument(
+        "--no-freeze", action="store_true", help="blojax run(freeze=False): detect NaN without the select"
+    )
     args = ap.parse_args(argv)
 
     import jax
@@ -55,13 +62,20 @@ def main(argv=None):
 
     problem = MinibatchProblem(objective, objective, inner_data=tuple(ri), outer_data=tuple(ro))
     w0, u0 = jnp.zeros(d), -2 * jnp.ones(d)
-    fname, params = speed.DEFAULTS[args.solver]
+    f_in, f_out, n_in, n_out = sim.get_function(*ri), sim.get_function(*ro), n, n
+    if args.problem == "logreg":
+        from problems import logreg_objectives
+
+        lr = logreg_objectives()
+        f_in, f_out, problem = lr["f_inner"], lr["f_outer"], lr["problem"]
+        n_in, n_out, u0, w0 = lr["n_in"], lr["n_out"], lr["u0"], lr["w0"]
+    fname, params = speed.bb_params(args.solver)
     mod = speed.load_module(bb / "solvers" / f"{fname}.py", f"bb_solver_{fname}")
     ref = mod.Solver.get_instance(**params, batch_size=b, eval_freq=it, random_state=1)
-    ref.set_objective(sim.get_function(*ri), sim.get_function(*ro), n, n, w0, u0)
+    ref.set_objective(f_in, f_out, n_in, n_out, w0, u0)
     init = ref.init()
     st = {"ref": init if fname == "saba" else (None, init)}
-    algo = speed.blojax_solver(args.solver, problem, Shuffle(n, b), Shuffle(n, b))
+    algo = speed.blojax_solver(args.solver, problem, Shuffle(n_in, b), Shuffle(n_out, b))
     st["blojax"] = algo.init(u0, w0, jax.random.PRNGKey(1))
 
     def run_ref():
@@ -70,7 +84,7 @@ def main(argv=None):
         jax.block_until_ready(st["ref"][1]["outer_var"])
 
     def run_blojax():
-        st["blojax"], _ = algo.run(st["blojax"], it)
+        st["blojax"], _ = algo.run(st["blojax"], it, history=args.history, freeze=not args.no_freeze)
         jax.block_until_ready(st["blojax"].u)
 
     sides = {"benchmark_bilevel": run_ref, "blojax": run_blojax}
@@ -88,7 +102,7 @@ def main(argv=None):
     med = statistics.median(times["blojax"]) / statistics.median(times["benchmark_bilevel"])
     mn = min(times["blojax"]) / min(times["benchmark_bilevel"])
     print(
-        f"{args.solver}: blojax / benchmark_bilevel  median {med:.2f}  min {mn:.2f}  (load average {os.getloadavg()})"
+        f"{args.solver} ({args.problem}, history={args.history}, freeze={not args.no_freeze}): blojax / benchmark_bilevel  median {med:.2f}  min {mn:.2f}  (load average {os.getloadavg()})"
     )
 
 

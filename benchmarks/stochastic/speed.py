@@ -45,9 +45,18 @@ DEFAULTS = {  # benchmark_bilevel's solver defaults -> (its parameters, blojax's
 }
 
 
-def blojax_solver(name, problem, sampler_in, sampler_out):
+def bb_params(name, outer_ratio=1.0):
+    """benchmark_bilevel's parameters of ``name`` with its ``outer_ratio`` (outer step = step / ratio)."""
+    fname, params = DEFAULTS[name]
+    return fname, dict(params, outer_ratio=outer_ratio)
+
+
+def blojax_solver(name, problem, sampler_in, sampler_out, outer_ratio=1.0):
+    """blojax's solver ``name`` with benchmark_bilevel's defaults (outer steps divided by ``outer_ratio``)."""
     import blojax as blo
     from blojax.stochastic import inverse_power
+
+    r = outer_ratio
 
     if name == "SOBA":
         return blo.SOBA(
@@ -55,17 +64,17 @@ def blojax_solver(name, problem, sampler_in, sampler_out):
             sampler_in,
             sampler_out,
             inner_lr=inverse_power(0.1, 0.5),
-            outer_lr=inverse_power(0.1, 0.5),
+            outer_lr=inverse_power(0.1 / r, 0.5),
         )
     if name == "SABA":
-        return blo.SABA(problem, sampler_in, sampler_out, inner_lr=0.1, outer_lr=0.1)
+        return blo.SABA(problem, sampler_in, sampler_out, inner_lr=0.1, outer_lr=0.1 / r)
     if name == "AmIGO":
         return blo.AmIGO(
-            problem, sampler_in, sampler_out, inner_lr=0.1, v_lr=0.1, outer_lr=0.1, inner_steps=10
+            problem, sampler_in, sampler_out, inner_lr=0.1, v_lr=0.1, outer_lr=0.1 / r, inner_steps=10
         )
     if name == "StocBiO":
         return blo.StocBiO(
-            problem, sampler_in, sampler_out, inner_lr=0.1, outer_lr=0.1, inner_steps=10, neumann_steps=10
+            problem, sampler_in, sampler_out, inner_lr=0.1, outer_lr=0.1 / r, inner_steps=10, neumann_steps=10
         )
     return blo.F2SA(
         problem,
@@ -73,7 +82,7 @@ def blojax_solver(name, problem, sampler_in, sampler_out):
         sampler_out,
         inner_lr=inverse_power(0.01, 5 / 7),
         z_lr=inverse_power(0.01, 4 / 7),
-        outer_lr=inverse_power(0.01, 4 / 7),
+        outer_lr=inverse_power(0.01 / r, 4 / 7),
         lam_lr=inverse_power(0.1, 1 / 7),
         lam0=1.0,
         inner_steps=10,
@@ -98,9 +107,22 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--benchmark-bilevel", default=str(REPO / ".benchmark_bilevel"))
     ap.add_argument("--solvers", default="SOBA,SABA,AmIGO,StocBiO,F2SA")
-    ap.add_argument("--n", type=int, default=1024, help="samples per data set")
-    ap.add_argument("--dim", type=int, default=100, help="inner and outer dimension")
+    ap.add_argument(
+        "--problem",
+        choices=("quadratic", "logreg"),
+        default="quadratic",
+        help="quadratic: benchmark_bilevel's simulated quadratic; logreg: logistic regression with one "
+        "exp-penalty per feature on scikit-learn's bundled digits (problems.py)",
+    )
+    ap.add_argument("--n", type=int, default=1024, help="samples per data set (quadratic)")
+    ap.add_argument("--dim", type=int, default=100, help="inner and outer dimension (quadratic)")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument(
+        "--outer-ratio",
+        type=float,
+        default=1.0,
+        help="benchmark_bilevel's outer_ratio for every solver, on both sides (outer step = step / ratio)",
+    )
     ap.add_argument("--eval-freq", type=int, default=128)
     ap.add_argument("--iters", type=int, default=128, help="iterations timed per sample (reported per 1000)")
     ap.add_argument(
@@ -118,7 +140,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     import jax
-    import jax.numpy as jnp
     from tqdm.auto import tqdm
 
     bb = pathlib.Path(args.benchmark_bilevel).resolve()
@@ -126,37 +147,24 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     os.chdir(tempfile.mkdtemp(prefix="bb-cache-"))
     sys.path.insert(0, str(bb))
-    from benchmark_utils.gen_matrices import gen_matrices
-
-    simulated = load_module(bb / "datasets" / "simulated.py", "bb_simulated")
 
     import blojax
-    from blojax.stochastic import MinibatchProblem, Shuffle
+    from blojax.stochastic import Shuffle
+    from problems import setup_logreg, setup_quadratic
 
-    n, d, b, ef = args.n, args.dim, args.batch_size, args.eval_freq
-    ds = simulated.Dataset.get_instance(n_samples_inner=n, n_samples_outer=n, dim_inner=d, dim_outer=d)
-    data = ds.get_data()
-    f_inner, f_outer, metrics = data["pb_inner"][0], data["pb_outer"][0], data["metrics"]
-    keys = jax.random.split(jax.random.PRNGKey(ds.random_state), 2)
-    raw_in = gen_matrices(n, d, d, 1.0, 1.0, 0.1, 0.1, keys[0])  # joblib cache hit: the same arrays
-    raw_out = gen_matrices(n, d, d, 1.0, 1.0, 0.1, 0.1, keys[1])
-
-    def objective(u, w, batch):  # benchmark_bilevel's own batched quadratic, blojax's (u, w, batch) order
-        return simulated.batched_quadratic(w, u, *batch)
-
-    problem = MinibatchProblem(objective, objective, inner_data=tuple(raw_in), outer_data=tuple(raw_out))
-    w0, u0 = jnp.zeros(d), -2 * jnp.ones(d)
-
-    def value(u, w):
-        return float(metrics(w, u)["value"])
+    b, ef = args.batch_size, args.eval_freq
+    setup = (setup_logreg if args.problem == "logreg" else setup_quadratic)(args, bb, load_module)
+    f_inner, f_outer, problem = setup["f_inner"], setup["f_outer"], setup["problem"]
+    n_in, n_out, u0, w0, value = setup["n_in"], setup["n_out"], setup["u0"], setup["w0"], setup["value"]
+    load_start = os.getloadavg()
 
     results = {}
     names = [s.strip() for s in args.solvers.split(",") if s.strip()]
     for name in names:
-        fname, params = DEFAULTS[name]
+        fname, params = bb_params(name, args.outer_ratio)
         mod = load_module(bb / "solvers" / f"{fname}.py", f"bb_solver_{fname}")
         ref = mod.Solver.get_instance(**params, batch_size=b, eval_freq=ef, random_state=1)
-        ref.set_objective(f_inner, f_outer, n, n, w0, u0)  # compiles (its own warm-up)
+        ref.set_objective(f_inner, f_outer, n_in, n_out, w0, u0)  # compiles (its own warm-up)
         saba = fname == "saba"
         rstate = {}
 
@@ -171,14 +179,14 @@ def main(argv=None):
                 rstate["carry"] = ref.one_epoch(rstate["carry"], ef)
             jax.block_until_ready(rstate["carry"]["outer_var"])
 
-        algo = blojax_solver(name, problem, Shuffle(n, b), Shuffle(n, b))
+        algo = blojax_solver(name, problem, Shuffle(n_in, b), Shuffle(n_out, b), args.outer_ratio)
         bstate = {}
 
         def b_reset():
             bstate["s"] = algo.init(u0, w0, jax.random.PRNGKey(1))
 
         def b_chunk():
-            bstate["s"], _ = algo.run(bstate["s"], ef)
+            bstate["s"], _ = algo.run(bstate["s"], ef, history=False)  # as its runner: no per-step record
             jax.block_until_ready(bstate["s"].u)
 
         sides = {
@@ -234,8 +242,6 @@ def main(argv=None):
             },
             to_target_iters={k: v[0][1] if v else None for k, v in to_target.items()},
             curves=curves,
-            n=n,
-            d=d,
         )
         row["ratio_per1000"] = row["per1000_s"]["blojax"] / row["per1000_s"]["benchmark_bilevel"]
         row["ratio_per1000_min"] = row["per1000_min_s"]["blojax"] / row["per1000_min_s"]["benchmark_bilevel"]
@@ -246,6 +252,7 @@ def main(argv=None):
             else None
         )
         results[name] = row
+        (out / f"speed{setup['tag']}.partial.json").write_text(json.dumps(results, indent=1, default=str))
         print(
             f"{name:8s} per 1000 it: blojax {row['per1000_s']['blojax']:.3f}s  bb {row['per1000_s']['benchmark_bilevel']:.3f}s  "
             f"ratio {row['ratio_per1000']:.2f} | to {args.target:g}: blojax {tt['blojax']:.2f}s "
@@ -255,22 +262,24 @@ def main(argv=None):
         )
 
     meta = dict(
-        command="make bench-stochastic  (" + " ".join([sys.executable, *sys.argv]) + ")",
+        command=" ".join([sys.executable, *sys.argv]),
         args=vars(args),
         machine=platform.platform(),
         processor=platform.processor(),
         cpus=os.cpu_count(),
-        load_avg=os.getloadavg(),
+        load_avg_start=load_start,
+        load_avg_end=os.getloadavg(),
+        problem=setup["title"],
         jax=jax.__version__,
         blojax=blojax.__version__,
         date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     )
-    tag = f"_n{n}_d{d}"
+    tag = setup["tag"]
     (out / f"speed{tag}.json").write_text(json.dumps(dict(meta=meta, results=results), indent=1, default=str))
     table = print_table(results, args.target)
     (out / f"speed{tag}.md").write_text(table + "\n")
     if args.max_iters > 0:
-        plot(results, out, args.target)
+        plot(results, out, args.target, setup["title"], tag, setup["ylabel"])
     print(f"load average at the end: {os.getloadavg()}; wrote {out}/speed{tag}.json, .md and the figure")
 
 
@@ -297,13 +306,12 @@ def print_table(results, target):
     return table
 
 
-def plot(results, out, target):
+def plot(results, out, target, title, tag, ylabel):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    r0 = next(iter(results.values()))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (name, r) in enumerate(results.items()):
@@ -316,14 +324,12 @@ def plot(results, out, target):
     for ax, xl in zip(axes, ("time (s, compiled chunks, metric excluded)", "minibatch oracle calls")):
         ax.axhline(target, color="k", lw=0.5)
         ax.set_xlabel(xl)
-        ax.set_ylabel(r"$\|\nabla h(u)\|^2$")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=6, ncol=2)
-    fig.suptitle(
-        f"simulated quadratic n = m = {r0['n']}, dimensions {r0['d']}; solid: blojax, dashed: benchmark_bilevel"
-    )
+    fig.suptitle(f"{title}\nsolid: blojax, dashed: benchmark_bilevel", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / f"speed_suboptimality_n{r0['n']}_d{r0['d']}.png", dpi=120)
+    fig.savefig(out / f"speed_suboptimality{tag}.png", dpi=120)
     plt.close(fig)
 
 

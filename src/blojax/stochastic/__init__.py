@@ -11,7 +11,7 @@ Modules: :mod:`.samplers` (seeded block samplers), :mod:`.oracles` (the problem 
 :mod:`.solvers` (the five algorithms). See docs/stochastic.md.
 """
 
-from .base import StochasticSolver, StochasticState
+from .base import StochasticInfo, StochasticSolver, StochasticState
 from .oracles import MinibatchProblem
 from .samplers import Replay, Shuffle, WithReplacement
 from .schedules import as_schedule, inverse_power
@@ -26,6 +26,7 @@ __all__ = [
     "as_schedule",
     "StochasticSolver",
     "StochasticState",
+    "StochasticInfo",
     "SOBA",
     "SABA",
     "AmIGO",

@@ -20,14 +20,42 @@ from typing import Any, Callable, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._tree import tree_all_finite, tree_norm, tree_zeros_like
 from ..algorithms import NonFiniteError, _is_traced
+from ..status import Status, raise_if
 from .oracles import MinibatchProblem
 from .samplers import Replay
 from .schedules import as_schedule
 
-__all__ = ["StochasticState", "StochasticSolver"]
+__all__ = ["StochasticInfo", "StochasticState", "StochasticSolver"]
+
+try:  # the tracer type of jax.vmap (not public): run() keeps the per-step guard under vmap
+    from jax._src.interpreters.batching import BatchTracer as _BatchTracer
+except ImportError:  # pragma: no cover - another jax: the per-step guard everywhere (always correct)
+    _BatchTracer = None
+
+
+def _batched(tree) -> bool:
+    """Some leaf is being vmapped (or the check is unavailable: then True, the safe answer)."""
+    if _BatchTracer is None:
+        return True
+    return any(isinstance(x, _BatchTracer) for x in jax.tree_util.tree_leaves(tree))
+
+
+class StochasticInfo(NamedTuple):
+    """Outcome of a stochastic run (``state.info``), arrays so that it survives ``jit``/``vmap``.
+
+    status: a :class:`blojax.Status` code, ``CONVERGED`` (every step finite: the requested number
+    of steps was taken; these solvers have no tolerance) or ``NONFINITE`` (NaN/inf appeared; the
+    state is frozen at the last finite step); steps: outer steps taken; diverged_step: the first
+    step whose update was non-finite (-1: none).
+    """
+
+    status: jax.Array
+    steps: jax.Array
+    diverged_step: jax.Array
 
 
 class StochasticState(NamedTuple):
@@ -50,6 +78,18 @@ class StochasticState(NamedTuple):
     step: jax.Array
     diverged_step: jax.Array
 
+    @property
+    def status(self) -> jax.Array:
+        """:class:`blojax.Status` code (int32): ``NONFINITE`` once a step was non-finite, else ``CONVERGED``."""
+        return jnp.where(self.diverged_step >= 0, int(Status.NONFINITE), int(Status.CONVERGED)).astype(
+            jnp.int32
+        )
+
+    @property
+    def info(self) -> StochasticInfo:
+        """:class:`StochasticInfo` of the run so far."""
+        return StochasticInfo(self.status, self.step, self.diverged_step)
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class StochasticSolver:
@@ -65,6 +105,10 @@ class StochasticSolver:
     outer_sampler: Any
 
     _LR_FIELDS = ()
+    # True when ``_update`` already keeps ``memory`` unchanged on a non-finite step (SABA: row by row)
+    _FREEZES_MEMORY = False
+    # run() checks finiteness once per chunk of this many steps when the state is not batched (see _scan)
+    _GUARD_EVERY = 16
 
     # ------------------------------------------------------------------ construction
     def __post_init__(self):
@@ -97,7 +141,7 @@ class StochasticSolver:
         }
         object.__setattr__(self, "_schedules", lrs)
         object.__setattr__(self, "_jit_step", jax.jit(self._step))
-        object.__setattr__(self, "_jit_scan", jax.jit(self._scan, static_argnums=(1,)))
+        object.__setattr__(self, "_jit_scan", jax.jit(self._scan, static_argnums=(1, 2, 3, 4)))
 
     def _check_fields(self):
         pass
@@ -187,12 +231,18 @@ class StochasticSolver:
         """Returns ``(u, w, v, memory, aux, inner_sampler, outer_sampler, direction)``."""
         raise NotImplementedError
 
-    def _step(self, state: StochasticState):
+    @staticmethod
+    def _step_ok(state, u, w, v, d, aux):
+        """The proposed step is kept: everything finite and the run not already frozen."""
+        return jnp.logical_and(tree_all_finite((u, w, v, d, aux)), state.diverged_step < 0)
+
+    def _step(self, state: StochasticState, freeze: bool = True):
         lr = {name: sched(state.step) for name, sched in self._schedules.items()}
         u, w, v, memory, aux, si, so, d = self._update(state, lr)
         proposed = StochasticState(u, w, v, memory, aux, si, so, state.step + 1, state.diverged_step)
         nan = jnp.full((), jnp.nan, jnp.result_type(*jax.tree_util.tree_leaves(u)))
         metrics = dict(
+            status=jnp.asarray(0, jnp.int32),  # set below, after the finiteness check
             u_norm=tree_norm(u),
             w_norm=tree_norm(w),
             v_norm=tree_norm(v) if v is not None else nan,
@@ -205,11 +255,23 @@ class StochasticSolver:
             if clash:
                 raise ValueError(f"record() returned reserved metric names {sorted(clash)}")
             metrics.update(extra)
-        ok = jnp.logical_and(tree_all_finite((u, w, v, d, aux)), state.diverged_step < 0)
+        ok = self._step_ok(state, u, w, v, d, aux)
+        if not freeze:  # detect only: the first bad step is recorded, the state goes on (NaN)
+            bad = jnp.logical_and(state.diverged_step < 0, jnp.logical_not(ok))
+            new_state = proposed._replace(diverged_step=jnp.where(bad, state.step, state.diverged_step))
+            metrics["status"] = new_state.status
+            return new_state, metrics
         frozen = state._replace(
             diverged_step=jnp.where(state.diverged_step < 0, state.step, state.diverged_step)
         )
+        if self._FREEZES_MEMORY:
+            frozen = frozen._replace(memory=None)
+            kept = proposed.memory
+            proposed = proposed._replace(memory=None)
         new_state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), proposed, frozen)
+        if self._FREEZES_MEMORY:
+            new_state = new_state._replace(memory=kept)
+        metrics["status"] = new_state.status
         return new_state, metrics
 
     def step(self, state: StochasticState):
@@ -217,8 +279,38 @@ class StochasticSolver:
         return self._jit_step(state)
 
     # ------------------------------------------------------------------ many steps
-    def _scan(self, state, steps):
-        return jax.lax.scan(lambda s, _: self._step(s), state, None, length=steps)
+    def _scan(self, state, steps, history=True, freeze=True, chunked=False):
+        def body(guarded):
+            def f(s, _):
+                s, metrics = self._step(s, guarded)
+                return s, (metrics if history else None)  # no history: XLA drops the per-step norms
+
+            return f
+
+        K = self._GUARD_EVERY
+        if not (freeze and chunked and K > 1 and steps >= 2 * K):
+            return jax.lax.scan(body(freeze), state, None, length=steps)
+
+        # The guard once per chunk of K steps: K unguarded steps (the first non-finite one is still
+        # recorded in diverged_step); if one was non-finite (or the run was already frozen), the chunk
+        # is run again from its start with the per-step guard. Every step is deterministic given the
+        # state (the samplers live in it), so the result is the per-step guard's, bit for bit; the
+        # select of the whole state then costs once per chunk instead of once per step.
+        def chunk(s, _):
+            fast = jax.lax.scan(body(False), s, None, length=K)
+            return jax.lax.cond(
+                fast[0].diverged_step >= 0,
+                lambda: jax.lax.scan(body(True), s, None, length=K),
+                lambda: fast,
+            )
+
+        n_chunks, rest = divmod(steps, K)
+        state, hist = jax.lax.scan(chunk, state, None, length=n_chunks)
+        hist = jax.tree_util.tree_map(lambda h: h.reshape((n_chunks * K,) + h.shape[2:]), hist)
+        if rest:
+            state, tail = jax.lax.scan(body(True), state, None, length=rest)
+            hist = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), hist, tail)
+        return state, hist
 
     def _check_replay(self, state, steps):
         for which, sampler, s, per in (
@@ -239,52 +331,97 @@ class StochasticSolver:
         state: StochasticState,
         steps: int,
         *,
+        throw: bool | None = None,
+        history: bool = True,
+        freeze: bool = True,
         progress: bool = False,
         chunks: int = 20,
-        on_nonfinite: str = "raise",
+        on_nonfinite: str | None = None,
     ):
         """Run ``steps`` outer steps as one compiled ``lax.scan``.
 
         Args:
           state: from :meth:`init` (or a previous run).
           steps: number of outer steps (a Python int).
+          throw: ``True`` (default) raises when a step was non-finite: :class:`blojax.NonFiniteError`
+            carrying the last finite state (``err.state``) and the history (``err.history``) when
+            called eagerly; under ``jax.jit`` / ``jax.vmap`` a runtime error with the same message
+            (as :meth:`blojax.InnerLoop.run` does). ``False`` returns; then ``state.status`` is
+            ``blojax.Status.NONFINITE`` and ``state.info.diverged_step`` names the first bad step.
+          history: ``False`` skips the per-step metrics (``history`` is then ``None``): the loop then
+            holds only the algorithm's own work, as a benchmark runner wants.
+          freeze: ``True`` (default) keeps the state at the last finite step once a step is non-finite
+            (a finiteness check and a select of every state leaf per step); ``False`` only detects it
+            (``status``, ``info.diverged_step`` and ``throw`` work the same) and lets the NaN run on,
+            saving the select (measurable when a step costs a few microseconds).
           progress: show a progress bar; the run is then split into ``chunks`` compiled scans.
-          on_nonfinite: ``"raise"`` (default) raises :class:`blojax.NonFiniteError` carrying the last
-            finite state and the history; ``"stop"`` returns them. Checked when not traced.
+          on_nonfinite: the older spelling of ``throw``: ``"raise"`` (= ``throw=True``) or ``"stop"``
+            (= ``throw=False``).
 
-        Returns ``(state, history)``: per-step arrays ``u_norm``, ``w_norm``, ``v_norm``,
-        ``direction_norm`` (norm of the outer update direction ``d_k``) and whatever ``record`` adds.
+        Returns ``(state, history)``: per-step arrays ``status`` (:class:`blojax.Status` code after the
+        step), ``u_norm``, ``w_norm``, ``v_norm``, ``direction_norm`` (norm of the outer update
+        direction ``d_k``) and whatever ``record`` adds; ``state.info`` is a :class:`StochasticInfo`.
         Works under ``jax.vmap`` over states (e.g. ``init`` with a batch of keys).
         """
+        name = type(self).__name__
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-            raise ValueError(f"run(steps=...) must be a non-negative Python int, got {steps!r}")
-        if on_nonfinite not in ("raise", "stop"):
-            raise ValueError(f"on_nonfinite must be 'raise' or 'stop', got {on_nonfinite!r}")
+            raise ValueError(f"{name}.run(steps=...) must be a non-negative Python int, got {steps!r}")
+        if on_nonfinite is not None:
+            if on_nonfinite not in ("raise", "stop"):
+                raise ValueError(
+                    f"{name}.run(on_nonfinite=...) must be 'raise' or 'stop', got {on_nonfinite!r}"
+                )
+            if throw is not None and throw != (on_nonfinite == "raise"):
+                raise ValueError(
+                    f"{name}.run: throw={throw!r} contradicts on_nonfinite={on_nonfinite!r}; pass only throw"
+                )
+            throw = on_nonfinite == "raise"
+        if throw is None:
+            throw = True
+        for arg, val in (("history", history), ("freeze", freeze)):
+            if not isinstance(val, bool):
+                raise TypeError(f"{name}.run({arg}=...) must be True or False, got {val!r}")
+        if not isinstance(throw, bool):
+            raise TypeError(f"{name}.run(throw=...) must be True or False, got {throw!r}")
         self._check_replay(state, steps)
         traced = _is_traced(state)
+        # under vmap a cond runs both branches: there the per-step guard is cheaper
+        chunked = not _batched(state)
         if progress and not traced and steps > 1:
             from tqdm.auto import tqdm
 
             size, parts, done = max(1, -(-steps // max(1, chunks))), [], 0
-            with tqdm(total=steps, desc=type(self).__name__, unit="step") as bar:
+            with tqdm(total=steps, desc=name, unit="step") as bar:
                 while done < steps:
                     n = min(size, steps - done)
-                    state, h = self._jit_scan(state, n)
-                    jax.block_until_ready(h)
+                    state, h = self._jit_scan(state, n, history, freeze, chunked)
+                    jax.block_until_ready(state)
                     parts.append(h)
                     done += n
                     bar.update(n)
-            history = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
+            out = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts) if history else None
         else:
-            state, history = self._jit_scan(state, steps)
-        if not (traced or _is_traced(state)) and on_nonfinite == "raise":
-            bad = int(jnp.max(state.diverged_step))
-            if bad >= 0:
-                raise NonFiniteError(
-                    f"{type(self).__name__}: non-finite values (NaN/inf) at outer step {bad}; the state is "
-                    "frozen at the last finite step (err.state) and err.history holds the metrics. "
-                    "Lower the step sizes or use on_nonfinite='stop'.",
-                    state,
-                    history,
-                )
-        return state, history
+            state, out = self._jit_scan(state, steps, history, freeze, chunked)
+        message = (
+            f"{name}: non-finite values (NaN/inf) at an outer step; the state is frozen at the last "
+            "finite step. Lower the step sizes, or pass throw=False and read state.info."
+        )
+        if not throw:
+            return state, out
+        if traced or _is_traced(state):
+            return raise_if(state, jnp.any(state.diverged_step >= 0), message), out
+        bad = int(np.max(np.asarray(state.diverged_step)))
+        if bad >= 0:
+            kept = (
+                "the state is frozen at the last finite step (err.state)"
+                if freeze
+                else "err.state holds the non-finite values (freeze=False)"
+            )
+            raise NonFiniteError(
+                f"{name}: non-finite values (NaN/inf) at outer step {bad}; {kept} and err.history holds the "
+                "metrics. Lower the step sizes or pass throw=False (then state.status is "
+                "blojax.Status.NONFINITE).",
+                state,
+                out,
+            )
+        return state, out

@@ -159,9 +159,13 @@ class SABA(SOBA):
         avgs = {k: jax.tree_util.tree_map(lambda t: jnp.mean(t, axis=0), tables[k]) for k in tables}
         return {k: (tables[k], avgs[k]) for k in tables}
 
+    # the memory tables are frozen here, row by row (see _update), not by the base's whole-state select:
+    # selecting whole tables every step would copy them (O(N d) per step instead of O(d))
+    _FREEZES_MEMORY = True
+
     def _update(self, state, lr):
         (bi, bo, si, so), g = self._directions(state)
-        memory, direction = {}, {}
+        pending, direction = {}, {}
         for k in g:
             block, n = (
                 (bi, self.inner_sampler.n_blocks) if k in _INNER_KEYS else (bo, self.outer_sampler.n_blocks)
@@ -169,10 +173,21 @@ class SABA(SOBA):
             table, avg = state.memory[k]
             diff = jax.tree_util.tree_map(lambda q, t: q - t[block], g[k], table)  # noqa: B023 - used now
             direction[k] = _add(diff, avg)
-            avg = jax.tree_util.tree_map(lambda a, d: a + d / n, avg, diff)  # noqa: B023 - used now
-            table = jax.tree_util.tree_map(lambda t, q: t.at[block].set(q), table, g[k])  # noqa: B023 - used now
+            new_avg = jax.tree_util.tree_map(lambda a, d: a + d / n, avg, diff)  # noqa: B023 - used now
+            pending[k] = (block, table, avg, new_avg)
+        u, w, v, _, aux, si, so, d = self._apply(state, lr, direction, si, so, None)
+        # the base freezes the state when this step is non-finite; the tables follow the same rule
+        ok = self._step_ok(state, u, w, v, d, aux)
+        memory = {}
+        for k, (block, table, avg, new_avg) in pending.items():
+            table = jax.tree_util.tree_map(
+                lambda t, q: t.at[block].set(jnp.where(ok, q, t[block])),  # noqa: B023 - used now
+                table,
+                g[k],
+            )
+            avg = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, b, a), avg, new_avg)
             memory[k] = (table, avg)
-        return self._apply(state, lr, direction, si, so, memory)
+        return u, w, v, memory, aux, si, so, d
 
 
 # ---------------------------------------------------------------------------------------- AmIGO

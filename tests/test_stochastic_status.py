@@ -1,0 +1,148 @@
+"""The stochastic solvers report failures as the core does: ``state.status`` / ``state.info``
+(:class:`blojax.Status` codes), a per-step ``status`` in the history, and ``run(throw=...)`` raising
+on non-finite values eagerly, under ``jit`` and under ``vmap``."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import blojax as blo
+from blojax import Status as S
+from blojax.stochastic import MinibatchProblem, Shuffle, StochasticInfo
+
+
+def _problem(n=12, m=8, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X, y = rng.normal(size=(n, d)), rng.normal(size=n)
+    Xv, yv = rng.normal(size=(m, d)), rng.normal(size=m)
+
+    def f(u, w, B):
+        A, t = B
+        return 0.5 * jnp.mean((A @ w - t) ** 2) + 0.5 * jnp.exp(u[0]) * jnp.sum(w**2)
+
+    def F(u, w, B):
+        A, t = B
+        return 0.5 * jnp.mean((A @ w - t) ** 2)
+
+    return MinibatchProblem(
+        f, F, inner_data=(jnp.asarray(X), jnp.asarray(y)), outer_data=(jnp.asarray(Xv), jnp.asarray(yv))
+    )
+
+
+SOLVERS = {
+    "SOBA": lambda p, lr: blo.SOBA(p, Shuffle(12, 4), Shuffle(8, 4), inner_lr=lr, outer_lr=lr),
+    "SABA": lambda p, lr: blo.SABA(p, Shuffle(12, 4), Shuffle(8, 4), inner_lr=lr, outer_lr=lr),
+    "AmIGO": lambda p, lr: blo.AmIGO(
+        p, Shuffle(12, 4), Shuffle(8, 4), inner_lr=lr, outer_lr=lr, inner_steps=2
+    ),
+    "StocBiO": lambda p, lr: blo.StocBiO(
+        p, Shuffle(12, 4), Shuffle(8, 4), inner_lr=lr, outer_lr=lr, inner_steps=2, neumann_steps=2
+    ),
+    "F2SA": lambda p, lr: blo.F2SA(
+        p, Shuffle(12, 4), Shuffle(8, 4), inner_lr=lr, z_lr=lr, outer_lr=lr, inner_steps=2
+    ),
+}
+U0, W0 = jnp.zeros(1), jnp.zeros(3)
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_finite_run_is_converged_and_diverging_run_is_nonfinite(name):
+    p = _problem()
+    good = SOLVERS[name](p, 0.05)
+    s, h = good.run(good.init(U0, W0), 40)
+    assert isinstance(s.info, StochasticInfo)
+    assert int(s.status) == S.CONVERGED and int(s.info.steps) == 40 and int(s.info.diverged_step) == -1
+    assert np.all(np.asarray(h["status"]) == S.CONVERGED)
+
+    bad = SOLVERS[name](p, 1e4)  # overflows within a few steps
+    with pytest.raises(blo.NonFiniteError, match=rf"{name}: non-finite values .* outer step \d+") as err:
+        bad.run(bad.init(U0, W0), 40)
+    st = err.value.state
+    k = int(st.info.diverged_step)
+    assert int(st.status) == S.NONFINITE and 0 <= k < 40
+    assert bool(jnp.all(jnp.isfinite(st.u))) and bool(jnp.all(jnp.isfinite(st.w)))
+    # every part of the state is frozen, SABA's memory tables included (frozen row by row)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves((st.v, st.memory, st.aux)))
+    # throw=False returns the same frozen state; the per-step status switches at the bad step
+    s2, h2 = bad.run(bad.init(U0, W0), 40, throw=False)
+    assert int(s2.status) == S.NONFINITE and int(s2.info.diverged_step) == k and int(s2.step) == k
+    codes = np.asarray(h2["status"])
+    assert np.all(codes[:k] == S.CONVERGED) and np.all(codes[k:] == S.NONFINITE)
+    np.testing.assert_array_equal(np.asarray(s2.u), np.asarray(st.u))
+    if name == "SABA":  # the frozen state is exactly the state after the k finite steps, tables included
+        sk, _ = bad.run(bad.init(U0, W0), k)
+        assert int(sk.status) == S.CONVERGED
+        for a, b in zip(
+            jax.tree_util.tree_leaves(sk._replace(diverged_step=0)),
+            jax.tree_util.tree_leaves(s2._replace(diverged_step=0)),
+        ):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_throw_under_jit_and_vmap():
+    p = _problem()
+    bad = SOLVERS["SOBA"](p, 1e4)
+    s0 = bad.init(U0, W0)
+    with pytest.raises(Exception, match="SOBA: non-finite"):
+        jax.block_until_ready(jax.jit(lambda s: bad.run(s, 40)[0].u)(s0))
+    keys = jax.random.split(jax.random.PRNGKey(1), 3)
+    with pytest.raises(Exception, match="SOBA: non-finite"):
+        jax.block_until_ready(jax.vmap(lambda k: bad.run(bad.init(U0, W0, k), 40)[0].u)(keys))
+    # throw=False under jit and vmap: one status per lane
+    st = jax.jit(jax.vmap(lambda k: bad.run(bad.init(U0, W0, k), 40, throw=False)[0]))(keys)
+    assert st.status.shape == (3,) and np.all(np.asarray(st.status) == S.NONFINITE)
+
+
+def test_run_argument_errors():
+    p = _problem()
+    algo = SOLVERS["SABA"](p, 0.05)
+    s0 = algo.init(U0, W0)
+    with pytest.raises(TypeError, match=r"SABA.run\(throw=...\) must be True or False"):
+        algo.run(s0, 3, throw="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="on_nonfinite=.* must be 'raise' or 'stop'"):
+        algo.run(s0, 3, on_nonfinite="ignore")
+    with pytest.raises(ValueError, match="contradicts"):
+        algo.run(s0, 3, throw=True, on_nonfinite="stop")
+    with pytest.raises(ValueError, match=r"steps=.*non-negative Python int"):
+        algo.run(s0, -1)
+    bad = SOLVERS["SABA"](p, 1e4)
+    s, _ = bad.run(bad.init(U0, W0), 40, on_nonfinite="stop")  # the older spelling still works
+    assert int(s.status) == S.NONFINITE
+    with pytest.raises(ValueError, match="reserved metric names"):
+        blo.SOBA(p, Shuffle(12, 4), Shuffle(8, 4), record=lambda u, w, v: {"status": u[0]}).run(s0, 2)
+
+
+def test_freeze_false_detects_the_same_step_without_freezing():
+    p = _problem()
+    bad = SOLVERS["SOBA"](p, 1e4)
+    s1, _ = bad.run(bad.init(U0, W0), 40, throw=False)
+    s2, _ = bad.run(bad.init(U0, W0), 40, throw=False, freeze=False)
+    assert int(s2.status) == S.NONFINITE and int(s2.info.diverged_step) == int(s1.info.diverged_step)
+    assert int(s2.step) == 40 and not bool(jnp.all(jnp.isfinite(s2.u)))  # not frozen
+    with pytest.raises(blo.NonFiniteError, match=r"freeze=False"):
+        bad.run(bad.init(U0, W0), 40, freeze=False)
+    good = SOLVERS["SOBA"](p, 0.05)  # on a finite run both modes give the same iterates
+    a, _ = good.run(good.init(U0, W0), 40, history=False)
+    b, h = good.run(good.init(U0, W0), 40, history=False, freeze=False)
+    assert h is None and int(b.status) == S.CONVERGED
+    np.testing.assert_array_equal(np.asarray(a.u), np.asarray(b.u))
+    with pytest.raises(TypeError, match=r"run\(freeze=...\) must be True or False"):
+        good.run(good.init(U0, W0), 3, freeze=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["SOBA", "SABA"])
+@pytest.mark.parametrize("lr", [0.05, 1e4])
+def test_guard_per_chunk_equals_guard_per_step(name, lr):
+    """run() checks finiteness once per chunk of _GUARD_EVERY steps and replays a chunk step by step
+    when it went non-finite; the result must be the per-step guard's (state, history, diverged step)."""
+    p = _problem()
+    chunked, per_step = SOLVERS[name](p, lr), SOLVERS[name](p, lr)
+    object.__setattr__(per_step, "_GUARD_EVERY", 0)  # the per-step guard
+    steps = 3 * chunked._GUARD_EVERY + 5  # whole chunks and a remainder
+    a, ha = chunked.run(chunked.init(U0, W0), steps, throw=False)
+    b, hb = per_step.run(per_step.init(U0, W0), steps, throw=False)
+    assert int(a.info.diverged_step) == int(b.info.diverged_step)
+    assert (int(a.info.diverged_step) >= 0) == (lr > 1)  # both branches of the chunk are exercised
+    for x, y in zip(jax.tree_util.tree_leaves((a, ha)), jax.tree_util.tree_leaves((b, hb))):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=64 * np.finfo(np.float32).eps, atol=0)
