@@ -484,11 +484,14 @@ def _wait_for(pred, timeout=120):
         time.sleep(0.05)
 
 
-def _default_signals():
-    """In the child: SIGINT back to its default. A shell without job control starts background
-    commands with SIGINT ignored, and a child inherits that, so ``make test &`` would otherwise run
-    these tests with an interrupt the child never sees (Python keeps an inherited SIG_IGN)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# The child resets SIGINT to Python's default handler before the CLI starts. A shell without job
+# control starts background commands with SIGINT ignored, a child inherits that, and Python keeps an
+# inherited SIG_IGN, so under ``make test &`` the child would never see the interrupt. (Done in the
+# child's own Python, not with ``preexec_fn``, which forks a multithreaded JAX process.)
+_CLI_DEFAULT_SIGINT = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv = ['blojax'] + sys.argv[1:]; runpy.run_module('blojax.runner.cli', run_name='__main__')"
+)
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -497,8 +500,8 @@ def test_signal_exit_code_and_run_json_interrupted(tmp_path, sig, code):
     proc = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "blojax.runner.cli",
+            "-c",
+            _CLI_DEFAULT_SIGINT,
             "run",
             "toy",
             "--set",
@@ -513,7 +516,6 @@ def test_signal_exit_code_and_run_json_interrupted(tmp_path, sig, code):
             str(out),
         ],
         env=_env(),
-        preexec_fn=_default_signals,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
