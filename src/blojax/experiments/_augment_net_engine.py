@@ -241,25 +241,16 @@ def run_augment(cfg, ctx: common.RunContext | None = None) -> AugmentRun:
         warm = jax.vmap(lambda w: accuracy(clf, w, Xc, Yc))(out_states["warm"].w)
         return out_states, hists, {"u_dist": u_dist, "retrain": retrained, "warm": warm}
 
-    def chunk(carry, n):
-        states, b = carry
-        parts = []
-        for _ in range(n):
-            states, h, ev = block(states, b, Xs, Ys, Xv, Yv, Xc, Yc, w0, u0, k_b, k_t)
-            parts.append({"hist": h, "eval": ev})
-            b = b + 1
-        for name, s in states.items():
-            toolkit.require_finite(
-                f"augment-net, {name}-start (lower outer_lr / inner_lr)", diverged_step=s.diverged_step
-            )
-        return (states, b), toolkit.tree_stack(parts)
-
     n_blocks = cfg.outer_steps // E
     t_run = time.perf_counter()
-    (states, _), hist = ctx.scan(
-        chunk,
-        (states, jnp.asarray(0)),
+    states, hist = toolkit.scan_blocks(
+        ctx,
+        block,
+        states,
         n_blocks,
+        (Xs, Ys, Xv, Yv, Xc, Yc, w0, u0, k_b, k_t),
+        what="augment-net",
+        hint="lower outer_lr / inner_lr",
         key=f"augment-{cfg.dataset}",
         desc=f"augment-net {cfg.dataset}",
     )

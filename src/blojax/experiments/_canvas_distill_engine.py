@@ -225,26 +225,16 @@ def distill(cfg, ctx: common.RunContext | None = None, *, key_prefix: str = "dis
             evals_retrain[name] = jax.vmap(lambda w: accuracy(clf, w, Xc, Yc))(w_r)
         return out_states, hists, {"model": evals, "retrain": evals_retrain}
 
-    def chunk(carry, n):
-        states, b = carry
-        parts = []
-        for _ in range(n):
-            states, h, ev = block(states, b, X, Y, Xc, Yc, w0, k_b)
-            parts.append({"hist": h, "eval": ev})
-            b = b + 1
-        for name, s in states.items():
-            toolkit.require_finite(
-                f"canvas distillation, {name}-start (lower inner_lr / outer_lr)",
-                diverged_step=s.diverged_step,
-            )
-        return (states, b), toolkit.tree_stack(parts)
-
     n_blocks = cfg.outer_steps // E
     t_run = time.perf_counter()
-    (states, _), hist = ctx.scan(
-        chunk,
-        (states, jnp.asarray(0)),
+    states, hist = toolkit.scan_blocks(
+        ctx,
+        block,
+        states,
         n_blocks,
+        (X, Y, Xc, Yc, w0, k_b),
+        what="canvas distillation",
+        hint="lower inner_lr / outer_lr",
         key=f"{key_prefix}-{cfg.dataset}-n{cfg.n_samples}",
         desc=f"distill {cfg.dataset} n={cfg.n_samples}",
     )

@@ -48,6 +48,7 @@ __all__ = [
     "COLD_METHODS",
     "cold_hypergradient",
     "require_finite",
+    "scan_blocks",
     "NonFiniteError",
 ]
 
@@ -193,3 +194,28 @@ def require_finite(what: str, value=None, *, diverged_step=None, state=None, his
         for x in leaves:
             if np.issubdtype(x.dtype, np.inexact) and not np.all(np.isfinite(x)):
                 raise NonFiniteError(f"{what}: non-finite values (NaN/inf) in the result", state, history)
+
+
+# ------------------------------------------------------------------------------------ block loops
+def scan_blocks(
+    ctx, block, states: dict, n_blocks: int, args: tuple, *, what: str, hint: str, key: str, desc: str
+):
+    """``n_blocks`` calls ``states, hist, eval = block(states, b, *args)`` (``b`` = 0, 1, ...: the
+    block index) through ``ctx.scan`` (chunked, checkpointed, with progress); after each chunk every
+    state in ``states`` (a dict of algorithm name -> state with ``diverged_step``) goes through
+    :func:`require_finite` as ``f"{what}, {name}-start ({hint})"`` (``hint``: the knobs to lower). Returns the final ``states`` and the
+    stacked ``{"hist": ..., "eval": ...}`` of every block (leading axis: block)."""
+
+    def chunk(carry, n):
+        states, b = carry
+        parts = []
+        for _ in range(n):
+            states, h, ev = block(states, b, *args)
+            parts.append({"hist": h, "eval": ev})
+            b = b + 1
+        for name, s in states.items():
+            require_finite(f"{what}, {name}-start ({hint})", diverged_step=s.diverged_step)
+        return (states, b), tree_stack(parts)
+
+    (states, _), hist = ctx.scan(chunk, (states, jnp.asarray(0)), n_blocks, key=key, desc=desc)
+    return states, hist
