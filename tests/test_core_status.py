@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import example, HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import blojax as blo
@@ -117,6 +117,7 @@ def test_traced_fields_validated_at_run_time(x64):
 
 @SETTINGS
 @given(seed=st.integers(0, 2**31 - 1), rank=st.integers(1, 5))
+@example(seed=9333923, rank=1)  # b mostly in the null space: round-off once read as negative curvature
 def test_cg_inconsistent_singular_system_is_flagged(x64, seed, rank):
     """H singular and dF/dw with a null-space part: plain CG past rank(H) iterations reports
     INCONSISTENT; with stop_at_breakdown it returns the last iterate before the zero-curvature step."""

@@ -136,8 +136,8 @@ def cg(matvec: Matvec, b, iters, damping=0.0, *, x0=None, rtol=0.0, atol=0.0, st
     Status (see :class:`blojax.Status`): CONVERGED (the tolerance was met, or, without a tolerance,
     the ``iters`` iterations ran); MAX_STEPS (a tolerance was given and not met within ``iters``);
     BREAKDOWN (a direction of negative curvature ``p^T A p < 0``: ``A`` is indefinite and CG's iterate
-    is meaningless past it); INCONSISTENT (a direction of zero curvature, ``p^T A p <= 100 eps
-    max|curvature| ||p||^2``, with a residual left, or a final residual above ``GROWTH_LIMIT`` times
+    is meaningless past it); INCONSISTENT (a direction of zero curvature, ``|p^T A p| <= 100 eps
+    max_k ||A p_k|| / ||p_k|| ||p||^2``, with a residual left, or a final residual above ``GROWTH_LIMIT`` times
     the smallest one: ``A`` singular and ``b`` not in its range). By default the iteration goes on
     past these events (the textbook method, whose behaviour on such systems PAPER.md studies);
     ``stop_at_breakdown=True`` stops at the first one and returns the last iterate before it (the
@@ -168,7 +168,11 @@ def cg(matvec: Matvec, b, iters, damping=0.0, *, x0=None, rtol=0.0, atol=0.0, st
         pAp = tree_vdot(p, Ap)
         pp = tree_sq_norm(p)
         curv = pAp / jnp.maximum(pp, tiny)
-        cmax_new = jnp.maximum(cmax, jnp.where(pp > 0, jnp.abs(curv), zero))
+        # largest scale of A seen: ||A p|| / ||p|| bounds |p^T A p| / ||p||^2 from above and is the
+        # size of the round-off in p^T A p (a Rayleigh quotient alone underestimates it when p lies
+        # mostly in a null space, and round-off there would be taken for negative curvature)
+        gain = jnp.sqrt(tree_sq_norm(Ap) / jnp.maximum(pp, tiny))
+        cmax_new = jnp.maximum(cmax, jnp.where(pp > 0, jnp.maximum(jnp.abs(curv), gain), zero))
         brk = brk | (active & (pp > 0) & (curv <= 1e-10 * jnp.maximum(cmax, curv)))
         scale = 100 * eps * cmax_new
         neg = active & (pp > 0) & (curv < -scale)
