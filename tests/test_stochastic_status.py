@@ -131,13 +131,26 @@ def test_freeze_false_detects_the_same_step_without_freezing():
         good.run(good.init(U0, W0), 3, freeze=None)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("name", ["SOBA", "SABA"])
+GUARD_CASES = {
+    **SOLVERS,
+    # v is not carried (a fresh v every step): the unguarded chunks check it at every step
+    "AmIGO-cold": lambda p, lr: blo.AmIGO(
+        p, Shuffle(12, 4), Shuffle(8, 4), inner_lr=lr, outer_lr=lr, inner_steps=2, warm_v=False
+    ),
+    # only v overflows (u and w stay finite): the chunk must still be replayed and frozen
+    "StocBiO-v": lambda p, lr: blo.StocBiO(
+        p, Shuffle(12, 4), Shuffle(8, 4), inner_lr=0.05, outer_lr=0.05, v_lr=lr, inner_steps=2, neumann_steps=2
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GUARD_CASES))
 @pytest.mark.parametrize("lr", [0.05, 1e4])
 def test_guard_per_chunk_equals_guard_per_step(name, lr):
     """run() checks finiteness once per chunk of _GUARD_EVERY steps and replays a chunk step by step
     when it went non-finite; the result must be the per-step guard's (state, history, diverged step)."""
     p = _problem()
-    chunked, per_step = SOLVERS[name](p, lr), SOLVERS[name](p, lr)
+    chunked, per_step = GUARD_CASES[name](p, lr), GUARD_CASES[name](p, lr)
     object.__setattr__(per_step, "_GUARD_EVERY", 0)  # the per-step guard
     steps = 3 * chunked._GUARD_EVERY + 5  # whole chunks and a remainder
     a, ha = chunked.run(chunked.init(U0, W0), steps, throw=False)

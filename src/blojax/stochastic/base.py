@@ -108,7 +108,7 @@ class StochasticSolver:
     # True when ``_update`` already keeps ``memory`` unchanged on a non-finite step (SABA: row by row)
     _FREEZES_MEMORY = False
     # run() checks finiteness once per chunk of this many steps when the state is not batched (see _scan)
-    _GUARD_EVERY = 16
+    _GUARD_EVERY = 64
 
     # ------------------------------------------------------------------ construction
     def __post_init__(self):
@@ -227,18 +227,31 @@ class StochasticSolver:
         return None
 
     # ------------------------------------------------------------------ one step
-    def _update(self, state: StochasticState, lr: dict):
-        """Returns ``(u, w, v, memory, aux, inner_sampler, outer_sampler, direction)``."""
+    def _update(self, state: StochasticState, lr: dict, guard: bool = True):
+        """Returns ``(u, w, v, memory, aux, inner_sampler, outer_sampler, direction)``.
+
+        ``guard=False``: the step is part of an unguarded chunk (see :meth:`_scan`), whose result is
+        discarded if any of its steps was non-finite; a solver that freezes part of its state itself
+        (SABA's memory tables) may skip that work.
+        """
         raise NotImplementedError
+
+    @property
+    def _v_carried(self) -> bool:
+        """``v_{k+1}`` is computed from ``v_k`` as ``v_k - c g`` (so a non-finite ``v`` stays
+        non-finite, see :meth:`_scan`); False when ``v`` is recomputed from scratch every step."""
+        return True
 
     @staticmethod
     def _step_ok(state, u, w, v, d, aux):
         """The proposed step is kept: everything finite and the run not already frozen."""
         return jnp.logical_and(tree_all_finite((u, w, v, d, aux)), state.diverged_step < 0)
 
-    def _step(self, state: StochasticState, freeze: bool = True):
+    def _step(self, state: StochasticState, freeze: bool = True, guard: bool = True):
+        """One step. ``freeze``: keep the last finite state on a non-finite step; ``guard=False``: no
+        finiteness check at all (the unguarded chunks of :meth:`_scan`; ``status`` stays as it was)."""
         lr = {name: sched(state.step) for name, sched in self._schedules.items()}
-        u, w, v, memory, aux, si, so, d = self._update(state, lr)
+        u, w, v, memory, aux, si, so, d = self._update(state, lr, guard)
         proposed = StochasticState(u, w, v, memory, aux, si, so, state.step + 1, state.diverged_step)
         nan = jnp.full((), jnp.nan, jnp.result_type(*jax.tree_util.tree_leaves(u)))
         metrics = dict(
@@ -255,6 +268,9 @@ class StochasticSolver:
             if clash:
                 raise ValueError(f"record() returned reserved metric names {sorted(clash)}")
             metrics.update(extra)
+        if not guard:  # unguarded chunk: accepted only if no step in it was non-finite (see _scan)
+            metrics["status"] = proposed.status
+            return proposed, metrics
         ok = self._step_ok(state, u, w, v, d, aux)
         if not freeze:  # detect only: the first bad step is recorded, the state goes on (NaN)
             bad = jnp.logical_and(state.diverged_step < 0, jnp.logical_not(ok))
@@ -280,36 +296,65 @@ class StochasticSolver:
 
     # ------------------------------------------------------------------ many steps
     def _scan(self, state, steps, history=True, freeze=True, chunked=False):
-        def body(guarded):
+        def body(freeze_, guard=True):
             def f(s, _):
-                s, metrics = self._step(s, guarded)
+                s, metrics = self._step(s, freeze_, guard)
                 return s, (metrics if history else None)  # no history: XLA drops the per-step norms
 
             return f
 
         K = self._GUARD_EVERY
-        if not (freeze and chunked and K > 1 and steps >= 2 * K):
+        if not (freeze and chunked and K > 1 and steps >= 1):
             return jax.lax.scan(body(freeze), state, None, length=steps)
 
-        # The guard once per chunk of K steps: K unguarded steps (the first non-finite one is still
-        # recorded in diverged_step); if one was non-finite (or the run was already frozen), the chunk
-        # is run again from its start with the per-step guard. Every step is deterministic given the
-        # state (the samplers live in it), so the result is the per-step guard's, bit for bit; the
-        # select of the whole state then costs once per chunk instead of once per step.
-        def chunk(s, _):
-            fast = jax.lax.scan(body(False), s, None, length=K)
-            return jax.lax.cond(
-                fast[0].diverged_step >= 0,
-                lambda: jax.lax.scan(body(True), s, None, length=K),
-                lambda: fast,
-            )
+        # The guard once per chunk of K steps: K steps with no finiteness check at all; if one of them
+        # was non-finite (or the run was already frozen), the chunk is run again from its start with
+        # the per-step guard. Every step is deterministic given the state (the samplers live in it), so
+        # the result is the per-step guard's; the check and the select of the state then cost once per
+        # chunk instead of once per step.
+        #
+        # Which step was non-finite need not be known in the fast pass, only whether one was, and the
+        # state at the chunk's end tells: u, w, v (when carried) and aux are each updated as x - a g,
+        # and x - a g is non-finite wherever x is (NaN - y = NaN, inf - y is inf or NaN for every y),
+        # so a non-finite entry stays non-finite to the end of the chunk; a non-finite direction d
+        # makes u - b d non-finite (b * NaN = NaN, b * inf = +-inf, 0 * inf = NaN). A v that is not
+        # carried (StocBiO, AmIGO(warm_v=False): recomputed each step) is checked at every step.
+        carried_v = self._v_carried
+
+        def fast(s, length):
+            if carried_v:
+                s, hist = jax.lax.scan(body(False, False), s, None, length=length)
+                return s, hist, tree_all_finite((s.u, s.w, s.v, s.aux))
+
+            def f(carry, _):
+                s, ok = carry
+                s, metrics = self._step(s, False, False)
+                ok = jnp.logical_and(ok, tree_all_finite(s.v))
+                return (s, ok), (metrics if history else None)
+
+            (s, ok), hist = jax.lax.scan(f, (s, jnp.asarray(True)), None, length=length)
+            return s, hist, jnp.logical_and(ok, tree_all_finite((s.u, s.w, s.aux)))
+
+        def chunk_of(length):
+            def chunk(s, _=None):
+                new, hist, ok = fast(s, length)
+                return jax.lax.cond(
+                    jnp.logical_or(s.diverged_step >= 0, jnp.logical_not(ok)),
+                    lambda: jax.lax.scan(body(True), s, None, length=length),
+                    lambda: (new, hist),
+                )
+
+            return chunk
 
         n_chunks, rest = divmod(steps, K)
-        state, hist = jax.lax.scan(chunk, state, None, length=n_chunks)
-        hist = jax.tree_util.tree_map(lambda h: h.reshape((n_chunks * K,) + h.shape[2:]), hist)
+        parts = []
+        if n_chunks:
+            state, hist = jax.lax.scan(chunk_of(K), state, None, length=n_chunks)
+            parts.append(jax.tree_util.tree_map(lambda h: h.reshape((n_chunks * K,) + h.shape[2:]), hist))
         if rest:
-            state, tail = jax.lax.scan(body(True), state, None, length=rest)
-            hist = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), hist, tail)
+            state, tail = chunk_of(rest)(state)
+            parts.append(tail)
+        hist = parts[0] if len(parts) == 1 else jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), *parts)
         return state, hist
 
     def _check_replay(self, state, steps):

@@ -93,7 +93,7 @@ class SOBA(StochasticSolver):
         u = _step(state.u, lr["outer_lr"], d)
         return u, w, v, memory, state.aux, si, so, d
 
-    def _update(self, state, lr):
+    def _update(self, state, lr, guard=True):
         (_, _, si, so), g = self._directions(state)
         return self._apply(state, lr, g, si, so, None)
 
@@ -163,7 +163,7 @@ class SABA(SOBA):
     # selecting whole tables every step would copy them (O(N d) per step instead of O(d))
     _FREEZES_MEMORY = True
 
-    def _update(self, state, lr):
+    def _update(self, state, lr, guard=True):
         (bi, bo, si, so), g = self._directions(state)
         pending, direction = {}, {}
         for k in g:
@@ -176,6 +176,12 @@ class SABA(SOBA):
             new_avg = jax.tree_util.tree_map(lambda a, d: a + d / n, avg, diff)  # noqa: B023 - used now
             pending[k] = (block, table, avg, new_avg)
         u, w, v, _, aux, si, so, d = self._apply(state, lr, direction, si, so, None)
+        if not guard:  # an unguarded chunk (base._scan): discarded as a whole if a step was non-finite
+            memory = {
+                k: (jax.tree_util.tree_map(lambda t, q: t.at[block].set(q), table, g[k]), new_avg)  # noqa: B023
+                for k, (block, table, _, new_avg) in pending.items()
+            }
+            return u, w, v, memory, aux, si, so, d
         # the base freezes the state when this step is non-finite; the tables follow the same rule
         ok = self._step_ok(state, u, w, v, d, aux)
         memory = {}
@@ -243,6 +249,10 @@ class AmIGO(StochasticSolver):
         return self.inner_steps if self.v_steps is None else self.v_steps
 
     @property
+    def _v_carried(self):
+        return self.warm_v
+
+    @property
     def draws_per_step(self):
         return (self.inner_steps + self._tv + 1, 1)
 
@@ -250,7 +260,7 @@ class AmIGO(StochasticSolver):
     def oracle_calls(self):
         return dict(grad_f=self.inner_steps, hvp=self._tv, cross=1, grad_F=1, grad_f_u=0)
 
-    def _update(self, state, lr):
+    def _update(self, state, lr, guard=True):
         u = state.u
         c = lr.get("v_lr", lr["inner_lr"])
         w, si = _sgd_w(self, u, state.w, state.inner_sampler, lr["inner_lr"], self.inner_steps)
@@ -299,6 +309,10 @@ class StocBiO(StochasticSolver):
         self._check_int("neumann_steps")
 
     @property
+    def _v_carried(self):
+        return False  # v is a fresh Neumann series every step
+
+    @property
     def draws_per_step(self):
         return (self.inner_steps + self.neumann_steps + 1, 1)
 
@@ -306,7 +320,7 @@ class StocBiO(StochasticSolver):
     def oracle_calls(self):
         return dict(grad_f=self.inner_steps, hvp=self.neumann_steps, cross=1, grad_F=1, grad_f_u=0)
 
-    def _update(self, state, lr):
+    def _update(self, state, lr, guard=True):
         u = state.u
         c = lr.get("v_lr", lr["inner_lr"])
         w, si = _sgd_w(self, u, state.w, state.inner_sampler, lr["inner_lr"], self.inner_steps)
@@ -379,7 +393,7 @@ class F2SA(StochasticSolver):
         dtype = jnp.result_type(*jax.tree_util.tree_leaves(u))
         return dict(z=w, lam=jnp.asarray(self.lam0, dtype))
 
-    def _update(self, state, lr):
+    def _update(self, state, lr, guard=True):
         u, lam = state.u, state.aux["lam"]
         grad_F_w = lambda u_, w_, B: jax.grad(self.problem.F, argnums=1)(u_, w_, B)  # noqa: E731
         grad_f_u = lambda u_, w_, B: jax.grad(self.problem.f, argnums=0)(u_, w_, B)  # noqa: E731
