@@ -152,7 +152,8 @@ def test_guard_per_chunk_equals_guard_per_step(name, lr):
     p = _problem()
     chunked, per_step = GUARD_CASES[name](p, lr), GUARD_CASES[name](p, lr)
     object.__setattr__(per_step, "_GUARD_EVERY", 0)  # the per-step guard
-    steps = 3 * chunked._GUARD_EVERY + 5  # whole chunks and a remainder
+    object.__setattr__(chunked, "_GUARD_EVERY", 16)  # short chunks: several in a short run
+    steps = 3 * 16 + 5  # whole chunks and a remainder
     a, ha = chunked.run(chunked.init(U0, W0), steps, throw=False)
     b, hb = per_step.run(per_step.init(U0, W0), steps, throw=False)
     assert int(a.info.diverged_step) == int(b.info.diverged_step)

@@ -108,7 +108,7 @@ class StochasticSolver:
     # True when ``_update`` already keeps ``memory`` unchanged on a non-finite step (SABA: row by row)
     _FREEZES_MEMORY = False
     # run() checks finiteness once per chunk of this many steps when the state is not batched (see _scan)
-    _GUARD_EVERY = 64
+    _GUARD_EVERY = 1024
 
     # ------------------------------------------------------------------ construction
     def __post_init__(self):
@@ -337,9 +337,15 @@ class StochasticSolver:
 
         def chunk_of(length):
             def chunk(s, _=None):
-                new, hist, ok = fast(s, length)
+                frozen = s.diverged_step >= 0
+
+                def skip():  # an already frozen run: no fast pass, straight to the per-step guard
+                    shapes = jax.eval_shape(lambda: fast(s, length))
+                    return jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+
+                new, hist, ok = jax.lax.cond(frozen, skip, lambda: fast(s, length))
                 return jax.lax.cond(
-                    jnp.logical_or(s.diverged_step >= 0, jnp.logical_not(ok)),
+                    jnp.logical_or(frozen, jnp.logical_not(ok)),
                     lambda: jax.lax.scan(body(True), s, None, length=length),
                     lambda: (new, hist),
                 )
