@@ -236,6 +236,14 @@ class StochasticSolver:
         """
         raise NotImplementedError
 
+    def _fast_begin(self, state: StochasticState) -> StochasticState:
+        """The state as the unguarded steps of :meth:`_scan` carry it (default: unchanged)."""
+        return state
+
+    def _fast_end(self, state: StochasticState) -> StochasticState:
+        """Back from :meth:`_fast_begin`'s form to the state's."""
+        return state
+
     @property
     def _v_carried(self) -> bool:
         """``v_{k+1}`` is computed from ``v_k`` as ``v_k - c g`` (so a non-finite ``v`` stays
@@ -322,18 +330,21 @@ class StochasticSolver:
         carried_v = self._v_carried
 
         def fast(s, length):
+            s = self._fast_begin(s)
             if carried_v:
                 s, hist = jax.lax.scan(body(False, False), s, None, length=length)
-                return s, hist, tree_all_finite((s.u, s.w, s.v, s.aux))
+                ok = tree_all_finite((s.u, s.w, s.v, s.aux))
+            else:
 
-            def f(carry, _):
-                s, ok = carry
-                s, metrics = self._step(s, False, False)
-                ok = jnp.logical_and(ok, tree_all_finite(s.v))
-                return (s, ok), (metrics if history else None)
+                def f(carry, _):
+                    s, ok = carry
+                    s, metrics = self._step(s, False, False)
+                    ok = jnp.logical_and(ok, tree_all_finite(s.v))
+                    return (s, ok), (metrics if history else None)
 
-            (s, ok), hist = jax.lax.scan(f, (s, jnp.asarray(True)), None, length=length)
-            return s, hist, jnp.logical_and(ok, tree_all_finite((s.u, s.w, s.aux)))
+                (s, ok), hist = jax.lax.scan(f, (s, jnp.asarray(True)), None, length=length)
+                ok = jnp.logical_and(ok, tree_all_finite((s.u, s.w, s.aux)))
+            return self._fast_end(s), hist, ok
 
         def chunk_of(length):
             def chunk(s, _=None):

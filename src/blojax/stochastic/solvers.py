@@ -103,6 +103,24 @@ _INNER_KEYS = ("inner_grad", "hvp", "cross_v")
 _OUTER_KEYS = ("grad_F_w", "grad_F_u")
 
 
+# Row ``j`` of a memory table (``0 <= j < N`` always: a block index from a sampler). ``lax``'s dynamic
+# slices, not ``t[j]`` / ``t.at[j].set``: those add a bounds check (negative indices, out-of-range
+# updates dropped) that is a select over the whole table, so XLA could not update the table in place
+# and copied all N rows at every step.
+def _row(t, j):
+    return jax.lax.dynamic_index_in_dim(t, j, 0, keepdims=False)
+
+
+def _set_row(t, j, q):
+    return jax.lax.dynamic_update_index_in_dim(t, q, j, 0)
+
+
+def _flush(table, pending):
+    """``table`` with the pending row write ``pending = (rows, j)`` done (leaf by leaf)."""
+    rows, j = pending
+    return jax.tree_util.tree_map(lambda t, q: _set_row(t, j, q), table, rows)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class SABA(SOBA):
     r"""Stochastic Average Bilevel Algorithm (Dagréou et al., NeurIPS 2022): SOBA with SAGA memory.
@@ -163,6 +181,20 @@ class SABA(SOBA):
     # selecting whole tables every step would copy them (O(N d) per step instead of O(d))
     _FREEZES_MEMORY = True
 
+    # In the unguarded chunks of base._scan the row write of a step is deferred to the start of the
+    # next step (memory[k] = (table, avg, (pending rows, pending block)) there): the step then writes
+    # the previous row before it reads ``m[j]``, so XLA can update the table in place. Written the
+    # other way round (read m[j], then write it), the write does not depend on every read of the
+    # table, and XLA copied each whole table twice per step (O(N d) per step instead of O(d)).
+    def _fast_begin(self, state):
+        def pend(table):  # writing row 0 with its own value: a no-op
+            return jax.tree_util.tree_map(lambda t: _row(t, 0), table), jnp.zeros((), jnp.int32)
+
+        return state._replace(memory={k: (t, a, pend(t)) for k, (t, a) in state.memory.items()})
+
+    def _fast_end(self, state):
+        return state._replace(memory={k: (_flush(t, p), a) for k, (t, a, p) in state.memory.items()})
+
     def _update(self, state, lr, guard=True):
         (bi, bo, si, so), g = self._directions(state)
         pending, direction = {}, {}
@@ -170,24 +202,25 @@ class SABA(SOBA):
             block, n = (
                 (bi, self.inner_sampler.n_blocks) if k in _INNER_KEYS else (bo, self.outer_sampler.n_blocks)
             )
-            table, avg = state.memory[k]
-            diff = jax.tree_util.tree_map(lambda q, t: q - t[block], g[k], table)  # noqa: B023 - used now
+            if guard:
+                table, avg = state.memory[k]
+            else:  # the previous step's row first (see _fast_begin)
+                table, avg, p = state.memory[k]
+                table = _flush(table, p)
+            diff = jax.tree_util.tree_map(lambda q, t: q - _row(t, block), g[k], table)  # noqa: B023 - used now
             direction[k] = _add(diff, avg)
             new_avg = jax.tree_util.tree_map(lambda a, d: a + d / n, avg, diff)  # noqa: B023 - used now
             pending[k] = (block, table, avg, new_avg)
         u, w, v, _, aux, si, so, d = self._apply(state, lr, direction, si, so, None)
         if not guard:  # an unguarded chunk (base._scan): discarded as a whole if a step was non-finite
-            memory = {
-                k: (jax.tree_util.tree_map(lambda t, q: t.at[block].set(q), table, g[k]), new_avg)  # noqa: B023
-                for k, (block, table, _, new_avg) in pending.items()
-            }
+            memory = {k: (table, new_avg, (g[k], block)) for k, (block, table, _, new_avg) in pending.items()}
             return u, w, v, memory, aux, si, so, d
         # the base freezes the state when this step is non-finite; the tables follow the same rule
         ok = self._step_ok(state, u, w, v, d, aux)
         memory = {}
         for k, (block, table, avg, new_avg) in pending.items():
             table = jax.tree_util.tree_map(
-                lambda t, q: t.at[block].set(jnp.where(ok, q, t[block])),  # noqa: B023 - used now
+                lambda t, q: _set_row(t, block, jnp.where(ok, q, _row(t, block))),  # noqa: B023 - used now
                 table,
                 g[k],
             )
