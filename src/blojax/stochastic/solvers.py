@@ -186,13 +186,20 @@ class SABA(SOBA):
     # the previous row before it reads ``m[j]``, so XLA can update the table in place. Written the
     # other way round (read m[j], then write it), the write does not depend on every read of the
     # table, and XLA copied each whole table twice per step (O(N d) per step instead of O(d)).
+    _DEFER_ROW_WRITES = True
+
     def _fast_begin(self, state):
+        if not self._DEFER_ROW_WRITES:
+            return state
+
         def pend(table):  # writing row 0 with its own value: a no-op
             return jax.tree_util.tree_map(lambda t: _row(t, 0), table), jnp.zeros((), jnp.int32)
 
         return state._replace(memory={k: (t, a, pend(t)) for k, (t, a) in state.memory.items()})
 
     def _fast_end(self, state):
+        if not self._DEFER_ROW_WRITES:
+            return state
         return state._replace(memory={k: (_flush(t, p), a) for k, (t, a, p) in state.memory.items()})
 
     def _update(self, state, lr, guard=True):
@@ -202,7 +209,7 @@ class SABA(SOBA):
             block, n = (
                 (bi, self.inner_sampler.n_blocks) if k in _INNER_KEYS else (bo, self.outer_sampler.n_blocks)
             )
-            if guard:
+            if guard or not self._DEFER_ROW_WRITES:
                 table, avg = state.memory[k]
             else:  # the previous step's row first (see _fast_begin)
                 table, avg, p = state.memory[k]
@@ -213,7 +220,10 @@ class SABA(SOBA):
             pending[k] = (block, table, avg, new_avg)
         u, w, v, _, aux, si, so, d = self._apply(state, lr, direction, si, so, None)
         if not guard:  # an unguarded chunk (base._scan): discarded as a whole if a step was non-finite
-            memory = {k: (table, new_avg, (g[k], block)) for k, (block, table, _, new_avg) in pending.items()}
+            if self._DEFER_ROW_WRITES:
+                memory = {k: (t, a, (g[k], j)) for k, (j, t, _, a) in pending.items()}
+            else:
+                memory = {k: (_flush(t, (g[k], j)), a) for k, (j, t, _, a) in pending.items()}
             return u, w, v, memory, aux, si, so, d
         # the base freezes the state when this step is non-finite; the tables follow the same rule
         ok = self._step_ok(state, u, w, v, d, aux)
