@@ -30,11 +30,18 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=8)
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--problem", choices=("quadratic", "logreg"), default="quadratic")
+    ap.add_argument("--outer-ratio", type=float, default=1.0, help="as speed.py's (its logreg table: 0.1)")
     ap.add_argument(
         "--history", action="store_true", help="blojax records its per-step metrics (default: not, as bb)"
     )
     ap.add_argument(
         "--no-freeze", action="store_true", help="blojax run(freeze=False): detect NaN without the select"
+    )
+    ap.add_argument(
+        "--saba-direct-rows",
+        action="store_true",
+        help="SABA: write each SAGA table row in the step that reads it (the alternative to deferring it "
+        "to the next step, see blojax.stochastic.solvers.SABA._fast_begin)",
     )
     args = ap.parse_args(argv)
 
@@ -69,13 +76,15 @@ def main(argv=None):
         lr = logreg_objectives()
         f_in, f_out, problem = lr["f_inner"], lr["f_outer"], lr["problem"]
         n_in, n_out, u0, w0 = lr["n_in"], lr["n_out"], lr["u0"], lr["w0"]
-    fname, params = speed.bb_params(args.solver)
+    fname, params = speed.bb_params(args.solver, args.outer_ratio)
     mod = speed.load_module(bb / "solvers" / f"{fname}.py", f"bb_solver_{fname}")
     ref = mod.Solver.get_instance(**params, batch_size=b, eval_freq=it, random_state=1)
     ref.set_objective(f_in, f_out, n_in, n_out, w0, u0)
     init = ref.init()
     st = {"ref": init if fname == "saba" else (None, init)}
-    algo = speed.blojax_solver(args.solver, problem, Shuffle(n_in, b), Shuffle(n_out, b))
+    algo = speed.blojax_solver(args.solver, problem, Shuffle(n_in, b), Shuffle(n_out, b), args.outer_ratio)
+    if args.saba_direct_rows:
+        object.__setattr__(algo, "_DEFER_ROW_WRITES", False)
     st["blojax"] = algo.init(u0, w0, jax.random.PRNGKey(1))
 
     def run_ref():
@@ -102,7 +111,8 @@ def main(argv=None):
     med = statistics.median(times["blojax"]) / statistics.median(times["benchmark_bilevel"])
     mn = min(times["blojax"]) / min(times["benchmark_bilevel"])
     print(
-        f"{args.solver} ({args.problem}, history={args.history}, freeze={not args.no_freeze}): blojax / benchmark_bilevel  median {med:.2f}  min {mn:.2f}  (load average {os.getloadavg()})"
+        f"{args.solver} ({args.problem}, history={args.history}, freeze={not args.no_freeze}"
+        f"{', direct rows' if args.saba_direct_rows else ''}): blojax / benchmark_bilevel  median {med:.2f}  min {mn:.2f}  (load average {os.getloadavg()})"
     )
 
 
