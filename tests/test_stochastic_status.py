@@ -131,12 +131,19 @@ def test_freeze_false_detects_the_same_step_without_freezing():
         good.run(good.init(U0, W0), 3, freeze=None)  # type: ignore[arg-type]
 
 
+def _direct_rows(algo):
+    object.__setattr__(algo, "_DEFER_ROW_WRITES", False)
+    return algo
+
+
 GUARD_CASES = {
     **SOLVERS,
     # v is not carried (a fresh v every step): the unguarded chunks check it at every step
     "AmIGO-cold": lambda p, lr: blo.AmIGO(
         p, Shuffle(12, 4), Shuffle(8, 4), inner_lr=lr, outer_lr=lr, inner_steps=2, warm_v=False
     ),
+    # SABA writing each table row in the step that reads it (instead of deferring it to the next step)
+    "SABA-direct": lambda p, lr: _direct_rows(SOLVERS["SABA"](p, lr)),
     # only v overflows (u and w stay finite): the chunk must still be replayed and frozen
     "StocBiO-v": lambda p, lr: blo.StocBiO(
         p, Shuffle(12, 4), Shuffle(8, 4), inner_lr=0.05, outer_lr=0.05, v_lr=lr, inner_steps=2, neumann_steps=2

@@ -7,7 +7,8 @@ float32, batch 64, each solver's default step sizes), for SOBA, SABA, AmIGO, Sto
 
 * time per 1000 iterations (compiled chunks of ``--eval-freq`` iterations, as benchmark_bilevel's
   runner does; compilation excluded; median and minimum over ``--repeats`` samples of ``--iters``
-  iterations, the two sides alternating sample by sample so that load changes hit both);
+  iterations, the two sides alternating sample by sample so that load changes hit both, and which
+  side goes first flipping every sample);
 * time and iterations to reach the benchmark's metric ``||grad h(u)||^2 <= --target`` (metric
   evaluated between chunks, outside the timer, with benchmark_bilevel's own metric function);
 * oracle calls per iteration; the ratio blojax / benchmark_bilevel of both times;
@@ -201,8 +202,10 @@ def main(argv=None):
 
         per1000 = {k: [] for k in sides}
         n_chunks = max(1, -(-args.iters // ef))
-        for _ in tqdm(range(args.repeats), desc=f"{name} per-iteration", leave=False):
-            for k, s in sides.items():
+        order = list(sides)
+        for rep in tqdm(range(args.repeats), desc=f"{name} per-iteration", leave=False):
+            for k in order if rep % 2 == 0 else order[::-1]:  # who goes first flips every sample
+                s = sides[k]
                 s.reset()
                 t = time.perf_counter()
                 for _ in range(n_chunks):
@@ -214,7 +217,8 @@ def main(argv=None):
         for rep in tqdm(
             range(args.target_repeats if args.max_iters > 0 else 0), desc=f"{name} to target", leave=False
         ):
-            for k, s in sides.items():
+            for k in order if rep % 2 == 0 else order[::-1]:
+                s = sides[k]
                 s.reset()
                 elapsed, it = 0.0, 0
                 curve = [(0.0, 0, value(*s.uw()))]
