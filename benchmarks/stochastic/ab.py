@@ -43,6 +43,18 @@ def main(argv=None):
         help="SABA: write each SAGA table row in the step that reads it (the alternative to deferring it "
         "to the next step, see blojax.stochastic.solvers.SABA._fast_begin)",
     )
+    ap.add_argument(
+        "--guard-every",
+        type=int,
+        default=None,
+        help="blojax: steps per unguarded chunk of run()'s non-finite guard (default: the solver's, 1024)",
+    )
+    ap.add_argument(
+        "--bare",
+        action="store_true",
+        help="blojax: call the compiled scan directly instead of run() (no argument checks, no host read "
+        "of the divergence flag): what run()'s Python side costs",
+    )
     args = ap.parse_args(argv)
 
     import jax
@@ -85,6 +97,8 @@ def main(argv=None):
     algo = speed.blojax_solver(args.solver, problem, Shuffle(n_in, b), Shuffle(n_out, b), args.outer_ratio)
     if args.saba_direct_rows:
         object.__setattr__(algo, "_DEFER_ROW_WRITES", False)
+    if args.guard_every is not None:
+        object.__setattr__(algo, "_GUARD_EVERY", args.guard_every)
     st["blojax"] = algo.init(u0, w0, jax.random.PRNGKey(1))
 
     def run_ref():
@@ -93,7 +107,10 @@ def main(argv=None):
         jax.block_until_ready(st["ref"][1]["outer_var"])
 
     def run_blojax():
-        st["blojax"], _ = algo.run(st["blojax"], it, history=args.history, freeze=not args.no_freeze)
+        if args.bare:  # run()'s compiled program for an unbatched state, without run()'s Python side
+            st["blojax"], _ = algo._jit_scan(st["blojax"], it, args.history, not args.no_freeze, True)
+        else:
+            st["blojax"], _ = algo.run(st["blojax"], it, history=args.history, freeze=not args.no_freeze)
         jax.block_until_ready(st["blojax"].u)
 
     sides = {"benchmark_bilevel": run_ref, "blojax": run_blojax}
@@ -112,7 +129,9 @@ def main(argv=None):
     mn = min(times["blojax"]) / min(times["benchmark_bilevel"])
     print(
         f"{args.solver} ({args.problem}, history={args.history}, freeze={not args.no_freeze}"
-        f"{', direct rows' if args.saba_direct_rows else ''}): blojax / benchmark_bilevel  median {med:.2f}  min {mn:.2f}  (load average {os.getloadavg()})"
+        f"{', direct rows' if args.saba_direct_rows else ''}"
+        f"{f', guard every {args.guard_every}' if args.guard_every is not None else ''}"
+        f"{', bare compiled scan' if args.bare else ''}): blojax / benchmark_bilevel  median {med:.2f}  min {mn:.2f}  (load average {os.getloadavg()})"
     )
 
 
