@@ -146,7 +146,14 @@ GUARD_CASES = {
     "SABA-direct": lambda p, lr: _direct_rows(SOLVERS["SABA"](p, lr)),
     # only v overflows (u and w stay finite): the chunk must still be replayed and frozen
     "StocBiO-v": lambda p, lr: blo.StocBiO(
-        p, Shuffle(12, 4), Shuffle(8, 4), inner_lr=0.05, outer_lr=0.05, v_lr=lr, inner_steps=2, neumann_steps=2
+        p,
+        Shuffle(12, 4),
+        Shuffle(8, 4),
+        inner_lr=0.05,
+        outer_lr=0.05,
+        v_lr=lr,
+        inner_steps=2,
+        neumann_steps=2,
     ),
 }
 

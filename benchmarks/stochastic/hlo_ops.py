@@ -139,9 +139,13 @@ def main(argv=None):
         fname, params = speed.bb_params(name, args.outer_ratio)
         mod = speed.load_module(bb / "solvers" / f"{fname}.py", f"bb_solver_{fname}")
         ref = mod.Solver.get_instance(**params, batch_size=b, eval_freq=ef, random_state=1)
-        ref.set_objective(setup["f_inner"], setup["f_outer"], setup["n_in"], setup["n_out"], setup["w0"], setup["u0"])
+        ref.set_objective(
+            setup["f_inner"], setup["f_outer"], setup["n_in"], setup["n_out"], setup["w0"], setup["u0"]
+        )
         init = ref.init()
-        lowered = ref.one_epoch.lower(init[1], init[0], ef) if fname == "saba" else ref.one_epoch.lower(init, ef)
+        lowered = (
+            ref.one_epoch.lower(init[1], init[0], ef) if fname == "saba" else ref.one_epoch.lower(init, ef)
+        )
         algo = speed.blojax_solver(
             name, setup["problem"], Shuffle(setup["n_in"], b), Shuffle(setup["n_out"], b), args.outer_ratio
         )

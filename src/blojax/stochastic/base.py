@@ -371,7 +371,11 @@ class StochasticSolver:
         if rest:
             state, tail = chunk_of(rest)(state)
             parts.append(tail)
-        hist = parts[0] if len(parts) == 1 else jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), *parts)
+        hist = (
+            parts[0]
+            if len(parts) == 1
+            else jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), *parts)
+        )
         return state, hist
 
     def _check_replay(self, state, steps):
