@@ -6,9 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import blojax as blo
 from blojax.experiments import _stochastic_antidistill as ad_mod
 from blojax.experiments import common
 from blojax.experiments import stochastic_bias as s1
+from blojax.stochastic import Shuffle, inverse_power
 
 
 def test_config_validation_names_the_field():
@@ -146,7 +148,9 @@ def test_cold_v_prediction_tends_to_min_norm():
         Phi, Z, y, u0, _ = ad_mod.make_data(ad)
     u_mn = s1.closed_form(Phi, Z, y, u0)["u_mn"]
     a = 1.0 / np.linalg.eigvalsh(Phi.T @ Phi / 6)[-1]
-    far = [np.linalg.norm(ad_mod.predicted_landing(Phi, Z[0], 2.0, u0, a, J) - u_mn) for J in (1, 10, 100, 5000)]
+    far = [
+        np.linalg.norm(ad_mod.predicted_landing(Phi, Z[0], 2.0, u0, a, J) - u_mn) for J in (1, 10, 100, 5000)
+    ]
     assert far[0] > 0.1 * np.linalg.norm(u_mn) and far[-1] < 1e-8 * np.linalg.norm(u_mn)
     assert all(x >= y for x, y in zip(far, far[1:]))
 
@@ -191,3 +195,73 @@ def test_antidistill_run_lands_where_predicted(tmp_path):
     assert len(d["antidistill"]["u_final_median"]) == 8
     paths = s1.plot(res, tmp_path)
     assert len(paths) == 5 and all(p.exists() and p.stat().st_size > 1000 for p in paths)
+
+
+def _drift_identity_error(solver, X, Z, y, u0, a_ratio, steps, key):
+    """``||P_null(A)(u_k - u0) + r P_null(A) X^{+T} v_k|| / ||P_null(A)(u_k - u0)||`` after ``steps``
+    steps, ``r = b_k / a_k`` (outer over inner step)."""
+    cf = s1.closed_form(X, Z, y, u0)
+    s, _ = solver.run(solver.init(jax.numpy.asarray(u0), jax.numpy.zeros(X.shape[1]), key), steps)
+    P = cf["P_null_A"]
+    lhs = P @ (np.asarray(s.u) - u0)
+    rhs = -a_ratio * P @ cf["Xp"].T @ np.asarray(s.v)
+    return float(np.linalg.norm(lhs - rhs) / np.linalg.norm(lhs))
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    problem=st.sampled_from(["quadratic", "antidistill"]),
+    seed=st.integers(0, 10_000),
+    n=st.integers(3, 7),
+    batch=st.integers(1, 7),
+    name=st.sampled_from(["SOBA", "SABA"]),
+    decay=st.sampled_from([0.0, 0.5]),
+)
+def test_single_loop_warm_v_drift_identity(problem, seed, n, batch, name, decay):
+    """Why SOBA and SABA land at ``u_mn`` for every batch size: with ``v0 = 0`` and ``b_k / a_k = r``
+    constant, ``M_B^T v = -g`` and ``H_B v = X^T g`` come from the same batch and the same ``v``, so
+    summing the updates gives ``X^T (u_k - u0) = -r v_k - (b/m) Z^T R_k`` at every step, i.e.
+
+        P_null(A) (u_k - u0) = -r P_null(A) X^{+T} v_k          (exact, any batch sequence),
+
+    and the drift along the solution set vanishes when ``v``'s range part does. Checked in float64 on
+    random instances of both problems, any batch size, constant or equally decaying steps."""
+    if problem == "quadratic":
+        cfg = s1.Config(n_train=n, n_features=n + 4, n_val=min(2, n - 1), seed=seed)
+        X, Z, y, u0 = s1.make_data(cfg)
+    else:
+        X, Z, y, _, _ = ad_mod.make_data(s1.AntidistillConfig(n=n, L=4))
+        u0 = np.random.default_rng(seed).normal(size=n)
+    b = min(batch, n)
+    a, bo = 0.3, 0.04
+    ins, outs = Shuffle(n, b), Shuffle(Z.shape[0], Z.shape[0])
+    lr = inverse_power(a, decay) if decay else a
+    olr = inverse_power(bo, decay) if decay else bo
+    cls = blo.SOBA if name == "SOBA" else blo.SABA
+    with jax.enable_x64(True):
+        solver = cls(s1.make_problem(X, Z, y), ins, outs, inner_lr=lr, outer_lr=olr)
+        err = _drift_identity_error(solver, X, Z, y, u0, bo / a, 40, jax.random.PRNGKey(seed))
+    assert err < 1e-10
+
+
+@pytest.mark.parametrize("name", ["AmIGO-warm", "AmIGO-cold", "StocBiO"])
+def test_drift_identity_fails_without_single_loop_warm_v(name):
+    """The identity is specific to one ``v`` step per outer step on the batch that also gives
+    ``M^T v``: AmIGO (``T_v`` steps, a fresh batch for ``M^T v``) and cold ``v`` break it, even with
+    full batches (the check above can fail)."""
+    X, Z, y, _, _ = ad_mod.make_data(s1.AntidistillConfig(n=6, L=4))
+    u0 = np.zeros(6)
+    with jax.enable_x64(True):
+        solver = s1.build_solver(
+            name,
+            s1.make_problem(X, Z, y),
+            n_inner=6,
+            n_outer=1,
+            batch=6,
+            lr=0.3,
+            outer_lr=0.04,
+            inner_steps=3,
+            record=None,
+        )
+        err = _drift_identity_error(solver, X, Z, y, u0, 0.04 / 0.3, 40, jax.random.PRNGKey(0))
+    assert err > 0.1

@@ -80,7 +80,9 @@ class AntidistillConfig:
         check_field(self.x_min < self.x_max, name, "x_min", f"< x_max ({self.x_max})", self.x_min)
         check_field(
             len(self.batch_sizes) > 0
-            and all(isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= self.n for b in self.batch_sizes),
+            and all(
+                isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= self.n for b in self.batch_sizes
+            ),
             name,
             "batch_sizes",
             f"integers in [1, n={self.n}]",
@@ -205,7 +207,9 @@ def run_antidistill(cfg, ctx) -> AntidistillResult:
         outer_lr = ad.outer_lr / float(c @ c)
         scale_mn = float(np.linalg.norm(cf["u_mn"] - u0))
         preds = {
-            (name, s): predicted_landing(Phi, phi_o, ad.y_orig, u0, lr * s, cold_v_terms(name, cfg.inner_steps))
+            (name, s): predicted_landing(
+                Phi, phi_o, ad.y_orig, u0, lr * s, cold_v_terms(name, cfg.inner_steps)
+            )
             for name in cfg.solvers
             if name in COLD_V
             for s in cfg.step_scales

@@ -189,7 +189,9 @@ def sweep(
                 def chunk(s, n, algo=algo):
                     return jax.vmap(lambda st: algo.run(st, n, on_nonfinite="stop"))(s)
 
-                state, hist = ctx.scan(chunk, state, steps, key=f"{key_prefix}-{tag}", desc=tag, history_axis=1)
+                state, hist = ctx.scan(
+                    chunk, state, steps, key=f"{key_prefix}-{tag}", desc=tag, history_axis=1
+                )
                 hist = {k: np.asarray(hist[k]) for k in set(metrics) | set(curve_fields)}
                 diverged = bool(np.any(np.asarray(state.diverged_step) >= 0))
                 medians: dict[str, Any] = {

@@ -62,6 +62,7 @@ __all__ = [
     "AntidistillCurves",
     "AntidistillResult",
     "AntidistillRow",
+    "build_solver",
     "Config",
     "Curves",
     "Prediction",
@@ -107,7 +108,7 @@ class Config:
     seeds: int = 4
     inner_steps: int = 5
     seed: int = 0
-    antidistill: AntidistillConfig | None = AntidistillConfig()
+    antidistill: AntidistillConfig | None = dataclasses.field(default_factory=AntidistillConfig)
 
     @classmethod
     def quick(cls) -> "Config":

@@ -137,7 +137,9 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
     if ad is not None and cfg.antidistill is not None:
         bs, t = cfg.antidistill.batch_sizes, "antidistillation, "
         paths += [
-            _final(plt, ad.table, cfg.solvers, cfg.step_scales, out / "stochastic_bias_antidistill_final.png", t),
+            _final(
+                plt, ad.table, cfg.solvers, cfg.step_scales, out / "stochastic_bias_antidistill_final.png", t
+            ),
             _trajectories(
                 plt,
                 ad.curve,
@@ -149,6 +151,8 @@ def plot(result: Result, out_dir) -> list[pathlib.Path]:
                 out / "stochastic_bias_antidistill_trajectories.png",
                 t,
             ),
-            _points(plt, ad, cfg.solvers, bs, cfg.step_scales[0], out / "stochastic_bias_antidistill_points.png"),
+            _points(
+                plt, ad, cfg.solvers, bs, cfg.step_scales[0], out / "stochastic_bias_antidistill_points.png"
+            ),
         ]
     return paths
