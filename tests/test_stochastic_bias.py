@@ -208,7 +208,7 @@ def _drift_identity_error(solver, X, Z, y, u0, a_ratio, steps, key):
     return float(np.linalg.norm(lhs - rhs) / np.linalg.norm(lhs))
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(
     problem=st.sampled_from(["quadratic", "antidistill"]),
     seed=st.integers(0, 10_000),
