@@ -26,6 +26,7 @@ AmIGO runs twice: warm ``v`` (carried) and cold ``v`` (reset to 0 every outer st
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 from typing import Any
 
@@ -301,6 +302,8 @@ def run(config: Config, ctx: common.RunContext | None = None) -> Result:
                     state = jax.vmap(lambda k: algo.init(u0j, w0, k, v0=v0))(keys)
                     tag = f"{name}|{b}|{scale:g}"
 
+                    # one compiled program per chunk length (vmap alone would re-trace every chunk)
+                    @functools.partial(jax.jit, static_argnums=1)
                     def chunk(s, n, algo=algo):
                         return jax.vmap(lambda st: algo.run(st, n, on_nonfinite="stop"))(s)
 
