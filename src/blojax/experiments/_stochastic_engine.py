@@ -14,6 +14,7 @@ with ``w*(u) = Phi^+ u`` (gradient descent from ``w0 = 0``), ``h(u) = 1/(2m) ||A
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -186,6 +187,8 @@ def sweep(
                 state = jax.vmap(lambda k, algo=algo: algo.init(u0, w0, k, v0=v0))(keys)
                 tag = f"{name}|{b}|{scale:g}"
 
+                # one compiled program per chunk length (vmap alone would re-trace every chunk)
+                @functools.partial(jax.jit, static_argnums=1)
                 def chunk(s, n, algo=algo):
                     return jax.vmap(lambda st: algo.run(st, n, on_nonfinite="stop"))(s)
 
