@@ -91,7 +91,9 @@ def check_page(page: pathlib.Path, values: list[float]):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("out", type=pathlib.Path, help="a reproduction folder (blojax reproduce --full --out OUT)")
+    ap.add_argument(
+        "out", type=pathlib.Path, help="a reproduction folder (blojax reproduce --full --out OUT)"
+    )
     ap.add_argument("pages", nargs="*", type=pathlib.Path, help="default: docs/experiments/*.md")
     ap.add_argument("--quiet", action="store_true", help="totals only")
     ap.add_argument(

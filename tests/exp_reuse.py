@@ -36,9 +36,7 @@ class Result:
 
 def _work(ctx, n: int) -> float:
     download.record_source("toydata", f"toy data n={n}", "1")
-    carry, _ = ctx.scan(
-        lambda c, k: (c + k, jnp.arange(k, dtype=jnp.float32)), jnp.float32(0), n, key="loop"
-    )
+    carry, _ = ctx.scan(lambda c, k: (c + k, jnp.arange(k, dtype=jnp.float32)), jnp.float32(0), n, key="loop")
     return float(carry)
 
 

@@ -85,7 +85,11 @@ def test_shared_process_gives_the_numbers_of_separate_processes(tmp_path, index)
     env = dict(os.environ, BLOJAX_JAX_CACHE="off")
     env.pop(ENV, None)
     group = tmp_path / "group"
-    _cli(["run-group", "--out", str(group), "--quick", *members], dict(env, **{ENV: str(tmp_path / "store")}), 1800)
+    _cli(
+        ["run-group", "--out", str(group), "--quick", *members],
+        dict(env, **{ENV: str(tmp_path / "store")}),
+        1800,
+    )
     for name in members:
         alone = tmp_path / name
         _cli(["run", name, "--quick", "--quiet", "--no-plots", "--out", str(alone)], env, 900)

@@ -136,7 +136,9 @@ def test_runner_context_loads_value_histories_and_data_files(tmp_path):
     v2 = second.reuse("toy.work", cfg, lambda: ran.append(1) or _work(second, cfg))
     assert not ran and v2 == v1
     assert [e["dataset"] for e in download.files_used()] == ["toydata"]
-    np.testing.assert_array_equal(second.histories["scan-loop"]["history"], first.histories["scan-loop"]["history"])
+    np.testing.assert_array_equal(
+        second.histories["scan-loop"]["history"], first.histories["scan-loop"]["history"]
+    )
     (rec,) = second.reused
     assert rec["name"] == "toy.work" and rec["computed_by"] == "run-a"
     download.reset_files_used()

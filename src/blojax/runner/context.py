@@ -182,7 +182,11 @@ class Context(LoopContext):
             for k, h in entry.get("histories", {}).items():
                 self.histories[self._claim(k)] = h
             self.reused.append(
-                dict(store.describe(name, config), seconds=entry.get("seconds"), computed_by=entry.get("computed_by"))
+                dict(
+                    store.describe(name, config),
+                    seconds=entry.get("seconds"),
+                    computed_by=entry.get("computed_by"),
+                )
             )
             print(
                 f"{name}: loaded the value another run of this reproduction computed "

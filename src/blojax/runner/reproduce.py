@@ -212,7 +212,9 @@ def reproduce(
     if not resume and store.is_dir():
         shutil.rmtree(store)
     child = {reuse.ENV: str(store.resolve())}
-    names = sorted(names, key=lambda n: (n not in START_FIRST, START_FIRST.index(n) if n in START_FIRST else 0))
+    names = sorted(
+        names, key=lambda n: (n not in START_FIRST, START_FIRST.index(n) if n in START_FIRST else 0)
+    )
     lock = threading.Lock()
     t_start = time.perf_counter()
     _say(

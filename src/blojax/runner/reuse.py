@@ -133,7 +133,10 @@ class Store:
             if self._lock(lock):
                 break
             if not said:
-                print(f"reuse: waiting for {name} (computed by another run of this reproduction)", file=sys.stderr)
+                print(
+                    f"reuse: waiting for {name} (computed by another run of this reproduction)",
+                    file=sys.stderr,
+                )
                 said = True
             time.sleep(self.poll)
         try:
