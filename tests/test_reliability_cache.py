@@ -62,50 +62,37 @@ def test_cache_folder_choice(monkeypatch, tmp_path):
     assert jaxcache.cache_dir() == tmp_path / "d" / "jax"
 
 
-@pytest.mark.slow
-def test_shared_process_gives_the_numbers_of_separate_processes(tmp_path):
-    """The x64 experiments of the quick reproduction in one process (as ``make reproduce`` runs them)
-    vs each in its own process: identical results.json numbers."""
-    from blojax.runner.reproduce import SHARED_PROCESS
-
-    env = dict(os.environ, BLOJAX_JAX_CACHE="off")
-    group = tmp_path / "group"
+def _cli(args, env, timeout):
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "blojax.runner.cli",
-            "run-group",
-            "--out",
-            str(group),
-            "--quick",
-            *SHARED_PROCESS,
-        ],
+        [sys.executable, "-m", "blojax.runner.cli", *args],
         env=env,
         check=True,
         capture_output=True,
-        timeout=1200,
+        timeout=timeout,
     )
-    for name in SHARED_PROCESS:
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", [0, 1])
+def test_shared_process_gives_the_numbers_of_separate_processes(tmp_path, index):
+    """Each group of the quick reproduction in one process (as ``make reproduce`` runs it, with its
+    shared computations, blojax.runner.reuse) vs each experiment in its own process with nothing
+    shared: identical results.json numbers."""
+    from blojax.runner.reproduce import QUICK_GROUPS
+    from blojax.runner.reuse import ENV
+
+    members = QUICK_GROUPS[index]
+    env = dict(os.environ, BLOJAX_JAX_CACHE="off")
+    env.pop(ENV, None)
+    group = tmp_path / "group"
+    _cli(
+        ["run-group", "--out", str(group), "--quick", *members],
+        dict(env, **{ENV: str(tmp_path / "store")}),
+        1800,
+    )
+    for name in members:
         alone = tmp_path / name
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "blojax.runner.cli",
-                "run",
-                name,
-                "--quick",
-                "--quiet",
-                "--no-plots",
-                "--out",
-                str(alone),
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
+        _cli(["run", name, "--quick", "--quiet", "--no-plots", "--out", str(alone)], env, 900)
         a = json.loads((group / name / "results.json").read_text())["results"]
         b = json.loads((alone / "results.json").read_text())["results"]
         assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True), name

@@ -78,15 +78,28 @@ def assert_solve_matches_hypergradient(problem, inner, u, w0, alpha, tol=1e-10):
         assert int(info.status) != blo.Status.NONFINITE, name
 
 
-@SETTINGS
-@given(seed=seeds, n_w=st.integers(2, 7), n_u=st.integers(1, 4))
-def test_grad_through_solve_equals_hypergradient_quadratic(x64, seed, n_w, n_u):
+def _quadratic_case(seed, n_w, n_u):
     q = quadratic.random_instance(seed, n_w, n_u)
     alpha = 1.0 / float(jnp.max(q.inner_eigenvalues()))
     rng = np.random.default_rng(seed)
     u = jnp.asarray(rng.standard_normal(n_u))
     inner = blo.InnerLoop(optax.sgd(alpha), steps=40)
     assert_solve_matches_hypergradient(q.problem(), inner, u, jnp.zeros(n_w), alpha)
+
+
+# Each example runs the eight strategies eagerly and compiled (about 17 s): two in the default suite,
+# twelve more under the slow marker (`pytest -m slow`).
+@settings(SETTINGS, max_examples=2)
+@given(seed=seeds, n_w=st.integers(2, 7), n_u=st.integers(1, 4))
+def test_grad_through_solve_equals_hypergradient_quadratic(x64, seed, n_w, n_u):
+    _quadratic_case(seed, n_w, n_u)
+
+
+@pytest.mark.slow
+@settings(SETTINGS, max_examples=12)
+@given(seed=seeds, n_w=st.integers(2, 7), n_u=st.integers(1, 4))
+def test_grad_through_solve_equals_hypergradient_quadratic_more(x64, seed, n_w, n_u):
+    _quadratic_case(seed, n_w, n_u)
 
 
 def mlp_problem(seed):
@@ -118,12 +131,24 @@ def mlp_problem(seed):
     return blo.Problem(f, F), u, w0
 
 
-@settings(SETTINGS, max_examples=2)
-@given(seed=seeds)
-def test_grad_through_solve_equals_hypergradient_mlp(x64, seed):
+def _mlp_case(seed):
     problem, u, w0 = mlp_problem(seed)
     inner = blo.InnerLoop(optax.sgd(0.1), steps=30)
     assert_solve_matches_hypergradient(problem, inner, u, w0, 0.1)
+
+
+# about 36 s per example: one in the default suite, four more under the slow marker
+@settings(SETTINGS, max_examples=1)
+@given(seed=seeds)
+def test_grad_through_solve_equals_hypergradient_mlp(x64, seed):
+    _mlp_case(seed)
+
+
+@pytest.mark.slow
+@settings(SETTINGS, max_examples=4)
+@given(seed=seeds)
+def test_grad_through_solve_equals_hypergradient_mlp_more(x64, seed):
+    _mlp_case(seed)
 
 
 @SETTINGS

@@ -27,6 +27,7 @@ __all__ = [
     "cache_dir",
     "SYSTEM_DIRS",
     "files_used",
+    "add_files_used",
     "reset_files_used",
     "record_source",
 ]
@@ -182,6 +183,14 @@ def files_used(full: bool = False) -> list[dict]:
     results.json, and checkpoints carry them so a resume with other data is refused."""
     keys = ("dataset", "role", "name", "size", "sha256") + (("path", "found_in") if full else ())
     return [{k: e[k] for k in keys} for e in _USED]
+
+
+def add_files_used(entries: list[dict]) -> None:
+    """Record ``entries`` (as :func:`files_used` ``(full=True)`` returns them) as read by this run: a
+    run that loads a computation another run did records the files that computation read."""
+    for e in entries:
+        if e not in _USED:
+            _USED.append(dict(e))
 
 
 def reset_files_used() -> None:

@@ -255,7 +255,8 @@ def run(config: Config, ctx: common.RunContext | None = None) -> Result:
     """Cold- and warm-start augment-net runs of ``config`` (see the module docstring)."""
     ctx = common.ensure_context(ctx)
     config.validate()
-    return Result(config, run_augment(config, ctx))
+    # table3 runs the same configs: computed once per reproduction (ctx.reuse)
+    return Result(config, ctx.reuse("augment_net.run_augment", config, lambda: run_augment(config, ctx)))
 
 
 def plot(result: Result, out_dir) -> list[pathlib.Path]:

@@ -276,11 +276,16 @@ class Result:
         return common.to_jsonable(out)
 
 
+#: The name under which :func:`distill` of a config is shared by the runs of a reproduction
+#: (``ctx.reuse``: ``distill_table`` and ``table3`` reach the same computations).
+REUSE_NAME = "canvas_distill.distill"
+
+
 def run(config: Config, ctx: common.RunContext | None = None) -> Result:
     """Cold- and warm-start distillation of ``config`` (see the module docstring)."""
     ctx = common.ensure_context(ctx)
     config.validate()
-    return Result(config, distill(config, ctx, key_prefix="canvas"))
+    return Result(config, ctx.reuse(REUSE_NAME, config, lambda: distill(config, ctx, key_prefix="canvas")))
 
 
 def plot(result: Result, out_dir) -> list[pathlib.Path]:

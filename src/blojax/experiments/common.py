@@ -175,6 +175,11 @@ class RunContext(Protocol):
         """``fn(*args, **kwargs)``, computed once."""
         ...
 
+    def reuse(self, name: str, config, fn: Callable[[], Any]) -> Any:
+        """``fn()``, the computation ``name`` whose result ``config`` fixes; computed once for all the
+        runs of a reproduction that share it."""
+        ...
+
 
 @dataclasses.dataclass
 class LoopContext:
@@ -232,6 +237,14 @@ class LoopContext:
         """Keep the state of a scan after a chunk."""
 
     # --- what experiments call
+    def reuse(self, name: str, config, fn: Callable[[], Any]) -> Any:
+        """``fn()``: the computation ``name`` whose result is fixed by ``config`` (a frozen dataclass,
+        seeds included; ``repr(config)`` identifies it). Here it is always computed; the runner's
+        context computes it once for every run of a reproduction that reaches the same ``name`` and
+        ``config`` and loads it in the others (:mod:`blojax.runner.reuse`), e.g. ``distill_table``'s
+        one-sample column is ``canvas_distill``'s run."""
+        return fn()
+
     def stage(self, key: str, fn: Callable, *args, **kwargs):
         """Compute ``fn(*args, **kwargs)`` once: with the runner's ``resume`` a finished stage is
         loaded back."""

@@ -21,31 +21,60 @@ suboptimality ``h(u) - h*`` (``h* = 0``), the part of ``u - u0`` in ``null(A)`` 
 solution set, invisible to ``h``), the inner distance ``||w - X^+ u||``, the part of ``w`` in
 ``null(X)``, and the part of ``v`` in ``null(H)`` (warm ``v`` accumulates it; cold ``v`` does not).
 AmIGO runs twice: warm ``v`` (carried) and cold ``v`` (reset to 0 every outer step).
+
+A second problem, the paper's antidistillation problem (E5: one original point, Fourier features, the
+outer problem overparameterized), runs the same solvers, step scales and metrics when
+``Config.antidistill`` is set (the default; ``quick()`` leaves it out). It has a second closed-form
+reference: where full-batch cold ``v`` lands (``_stochastic_antidistill.py``).
+
+The shared engine (problem, solvers, sweep) lives in ``_stochastic_engine.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-import blojax as blo
-from blojax.stochastic import MinibatchProblem, Shuffle, inverse_power
-
 from . import common
+from ._stochastic_antidistill import (
+    AntidistillConfig,
+    AntidistillCurves,
+    AntidistillResult,
+    AntidistillRow,
+    Prediction,
+    run_antidistill,
+)
+from ._stochastic_engine import METRICS, SOLVERS, Curves, Row, build_solver, closed_form, make_problem, sweep
 from .common import check_field, check_int_fields
 from .figures import stochastic_bias as figures
 
 DESCRIPTION = "S1: stochastic bilevel solvers (SOBA, SABA, AmIGO warm/cold v, StocBiO, F2SA) vs the min-norm solution of a doubly overparameterized quadratic"
 
-__all__ = ["DESCRIPTION", "Config", "Result", "run", "plot", "closed_form"]
-
-SOLVERS = ("SOBA", "SABA", "AmIGO-warm", "AmIGO-cold", "StocBiO", "F2SA")
-METRICS = ("dist_mn", "h", "u_null", "inner_dist", "w_null", "v_null")
+__all__ = [
+    "DESCRIPTION",
+    "METRICS",
+    "SOLVERS",
+    "AntidistillConfig",
+    "AntidistillCurves",
+    "AntidistillResult",
+    "AntidistillRow",
+    "build_solver",
+    "Config",
+    "Curves",
+    "Prediction",
+    "Result",
+    "Row",
+    "closed_form",
+    "make_data",
+    "make_problem",
+    "make_solver",
+    "plot",
+    "run",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +92,8 @@ class Config:
     steps: outer steps. seeds: runs per setting (vmapped), different minibatch streams.
     inner_steps: T of AmIGO, StocBiO (and K of StocBiO's Neumann series), F2SA.
     seed: the problem instance and the minibatch streams.
+    antidistill: the second problem (:class:`AntidistillConfig`, its own batch sizes and relative base
+      steps; solvers, step scales, steps, seeds, inner_steps and seed from here); ``None`` skips it.
     """
 
     n_train: int = 16
@@ -77,11 +108,13 @@ class Config:
     seeds: int = 4
     inner_steps: int = 5
     seed: int = 0
+    antidistill: AntidistillConfig | None = dataclasses.field(default_factory=AntidistillConfig)
 
     @classmethod
     def quick(cls) -> "Config":
-        """Two batch sizes, one step size, fewer steps and seeds (the qualitative picture holds)."""
-        return cls(batch_sizes=(16, 2), step_scales=(1.0,), steps=3000, seeds=2)
+        """Two batch sizes, one step size, fewer steps and seeds (the qualitative picture holds); the
+        quadratic problem only."""
+        return cls(batch_sizes=(16, 2), step_scales=(1.0,), steps=3000, seeds=2, antidistill=None)
 
     def validate(self) -> None:
         n = "Config"
@@ -128,51 +161,28 @@ class Config:
             0 < self.lr < 1.5, n, "lr", "in (0, 1.5) (stable SGD: per-sample curvature <~ 1)", self.lr
         )
         check_field(self.outer_lr > 0, n, "outer_lr", "positive", self.outer_lr)
-
-
-@dataclasses.dataclass(frozen=True)
-class Row:
-    """One setting (solver, inner batch size, step scale): medians over the seeds at the last step.
-
-    dist_mn: ``||u_T - u_mn|| / ||u_mn - u0||``; h: ``h(u_T) - h* = 1/(2m) ||A u_T - y||^2``; u_null:
-    ``||P_null(A) (u_T - u0)||`` (drift along the solution set); inner_dist: ``||w_T - X^+ u_T||``;
-    w_null: ``||P_null(X) w_T||``; v_null: ``||P_null(H) v_T||`` (``None`` for solvers without ``v``,
-    F2SA). diverged: some seed went non-finite; its metrics are left out of the medians (a solver that
-    diverges at a step size is a finding of S1, reported here, not an error).
-    """
-
-    solver: str
-    batch: int
-    step_scale: float
-    diverged: bool
-    dist_mn: float | None
-    h: float | None
-    u_null: float | None
-    inner_dist: float | None
-    w_null: float | None
-    v_null: float | None
-
-
-@dataclasses.dataclass(frozen=True)
-class Curves:
-    """Per-seed trajectories of one setting, every ``max(1, steps // 300)``-th outer step: arrays
-    ``(seeds, points)`` of the metrics of :class:`Row` with the same names."""
-
-    dist_mn: np.ndarray
-    h: np.ndarray
-    u_null: np.ndarray
-    v_null: np.ndarray
+        check_field(
+            self.antidistill is None or isinstance(self.antidistill, AntidistillConfig),
+            n,
+            "antidistill",
+            "an AntidistillConfig or None",
+            self.antidistill,
+        )
+        if self.antidistill is not None:
+            self.antidistill.validate()
 
 
 @dataclasses.dataclass(frozen=True)
 class Result:
     """table: one :class:`Row` per (solver, batch, step scale), in the order run; curves: the
-    trajectories of the same settings, in the same order; u_mn_norm: ``||u_mn - u0||``."""
+    trajectories of the same settings, in the same order; u_mn_norm: ``||u_mn - u0||``;
+    antidistill: the second problem's result (``None`` when ``config.antidistill`` is ``None``)."""
 
     config: Config
     table: tuple[Row, ...]
     curves: tuple[Curves, ...]
     u_mn_norm: float
+    antidistill: AntidistillResult | None = None
 
     def curve(self, solver: str, batch: int, step_scale: float) -> Curves | None:
         """The trajectories of one setting (``None`` if it was not run)."""
@@ -182,13 +192,20 @@ class Result:
         return None
 
     def to_dict(self) -> dict:
-        return common.to_jsonable(
-            dict(
-                config=self.config,
-                table=[dataclasses.asdict(r) for r in self.table],
-                u_mn_norm=self.u_mn_norm,
-            )
+        """The quadratic problem's numbers under ``table`` / ``u_mn_norm`` and, when it ran, the
+        antidistillation problem's under ``antidistill`` (a run without it writes neither that key nor
+        ``config.antidistill``: the layout of the quadratic-only runs)."""
+        config = common.to_jsonable(self.config)
+        if self.antidistill is None:
+            config.pop("antidistill")
+        out = dict(
+            config=config,
+            table=[dataclasses.asdict(r) for r in self.table],
+            u_mn_norm=self.u_mn_norm,
         )
+        if self.antidistill is not None:
+            out["antidistill"] = self.antidistill.to_dict()
+        return common.to_jsonable(out)
 
 
 def make_data(cfg: Config):
@@ -199,71 +216,25 @@ def make_data(cfg: Config):
     return X, Z, rng.normal(size=cfg.n_val), rng.normal(size=cfg.n_train)
 
 
-def closed_form(X, Z, y, u0):
-    """``A = Z X^+``, ``u_mn = u0 + A^+ (y - A u0)`` and the projectors onto ``null(A)``, ``null(X)``."""
-    Xp = np.linalg.pinv(X)
-    A = Z @ Xp
-    u_mn = u0 + np.linalg.pinv(A) @ (y - A @ u0)
-    P_null_A = np.eye(A.shape[1]) - np.linalg.pinv(A) @ A
-    P_null_X = np.eye(X.shape[1]) - Xp @ X
-    return dict(Xp=Xp, A=A, u_mn=u_mn, P_null_A=P_null_A, P_null_X=P_null_X)
-
-
-def make_problem(X, Z, y):
-    n = X.shape[0]
-
-    def f(u, w, batch):
-        x, idx = batch
-        return 0.5 * jnp.mean((x @ w - u[idx]) ** 2)
-
-    def F(u, w, batch):
-        z, t = batch
-        return 0.5 * jnp.mean((z @ w - t) ** 2)
-
-    return MinibatchProblem(
-        f, F, inner_data=(jnp.asarray(X), jnp.arange(n)), outer_data=(jnp.asarray(Z), jnp.asarray(y))
-    )
-
-
 def make_solver(name, problem, cfg: Config, b: int, scale: float, record):
-    ins, outs = Shuffle(cfg.n_train, b), Shuffle(cfg.n_val, cfg.n_val)
-    a, c = cfg.lr * scale, cfg.outer_lr * scale
-    T = cfg.inner_steps
-    if name == "SOBA":  # constant steps here (a decay would stop it before it converges)
-        return blo.SOBA(problem, ins, outs, inner_lr=a, outer_lr=c, record=record)
-    if name == "SABA":
-        return blo.SABA(problem, ins, outs, inner_lr=a, outer_lr=c, record=record)
-    if name in ("AmIGO-warm", "AmIGO-cold"):
-        return blo.AmIGO(
-            problem,
-            ins,
-            outs,
-            inner_lr=a,
-            outer_lr=c,
-            inner_steps=T,
-            warm_v=name == "AmIGO-warm",
-            record=record,
-        )
-    if name == "StocBiO":
-        return blo.StocBiO(
-            problem, ins, outs, inner_lr=a, outer_lr=c, inner_steps=T, neumann_steps=T, record=record
-        )
-    # F2SA: its own decays (the penalty lam grows); bases scaled like the others
-    return blo.F2SA(
+    """Solver ``name`` on the quadratic problem: inner batch ``b``, steps ``cfg.lr * scale`` (``w``,
+    ``v``) and ``cfg.outer_lr * scale`` (``u``), the whole validation set as outer batch."""
+    return build_solver(
+        name,
         problem,
-        ins,
-        outs,
-        inner_lr=inverse_power(0.2 * a, 5 / 7),
-        z_lr=inverse_power(a, 4 / 7),
-        outer_lr=inverse_power(c, 4 / 7),
-        lam_lr=inverse_power(0.1, 1 / 7),
-        inner_steps=T,
+        n_inner=cfg.n_train,
+        n_outer=cfg.n_val,
+        batch=b,
+        lr=cfg.lr * scale,
+        outer_lr=cfg.outer_lr * scale,
+        inner_steps=cfg.inner_steps,
         record=record,
     )
 
 
 def run(config: Config, ctx: common.RunContext | None = None) -> Result:
-    """Every (solver, batch size, step scale), each vmapped over the seeds through ``ctx.scan``."""
+    """Every (solver, batch size, step scale), each vmapped over the seeds through ``ctx.scan``; then
+    the antidistillation problem (when ``config.antidistill`` is set)."""
     config.validate()
     ctx = common.ensure_context(ctx)
     cfg = config
@@ -290,39 +261,30 @@ def run(config: Config, ctx: common.RunContext | None = None) -> Result:
             out["v_null"] = jnp.linalg.norm(Ph @ v) if v is not None else jnp.asarray(jnp.nan)
             return out
 
-        table: list[Row] = []
-        curves: list[Curves] = []
-        keys = jax.random.split(jax.random.PRNGKey(cfg.seed + 1), cfg.seeds)
-        w0, v0 = jnp.zeros(cfg.n_features), jnp.zeros(cfg.n_features)
-        for name in cfg.solvers:
-            for b in cfg.batch_sizes:
-                for scale in cfg.step_scales:
-                    algo = make_solver(name, problem, cfg, b, scale, record)
-                    state = jax.vmap(lambda k: algo.init(u0j, w0, k, v0=v0))(keys)
-                    tag = f"{name}|{b}|{scale:g}"
-
-                    def chunk(s, n, algo=algo):
-                        return jax.vmap(lambda st: algo.run(st, n, on_nonfinite="stop"))(s)
-
-                    state, hist = ctx.scan(chunk, state, cfg.steps, key=f"s1-{tag}", desc=tag, history_axis=1)
-                    hist = {k: np.asarray(hist[k]) for k in METRICS}
-                    diverged = bool(np.any(np.asarray(state.diverged_step) >= 0))
-                    medians: dict[str, Any] = {
-                        k: float(np.nanmedian(hist[k][:, -1]))
-                        if not np.all(np.isnan(hist[k][:, -1]))
-                        else None
-                        for k in METRICS
-                    }
-                    table.append(Row(solver=name, batch=b, step_scale=scale, diverged=diverged, **medians))
-                    stride = max(1, cfg.steps // 300)
-                    curves.append(
-                        Curves(**{k: hist[k][:, ::stride] for k in ("dist_mn", "h", "u_null", "v_null")})
-                    )
-    return Result(cfg, tuple(table), tuple(curves), scale_mn)
+        table, curves = sweep(
+            ctx,
+            problem,
+            solvers=cfg.solvers,
+            batch_sizes=cfg.batch_sizes,
+            step_scales=cfg.step_scales,
+            steps=cfg.steps,
+            seeds=cfg.seeds,
+            seed=cfg.seed,
+            lr=cfg.lr,
+            outer_lr=cfg.outer_lr,
+            inner_steps=cfg.inner_steps,
+            u0=u0j,
+            w0=jnp.zeros(cfg.n_features),
+            make_record=lambda name, b, scale: record,
+            key_prefix="s1",
+        )
+    ad = run_antidistill(cfg, ctx) if cfg.antidistill is not None else None
+    return Result(cfg, tuple(table), tuple(curves), scale_mn, ad)
 
 
 def plot(result: Result, out_dir) -> list[pathlib.Path]:
-    """``stochastic_bias_final.png`` and ``stochastic_bias_trajectories.png``
+    """``stochastic_bias_final.png``, ``stochastic_bias_trajectories.png`` and, with the antidistillation
+    problem, ``stochastic_bias_antidistill_{final,trajectories,points}.png``
     (:func:`blojax.experiments.figures.stochastic_bias.plot`)."""
     return figures.plot(result, out_dir)
 

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import pathlib
 import pickle
+import sys
 import time
 
 import jax
@@ -115,6 +116,8 @@ class Context(LoopContext):
       time_budget: seconds a loop may take; with it, one compiled step is timed before each loop and
         a loop estimated to run longer is refused (``None``: no time guard).
       memory_fraction: share of the available memory the per-step history of one loop may take.
+      reuse_dir: the folder of a reproduction's shared computations (:mod:`blojax.runner.reuse`;
+        ``None``: :meth:`reuse` always computes). After a run, :attr:`reused` lists what was loaded.
 
     Keys: every :meth:`scan`, :meth:`run` and :meth:`stage` names its checkpoint with ``key``. Using
     the same key twice in one run is allowed: the n-th use becomes ``key#n`` (n >= 2), which is
@@ -131,6 +134,8 @@ class Context(LoopContext):
     force: bool = False
     time_budget: float | None = None
     memory_fraction: float = 0.5
+    reuse_dir: str | os.PathLike | None = None
+    reused: list = dataclasses.field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self):
         super().__post_init__()
@@ -144,6 +149,52 @@ class Context(LoopContext):
             raise ValueError(
                 f"Context.checkpoint_every must be a positive integer or None, got {self.checkpoint_every!r}"
             )
+
+    # --- computations shared by the runs of a reproduction
+    def reuse(self, name: str, config, fn):
+        """``fn()`` computed once per reproduction (see :meth:`LoopContext.reuse`): with ``reuse_dir``
+        the value is loaded when another run (or an earlier part of this one) left it there, with the
+        histories its loops recorded and the data files it read; otherwise it is computed and left
+        there for the others."""
+        if self.reuse_dir is None:
+            return fn()
+        from blojax.data import download
+
+        from .reuse import Store
+
+        def compute() -> dict:
+            before = download.files_used(full=True)
+            keys = set(self.histories)
+            download.reset_files_used()
+            try:
+                value = fn()
+            finally:
+                read = download.files_used(full=True)
+                download.reset_files_used()
+                download.add_files_used(before + read)
+            hist = {k: v for k, v in self.histories.items() if k not in keys}
+            return {"value": value, "histories": hist, "data": read}
+
+        store = Store(pathlib.Path(self.reuse_dir))
+        entry, reused = store.get_or_compute(name, config, compute, who=self.fingerprint)
+        if reused:
+            download.add_files_used(entry.get("data", []))
+            for k, h in entry.get("histories", {}).items():
+                self.histories[self._claim(k)] = h
+            self.reused.append(
+                dict(
+                    store.describe(name, config),
+                    seconds=entry.get("seconds"),
+                    computed_by=entry.get("computed_by"),
+                )
+            )
+            print(
+                f"{name}: loaded the value another run of this reproduction computed "
+                f"({entry.get('seconds', 0.0):.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+        return entry["value"]
 
     # --- persistence of arbitrary pytrees of arrays
     def _path(self, key: str) -> pathlib.Path | None:

@@ -1,6 +1,7 @@
 """``blojax reproduce``: every implemented experiment of PAPER.md §5 (each in its own process, so one
-failure or one global JAX setting cannot touch the others; with ``--quick`` the float64 experiments of
-:data:`SHARED_PROCESS` share one), the core demo, then the report. Children use JAX's persistent
+failure or one global JAX setting cannot touch the others; with ``--quick`` the two groups of
+:data:`QUICK_GROUPS` share a process each), the core demo, then the report. Computations that two
+experiments share are done once (:mod:`blojax.runner.reuse`). Children use JAX's persistent
 compilation cache (:mod:`blojax.runner.jaxcache`); SIGINT/SIGTERM end them and are recorded.
 
 Layout of ``OUT``: ``reproduce.json`` (mode, experiments, per-experiment status and seconds, total),
@@ -21,19 +22,33 @@ import sys
 import threading
 import time
 
-from . import discovery, files
+from . import discovery, files, reuse
 
 from .errors import UsageError
 from .report import write_report
 from .rundir import claim_folder, now, read_json
 
 
-# Quick runs that share one process (``run-group``): they set float64 only inside ``jax.enable_x64``
-# contexts and touch no other global state, so running them one after another in one process gives the
-# numbers of separate processes (tests/test_reliability_cache.py compares them) and saves a start-up,
-# the imports and the compilations they share.
+# Quick runs share processes (``run-group``): every experiment sets float64 only inside ``jax.enable_x64``
+# contexts and touches no other global state, so running them one after another in one process gives
+# the numbers of separate processes (tests/test_reliability_cache.py compares them, slow marker) and
+# saves the start-ups, the imports and the compilations they share. Two groups of about equal time, one
+# per job: the image experiments together (table3 first: it computes what the other three load, see
+# :mod:`blojax.runner.reuse`), the float64 ones together. An experiment in no group (a registered one)
+# runs in its own process. The full reproduction runs each experiment in its own process.
+QUICK_GROUPS = (
+    ("table3", "canvas_distill", "distill_table", "augment_net", "rings", "solution_concepts"),
+    ("stochastic_bias", "antidistill", "hypergrad_field", "projection_sketch", "spectral", "theory"),
+)
+#: The float64 experiments of the quick reproduction's second group (its former single shared process).
 SHARED_PROCESS = ("antidistill", "hypergrad_field", "projection_sketch", "spectral", "theory")
 GROUP_TAG = "@@blojax-group "
+#: Started before the others (in this order): the longest runs, so that the two job slots end together;
+#: table3 waits for nothing (what it shares with distill_table and augment_net is computed by whichever
+#: run reaches it first, see :mod:`blojax.runner.reuse`).
+START_FIRST = ("table3", "stochastic_bias")
+#: The folder of ``OUT`` that holds the computations shared by the runs (:mod:`blojax.runner.reuse`).
+REUSE_FOLDER = ".reuse"
 
 
 def run_group(out: pathlib.Path, names: list[str], *, quick: bool, resume: bool) -> int:
@@ -103,7 +118,9 @@ def _end_children(grace: float = 10.0) -> None:
             p.kill()
 
 
-def _run_one(cmd: list[str], log: pathlib.Path, timeout: float | None) -> tuple[int, float, float, str]:
+def _run_one(
+    cmd: list[str], log: pathlib.Path, timeout: float | None, extra_env: dict | None = None
+) -> tuple[int, float, float, str]:
     """Run ``cmd``, its output streamed to a hidden file beside ``log`` (``tail -f`` it to watch a long
     run), renamed to ``log`` at the end. Returns ``(returncode, wall seconds, CPU seconds, output)``;
     returncode 124 when it ran past ``timeout``, 130 when the parent was interrupted before it started."""
@@ -112,7 +129,7 @@ def _run_one(cmd: list[str], log: pathlib.Path, timeout: float | None) -> tuple[
     t0 = time.perf_counter()
     from .jaxcache import child_env
 
-    env = dict(child_env(), PYTHONUNBUFFERED="1")
+    env = dict(child_env(), PYTHONUNBUFFERED="1", **(extra_env or {}))
     log.parent.mkdir(parents=True, exist_ok=True)
     partial = log.with_name(f".{log.name}.running")  # not .tmp: a run cleans those up in its folder
     timed_out = threading.Event()
@@ -190,6 +207,14 @@ def reproduce(
         "jobs": jobs,
     }
     files.atomic_write_json(out / "reproduce.json", marker)
+    # computations shared by the runs (blojax.runner.reuse): a reproduction starts with none
+    store = out / REUSE_FOLDER
+    if not resume and store.is_dir():
+        shutil.rmtree(store)
+    child = {reuse.ENV: str(store.resolve())}
+    names = sorted(
+        names, key=lambda n: (n not in START_FIRST, START_FIRST.index(n) if n in START_FIRST else 0)
+    )
     lock = threading.Lock()
     t_start = time.perf_counter()
     _say(
@@ -222,7 +247,7 @@ def reproduce(
         cmd = [sys.executable, "-m", "blojax.runner.cli", "run", name, "--out", str(folder), "--quiet"]
         cmd += ["--quick"] if quick else []
         cmd += ["--resume"] if resume else []
-        rc, seconds, cpu, text = _run_one(cmd, folder / "log.txt", timeout)
+        rc, seconds, cpu, text = _run_one(cmd, folder / "log.txt", timeout, child)
         return record(name, rc, seconds, cpu, text)
 
     def group(members: list[str]) -> bool:
@@ -234,15 +259,12 @@ def reproduce(
         cmd += ["--quick"] if quick else []
         cmd += ["--resume"] if resume else []
         rc, seconds, cpu, text = _run_one(
-            cmd, out / f"group-{todo[0]}.log", timeout * len(todo) if timeout else None
+            cmd, out / f"group-{todo[0]}.log", timeout * len(todo) if timeout else None, child
         )
         with lock:  # the whole process: its start-up and imports too, which no member's own time includes
-            marker["shared_process"] = {
-                "experiments": todo,
-                "wall_seconds": seconds,
-                "cpu_seconds": cpu,
-                "returncode": rc,
-            }
+            marker.setdefault("shared_processes", []).append(
+                {"experiments": todo, "wall_seconds": seconds, "cpu_seconds": cpu, "returncode": rc}
+            )
         done = {}
         for line in text.splitlines():
             if line.startswith(GROUP_TAG):
@@ -324,9 +346,11 @@ def reproduce(
             _say(f"demo: {'done' if rc == 0 else 'failed'} in {seconds:.1f} s (CPU {cpu:.1f} s)")
         return rc == 0
 
-    shared = [n for n in SHARED_PROCESS if n in names] if quick and len(names) > 1 else []
-    tasks = [functools.partial(group, shared)] if len(shared) > 1 else []
-    tasks += [functools.partial(one, n) for n in names if n not in shared or len(shared) < 2]
+    groups = [[n for n in g if n in names] for g in QUICK_GROUPS] if quick else []
+    groups = [g for g in groups if len(g) > 1]
+    grouped = {n for g in groups for n in g}
+    tasks = [functools.partial(group, g) for g in groups]
+    tasks += [functools.partial(one, n) for n in names if n not in grouped]
     tasks += [run_demo] if demo else []
     _STOPPING.clear()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
@@ -344,7 +368,7 @@ def reproduce(
     cpu_total = sum(
         (r.get("cpu_seconds") or 0.0) for r in marker["runs"].values() if not r.get("shared_process")
     )
-    cpu_total += (marker.get("shared_process") or {}).get("cpu_seconds", 0.0)
+    cpu_total += sum(g["cpu_seconds"] for g in marker.get("shared_processes", []))
     cpu_total += (read_json(out / "demo" / "demo.json") or {}).get("cpu_seconds", 0.0) if demo else 0.0
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     marker.update(

@@ -38,7 +38,7 @@ import traceback
 import numpy as np
 
 from blojax.experiments import common
-from . import context, files
+from . import context, files, reuse
 
 from . import configs
 from .errors import UsageError
@@ -215,12 +215,11 @@ def _path_name(path) -> str:
     return ".".join(parts) or "value"
 
 
-def _fmt(x) -> str:
-    if isinstance(x, (bool, np.bool_)):
-        return str(int(x))
-    if isinstance(x, (int, np.integer)):
-        return str(int(x))
-    return repr(float(x))
+def _column_text(a: np.ndarray) -> list[str]:
+    """The CSV text of a column: ints and bools as integers, floats by ``repr`` (shortest round-trip)."""
+    if a.dtype == np.bool_ or np.issubdtype(a.dtype, np.integer):
+        return [str(int(v)) for v in a.tolist()]
+    return [repr(float(v)) for v in a.tolist()]
 
 
 def history_columns(history, axis: int = 0, max_width: int = 16) -> dict[str, np.ndarray]:
@@ -257,9 +256,9 @@ def write_metrics(histories: dict, folder: pathlib.Path) -> list[pathlib.Path]:
         if cols and len(lengths) == 1:
             n = lengths.pop()
             names = list(cols)
+            text = [_column_text(np.asarray(cols[c])) for c in names]
             lines = [",".join(["step", *names])]
-            for i in range(n):
-                lines.append(",".join([str(i + 1), *(_fmt(cols[c][i]) for c in names)]))
+            lines += [",".join(row) for row in zip(map(str, range(1, n + 1)), *text)]
             written.append(
                 files.atomic_write_text(folder / "metrics" / f"{safe}.csv", "\n".join(lines) + "\n")
             )
@@ -346,6 +345,7 @@ def execute(
         fingerprint=fp,
         force=force,
         time_budget=time_budget,
+        reuse_dir=os.environ.get(reuse.ENV) or None,
     )
     t0 = time.perf_counter()
 
@@ -432,6 +432,8 @@ def execute(
         marker.update(
             status=status, finished=now(), seconds=seconds, data=payload["data"], measurements=measurements
         )
+        if ctx.reused:
+            marker["reused"] = ctx.reused
         files.atomic_write_json(out / "run.json", marker)
     except OSError as exc:
         raise fail("failed", f"file-system error while writing results: {os_error(exc)}") from None
