@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pickle
 import subprocess
 import sys
 import threading
 import time
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
+
+import exp_reuse  # tests/ is on sys.path (conftest.py)
 
 from blojax.data import download
 from blojax.experiments import common
@@ -77,6 +77,11 @@ def test_a_stale_lock_is_taken_over_and_a_bad_entry_recomputed(tmp_path):
     path.write_bytes(pickle.dumps({"format": -1, "value": 0}))  # another format: not trusted
     _, reused3 = store.get_or_compute("x", Cfg(), compute)
     assert not reused3 and len(calls) == 3
+    # a lock left by this very process (an earlier run of a shared process) is a leftover, not a wait
+    path.unlink()
+    path.with_name(path.name + ".lock").write_text(str(os.getpid()))
+    _, reused4 = store.get_or_compute("x", Cfg(), compute)
+    assert not reused4 and len(calls) == 4
 
 
 def test_a_live_lock_is_waited_for(tmp_path):
@@ -113,27 +118,18 @@ def test_in_memory_context_always_computes():
     assert len(calls) == 3 and ctx2.reused == []
 
 
-def _work(ctx, cfg):
-    """A computation with a loop (its history) that reads a 'data file' (recorded by the runner)."""
-    download.record_source("toydata", f"toy data n={cfg.n}", "1")
-    carry, hist = ctx.scan(
-        lambda c, n: (c + n, jnp.arange(n, dtype=jnp.float32)), jnp.float32(0), cfg.n, key="loop"
-    )
-    return {"total": float(carry), "n": cfg.n}
-
-
 def test_runner_context_loads_value_histories_and_data_files(tmp_path):
     cfg = Cfg(n=4)
     download.reset_files_used()
     first = Context(progress=False, reuse_dir=tmp_path, fingerprint="run-a")
-    v1 = first.reuse("toy.work", cfg, lambda: _work(first, cfg))
+    v1 = first.reuse("toy.work", cfg, lambda: exp_reuse._work(first, cfg.n))
     assert first.reused == [] and "scan-loop" in first.histories
     assert [e["dataset"] for e in download.files_used()] == ["toydata"]
 
     download.reset_files_used()
     second = Context(progress=False, reuse_dir=tmp_path, fingerprint="run-b")
     ran = []
-    v2 = second.reuse("toy.work", cfg, lambda: ran.append(1) or _work(second, cfg))
+    v2 = second.reuse("toy.work", cfg, lambda: ran.append(1) or exp_reuse._work(second, cfg.n))
     assert not ran and v2 == v1
     assert [e["dataset"] for e in download.files_used()] == ["toydata"]
     np.testing.assert_array_equal(
@@ -147,11 +143,6 @@ def test_runner_context_loads_value_histories_and_data_files(tmp_path):
 def test_run_json_lists_what_was_reused(tmp_path, monkeypatch):
     """Two runs of one experiment in a 'reproduction' (the store's environment variable set): the
     second loads the computation, writes the same results and metrics, and says so in run.json."""
-    sys.path.insert(0, os.path.dirname(__file__))
-    try:
-        import exp_reuse
-    finally:
-        sys.path.pop(0)
     from blojax.runner import rundir
 
     monkeypatch.setenv(reuse.ENV, str(tmp_path / "store"))

@@ -96,8 +96,9 @@ class Store:
         return saved if isinstance(saved, dict) and saved.get("format") == _FORMAT else None
 
     def _lock(self, lock: pathlib.Path) -> bool:
-        """Take ``lock`` (True), or False when a live process holds it; a lock left by a process that
-        has ended is removed and taken."""
+        """Take ``lock`` (True), or False when another live process holds it; a lock left by a process
+        that has ended, or by this one (locks are not held across calls, so it is a leftover), is
+        removed and taken."""
         while True:
             try:
                 fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -106,7 +107,7 @@ class Store:
                     pid = int(lock.read_text().strip() or "0")
                 except (OSError, ValueError):
                     pid = 0
-                if pid and (pid == os.getpid() or _alive(pid)):
+                if pid and pid != os.getpid() and _alive(pid):
                     return False
                 try:
                     lock.unlink()
