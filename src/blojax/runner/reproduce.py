@@ -40,8 +40,6 @@ QUICK_GROUPS = (
     ("table3", "canvas_distill", "distill_table", "augment_net", "rings", "solution_concepts"),
     ("stochastic_bias", "antidistill", "hypergrad_field", "projection_sketch", "spectral", "theory"),
 )
-#: The float64 experiments of the quick reproduction's second group (its former single shared process).
-SHARED_PROCESS = ("antidistill", "hypergrad_field", "projection_sketch", "spectral", "theory")
 GROUP_TAG = "@@blojax-group "
 #: Started before the others (in this order): the longest runs, so that the two job slots end together;
 #: table3 waits for nothing (what it shares with distill_table and augment_net is computed by whichever
