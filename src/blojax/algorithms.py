@@ -278,9 +278,7 @@ class _Bilevel:
             )
             if bad >= 0:
                 raise NonFiniteError(
-                    f"{type(self).__name__}: non-finite values (NaN/inf)"
-                    + ("" if self.throw else " or a traced strategy field out of range")
-                    + f" at outer step {bad}; the state is "
+                    f"{type(self).__name__}: non-finite values (NaN/inf) at outer step {bad}; the state is "
                     "frozen at the last finite step (err.state) and err.history holds the metrics. "
                     "Lower the learning rates or use on_nonfinite='stop'.",
                     state,
@@ -326,9 +324,9 @@ class ColdStart(_Bilevel):
         raise at run time, also under ``jit``/``vmap``, when one is out of range (default True).
         That check is a host callback, and JAX's persistent compilation cache never stores a program
         holding one. ``False`` checks without a callback: a step with a field out of range is
-        rejected like a non-finite one (the state freezes, ``diverged_step`` records it and
-        :meth:`run` raises :class:`NonFiniteError` on the host), and the compiled program can be
-        cached. Strategies without traced fields add no check either way.
+        rejected like a non-finite one (the state freezes and ``diverged_step`` records it; fields
+        are only traced inside a traced computation, whose caller checks ``diverged_step``), and the
+        compiled program can be cached. Strategies without traced fields add no check either way.
     """
 
     cold: bool = dataclasses.field(default=True, init=False)
