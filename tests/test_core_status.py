@@ -270,4 +270,3 @@ def test_algorithm_throw_false_checks_traced_fields_without_a_callback(x64):
         jax.jit(lambda e: run(e, True))(-1.0)
     with pytest.raises(TypeError, match="throw"):
         blo.ColdStart(P, inner, blo.CG(3), optax.sgd(0.1), throw="no")
-

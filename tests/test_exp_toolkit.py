@@ -189,5 +189,13 @@ def test_scan_blocks_checks_every_blocks_evaluation():
     np.testing.assert_array_equal(np.asarray(hist["eval"]["retrain"]), np.float32([0.5, 0.7, 0.5]))
     with pytest.raises(blo.NonFiniteError, match=r"x, evaluation of a block \(lower y\)"):
         tk.scan_blocks(
-            _Ctx(), block, {"warm": state}, 3, (jnp.asarray(np.nan),), what="x", hint="lower y", key="k", desc="d"
+            _Ctx(),
+            block,
+            {"warm": state},
+            3,
+            (jnp.asarray(np.nan),),
+            what="x",
+            hint="lower y",
+            key="k",
+            desc="d",
         )

@@ -63,7 +63,11 @@ def test_second_run_compiles_nothing(tmp_path):
     env = dict(os.environ, BLOJAX_JAX_CACHE=str(tmp_path / "cache"))
     runs = []
     for name in ("a", "b"):
-        _cli(["run", "hypergrad_field", "--quick", "--quiet", "--no-plots", "--out", str(tmp_path / name)], env, 600)
+        _cli(
+            ["run", "hypergrad_field", "--quick", "--quiet", "--no-plots", "--out", str(tmp_path / name)],
+            env,
+            600,
+        )
         runs.append(_compilations(tmp_path / name))
     assert runs[0]["compiled"] > 0
     assert runs[1] == {"compiled": 0, "from_cache": runs[0]["compiled"] + runs[0]["from_cache"]}

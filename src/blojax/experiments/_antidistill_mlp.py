@@ -171,7 +171,9 @@ def run_mlp(cfg: Config, ctx) -> MLPResult:
         toolkit.require_finite(
             f"antidistill mlp {name} (lower mlp_outer_eta / mlp_inner_lr)", diverged_step=r["diverged_step"]
         )
-        toolkit.require_finite(f"antidistill mlp {name}, refit of the final u (lower mlp_inner_lr)", (r["F"], r["w_norm"]))
+        toolkit.require_finite(
+            f"antidistill mlp {name}, refit of the final u (lower mlp_inner_lr)", (r["F"], r["w_norm"])
+        )
         families[name] = MLPRuns(u_norm=np.linalg.norm(r["u"], axis=1), **r)
     nu, un = families["neumann"].u, families["unroll"].u
     return MLPResult(

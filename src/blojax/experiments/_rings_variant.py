@@ -267,7 +267,13 @@ def run_variant(cfg: Config, n_classes: int, soft: bool, ctx: common.RunContext)
 
         acc, Fv, fv, ws = jax.vmap(one)(xs, ls)
         w_all = fit_points(
-            w0_s, xs.reshape(-1, 2), ls.reshape(-1, C), cfg.fit_lr, cfg.retrain_steps, cfg.inner_loss, throw=False
+            w0_s,
+            xs.reshape(-1, 2),
+            ls.reshape(-1, C),
+            cfg.fit_lr,
+            cfg.retrain_steps,
+            cfg.inner_loss,
+            throw=False,
         )
         last = jax.tree_util.tree_map(lambda a: a[-1], ws)
         return acc, Fv, fv, mlp_accuracy(w_all, Xte, Yte), problem.F({"x": xs[0]}, w_all), last, w_all

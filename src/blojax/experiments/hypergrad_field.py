@@ -237,7 +237,9 @@ def run(config: Config, ctx: common.RunContext | None = None) -> Result:
         Fgrid = np.asarray(jax.jit(jax.vmap(Fstar))(pts)).reshape(U1.shape)
         field_all = jax.jit(jax.vmap(lambda K, e: jax.vmap(lambda u: hyper(u, K, e))(pts)))(ks, is_exact)
         fields = np.asarray(field_all).reshape((len(names),) + U1.shape + (2,))
-        toolkit.require_finite("hypergrad_field (F and the hypergradient field on the grid)", (final_F, Fgrid, fields))
+        toolkit.require_finite(
+            "hypergrad_field (F and the hypergradient field on the grid)", (final_F, Fgrid, fields)
+        )
         c = np.asarray(c)
     exact_point = cfg.y_orig * c / (c @ c)
     return Result(
