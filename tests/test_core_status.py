@@ -233,3 +233,40 @@ def test_unroll_remat_default_follows_problem_size(x64):
     g1, i1 = blo.hypergradient(P, u, w, blo.Unroll(4, remat=True), inner)
     assert int(i0.grads) == 4 + 2 and int(i1.grads) == 8 + 2
     np.testing.assert_allclose(g0, g1, rtol=1e-12)
+
+
+def _has_host_callback(fn, *args) -> bool:
+    """Whether the lowered program of ``fn(*args)`` holds a host callback (a custom call whose target
+    names a callback), which keeps JAX's persistent cache from storing it."""
+    text = jax.jit(fn).lower(*args).as_text()
+    return "callback" in text
+
+
+def test_algorithm_throw_false_checks_traced_fields_without_a_callback(x64):
+    """ColdStart/WarmStart(throw=False): no host callback in the compiled run, and a traced strategy
+    field out of range rejects the step (state frozen at step 0, diverged_step = 0) instead of raising;
+    in range, the states equal throw=True's bit for bit."""
+    P, u, w = ridge_problem()
+    inner = blo.InnerLoop(optax.sgd(0.1), steps=5)
+
+    def run(eps, throw, cls=blo.ColdStart):
+        algo = cls(P, inner, blo.Damped(eps), optax.sgd(0.05), throw=throw)
+        return algo.run(algo.init(u, w), 4)[0]
+
+    for cls in (blo.ColdStart, blo.WarmStart):
+        assert _has_host_callback(lambda e: run(e, True, cls), 0.1)
+        assert not _has_host_callback(lambda e: run(e, False, cls), 0.1)
+        good_t = jax.jit(lambda e: run(e, True, cls))(0.1)
+        good_f = jax.jit(lambda e: run(e, False, cls))(0.1)
+        assert int(good_f.diverged_step) == -1 and int(good_f.step) == 4
+        for a, b in zip(jax.tree_util.tree_leaves(good_t), jax.tree_util.tree_leaves(good_f)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        # out of range under vmap: only that entry is rejected, at its first step
+        states = jax.jit(jax.vmap(lambda e: run(e, False, cls)))(jnp.array([0.1, -1.0]))
+        assert np.asarray(states.diverged_step).tolist() == [-1, 0]
+        assert np.asarray(states.step).tolist() == [4, 0]
+        np.testing.assert_array_equal(np.asarray(states.u)[1], np.asarray(u))
+    with pytest.raises(Exception, match=r"Damped\.eps"):
+        jax.jit(lambda e: run(e, True))(-1.0)
+    with pytest.raises(TypeError, match="throw"):
+        blo.ColdStart(P, inner, blo.CG(3), optax.sgd(0.1), throw="no")

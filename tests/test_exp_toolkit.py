@@ -143,3 +143,59 @@ def test_cold_hypergradient_names_the_paper_methods():
     assert tk.COLD_METHODS == ("unroll", "neumann", "cg")
     with pytest.raises(ValueError, match="method must be one of"):
         tk.cold_hypergradient("exact", steps=7, terms=3, lr=0.1)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(0, 3))
+def test_nan_unless_finite_marks_numbers_of_a_non_finite_model(seed, n_bad):
+    """The value where every leaf of the model is finite, NaN (same shape, dtype) where one is not;
+    under vmap, per entry: a diverged model's accuracy (argmax of NaN logits is a valid class, so a
+    finite number) becomes NaN, which require_finite then reports."""
+    rng = np.random.default_rng(seed)
+    w = {"a": rng.normal(size=(4, 3)).astype(np.float32), "b": rng.normal(size=(4,)).astype(np.float32)}
+    bad = rng.choice(4, size=n_bad, replace=False)
+    w["a"][bad, rng.integers(0, 3)] = np.nan if seed % 2 else np.inf
+    acc = jnp.asarray(rng.uniform(size=4), jnp.float32)
+    out = np.asarray(jax.jit(jax.vmap(tk.nan_unless_finite))(acc, jax.tree_util.tree_map(jnp.asarray, w)))
+    assert out.dtype == np.float32
+    expect = np.where(np.isin(np.arange(4), bad), np.nan, np.asarray(acc))
+    np.testing.assert_array_equal(out, expect)
+    if n_bad:
+        with pytest.raises(blo.NonFiniteError):
+            tk.require_finite("retrained accuracy", out)
+    # no host callback in the program (JAX's persistent cache stores it)
+    assert "callback" not in jax.jit(tk.nan_unless_finite).lower(acc[0], w).as_text()
+
+
+class _Ctx:
+    def scan(self, chunk, carry, n, key, desc):
+        carry, out = chunk(carry, n)
+        return carry, out
+
+
+def test_scan_blocks_checks_every_blocks_evaluation():
+    """scan_blocks raises NonFiniteError (naming what and the hint) when a block's eval holds NaN,
+    as it does for a diverged state."""
+    from blojax.algorithms import BilevelState
+
+    state = BilevelState(*(jnp.zeros(()) for _ in range(5)), jnp.asarray(0), jnp.asarray(-1))
+
+    def block(states, b, value):
+        return states, {"F": jnp.zeros(())}, {"retrain": jnp.where(b == 1, value, 0.5)}
+
+    states, hist = tk.scan_blocks(
+        _Ctx(), block, {"warm": state}, 3, (jnp.asarray(0.7),), what="x", hint="lower y", key="k", desc="d"
+    )
+    np.testing.assert_array_equal(np.asarray(hist["eval"]["retrain"]), np.float32([0.5, 0.7, 0.5]))
+    with pytest.raises(blo.NonFiniteError, match=r"x, evaluation of a block \(lower y\)"):
+        tk.scan_blocks(
+            _Ctx(),
+            block,
+            {"warm": state},
+            3,
+            (jnp.asarray(np.nan),),
+            what="x",
+            hint="lower y",
+            key="k",
+            desc="d",
+        )

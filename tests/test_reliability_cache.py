@@ -51,6 +51,30 @@ def test_warm_cache_gives_the_same_numbers(tmp_path):
     )
 
 
+def _compilations(folder):
+    return json.loads((folder / "run.json").read_text())["compilations"]
+
+
+def test_second_run_compiles_nothing(tmp_path):
+    """Every program of a run is stored in the persistent cache, so a second process compiles none:
+    no program holds a host callback (which JAX never stores; the experiments call the library with
+    throw=False inside compiled code, toolkit NaN policy). hypergrad_field's programs held a
+    throw=True hypergradient before."""
+    env = dict(os.environ, BLOJAX_JAX_CACHE=str(tmp_path / "cache"))
+    runs = []
+    for name in ("a", "b"):
+        _cli(
+            ["run", "hypergrad_field", "--quick", "--quiet", "--no-plots", "--out", str(tmp_path / name)],
+            env,
+            600,
+        )
+        runs.append(_compilations(tmp_path / name))
+    assert runs[0]["compiled"] > 0
+    assert runs[1] == {"compiled": 0, "from_cache": runs[0]["compiled"] + runs[0]["from_cache"]}
+    a, b = (json.loads((tmp_path / n / "results.json").read_text())["results"] for n in "ab")
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
 def test_cache_folder_choice(monkeypatch, tmp_path):
     monkeypatch.setenv("BLOJAX_JAX_CACHE", "off")
     assert jaxcache.cache_dir() is None and "JAX_COMPILATION_CACHE_DIR" not in jaxcache.child_env({})
@@ -96,3 +120,20 @@ def test_shared_process_gives_the_numbers_of_separate_processes(tmp_path, index)
         a = json.loads((group / name / "results.json").read_text())["results"]
         b = json.loads((alone / "results.json").read_text())["results"]
         assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", [0, 1])
+def test_second_reproduction_compiles_nothing(tmp_path, index):
+    """Each group of the quick reproduction run twice on one cache folder: the second run of every
+    member compiles no program (all of them come from JAX's persistent cache)."""
+    from blojax.runner.reproduce import QUICK_GROUPS
+    from blojax.runner.reuse import ENV
+
+    members = QUICK_GROUPS[index]
+    env = dict(os.environ, BLOJAX_JAX_CACHE=str(tmp_path / "cache"))
+    env.pop(ENV, None)
+    for out in ("first", "second"):
+        _cli(["run-group", "--out", str(tmp_path / out), "--quick", *members], env, 1800)
+    for name in members:
+        assert _compilations(tmp_path / "second" / name)["compiled"] == 0, name

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from ._tree import tree_all_finite, tree_norm, tree_sub
-from .hypergrad import Method, _check_method, check_strategy_at_run_time, hypergradient
+from .hypergrad import Method, _check_method, any_violation, check_strategy_at_run_time, hypergradient
 from .problem import Problem
 from .transform import solve
 
@@ -90,6 +90,7 @@ class _Bilevel:
     outer: optax.GradientTransformation
     record: Callable[..., dict] | None = None
     diagnostics: bool = True
+    throw: bool = True
 
     cold: bool = dataclasses.field(default=False, init=False)
     _jit_step: Callable = dataclasses.field(init=False, repr=False)
@@ -107,6 +108,8 @@ class _Bilevel:
             raise TypeError(f"{name}.outer must be an optax.GradientTransformation, got {self.outer!r}")
         if not isinstance(self.diagnostics, bool):
             raise TypeError(f"{name}.diagnostics must be True or False, got {self.diagnostics!r}")
+        if not isinstance(self.throw, bool):
+            raise TypeError(f"{name}.throw must be True or False, got {self.throw!r}")
         if self.record is not None and not callable(self.record):
             raise TypeError(f"{name}.record must be a callable record(u, w) -> dict, got {self.record!r}")
         self.method.presolver(self.inner)  # raises when the strategy cannot split this inner solver
@@ -160,7 +163,8 @@ class _Bilevel:
         else:  # the inner solve's f(w_T) is an extra evaluation: left out without diagnostics (XLA drops it)
             f_val = iinfo.f if self.diagnostics else nan
         n_inner = iinfo.steps + jnp.asarray(self.method.tail_steps, iinfo.steps.dtype)
-        g = check_strategy_at_run_time(g, self.method)
+        if self.throw:
+            g = check_strategy_at_run_time(g, self.method)
 
         def value_fn(u_):  # the bilevel objective u -> F(u, w(u)) from this step's start, for line
             # searches; differentiable with the chosen strategy (blojax.solve)
@@ -197,6 +201,8 @@ class _Bilevel:
             metrics.update(extra)
 
         finite = tree_all_finite((u_new, w_t, g, hinfo.F))
+        if not self.throw:  # no host callback: a traced field out of range rejects the step like NaN
+            finite = jnp.logical_and(finite, jnp.logical_not(any_violation(self.method)))
         ok = jnp.logical_and(finite, state.diverged_step < 0)
         proposed = BilevelState(u_new, w_t, state.w0, s_t, outer_state, state.step + 1, state.diverged_step)
         frozen = state._replace(
@@ -314,6 +320,13 @@ class ColdStart(_Bilevel):
         inner batch is as large as the outer one or the model is tiny (one warm-start ``Unroll(1)``
         step spends 1 of its 4 gradient evaluations on ``inner_grad_norm``). ``F``, the norms and
         the CG residual (a by-product of the iteration) are always reported.
+      throw: when the strategy has traced fields (e.g. ``Damped(eps)`` under ``vmap`` over ``eps``),
+        raise at run time, also under ``jit``/``vmap``, when one is out of range (default True).
+        That check is a host callback, and JAX's persistent compilation cache never stores a program
+        holding one. ``False`` checks without a callback: a step with a field out of range is
+        rejected like a non-finite one (the state freezes and ``diverged_step`` records it; fields
+        are only traced inside a traced computation, whose caller checks ``diverged_step``), and the
+        compiled program can be cached. Strategies without traced fields add no check either way.
     """
 
     cold: bool = dataclasses.field(default=True, init=False)

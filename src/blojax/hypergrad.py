@@ -623,6 +623,13 @@ def sweep_presolver(inner, method: Unroll):
     return _SweepPresolver(inner, method)
 
 
+def any_violation(method):
+    """``True`` (a traced boolean) when a traced field of ``method`` is out of range; ``False`` when
+    it has none. The callback-free counterpart of :func:`check_strategy_at_run_time`."""
+    preds = [jnp.asarray(pred) for pred, _ in method.violations()]
+    return jnp.any(jnp.stack(preds)) if preds else jnp.asarray(False)
+
+
 def check_strategy_at_run_time(x, method, throw: bool = True):
     """Attach the run-time range checks of ``method``'s traced fields to ``x`` (see ``throw``)."""
     for pred, msg in method.violations():

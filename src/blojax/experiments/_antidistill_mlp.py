@@ -133,7 +133,8 @@ def run_mlp(cfg: Config, ctx) -> MLPResult:
     inner = blo.InnerLoop(optax.sgd(lr), steps=cfg.mlp_inner_steps)
     u0 = jnp.zeros(cfg.n)
     kmax = max(cfg.mlp_ks)
-    full = lambda u: inner.run(problem, u, w0)[0]  # noqa: E731
+    # throw=False inside the compiled program (toolkit NaN policy); its F and w_norm are checked below
+    full = lambda u: inner.run(problem, u, w0, throw=False)[0]  # noqa: E731
 
     def make_neumann(K):
         return problem, inner, blo.Neumann(terms=K, lr=lr), full
@@ -169,6 +170,9 @@ def run_mlp(cfg: Config, ctx) -> MLPResult:
         r = raw[name]
         toolkit.require_finite(
             f"antidistill mlp {name} (lower mlp_outer_eta / mlp_inner_lr)", diverged_step=r["diverged_step"]
+        )
+        toolkit.require_finite(
+            f"antidistill mlp {name}, refit of the final u (lower mlp_inner_lr)", (r["F"], r["w_norm"])
         )
         families[name] = MLPRuns(u_norm=np.linalg.norm(r["u"], axis=1), **r)
     nu, un = families["neumann"].u, families["unroll"].u

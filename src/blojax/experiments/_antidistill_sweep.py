@@ -63,20 +63,22 @@ def sweep(make, params, u0, w0, steps, eta, kappa_of=None):
     extra hypergradient evaluation); otherwise kappa is a secant (:func:`curvature`) measured before the
     run. Returns the final states (batched), kappa, the first hypergradient and the history (leaves
     ``(len(params), steps)``). A non-finite step freezes that entry's state (``diverged_step >= 0``);
-    the caller applies the NaN policy (:func:`blojax.experiments.toolkit.require_finite`)."""
+    the caller applies the NaN policy (:func:`blojax.experiments.toolkit.require_finite`). A traced
+    sweep value out of its strategy's range does the same (``throw=False``: no host callback, so the
+    compiled sweep is stored in the persistent compilation cache; see the toolkit's NaN policy)."""
 
     def one(p):
         problem, inner, method, start = make(p)
         if kappa_of is not None:
-            algo = blo.ColdStart(problem, inner, method, first_step_sgd(eta, kappa_of))
+            algo = blo.ColdStart(problem, inner, method, first_step_sgd(eta, kappa_of), throw=False)
             state, hist = algo.run(algo.init(u0, w0), steps)
             return state, eta / state.outer_state.lr, state.outer_state.g0, hist
 
         def g_fn(u):
-            return blo.hypergradient(problem, u, start(u), method, inner, diagnostics=False)[0]
+            return blo.hypergradient(problem, u, start(u), method, inner, diagnostics=False, throw=False)[0]
 
         g0, kappa = curvature(g_fn, u0)
-        algo = blo.ColdStart(problem, inner, method, optax.sgd(eta / kappa))
+        algo = blo.ColdStart(problem, inner, method, optax.sgd(eta / kappa), throw=False)
         state, hist = algo.run(algo.init(u0, w0), steps)
         return state, kappa, g0, hist
 

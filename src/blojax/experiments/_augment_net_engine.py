@@ -203,12 +203,15 @@ def run_augment(cfg, ctx: common.RunContext | None = None) -> AugmentRun:
 
     def train(u, w0, key):
         """T GD steps from w0 on the subset augmented by a_u, with fresh noise each step."""
-        keys = jax.random.split(key, cfg.cold_steps)
-        return toolkit.retrain_stochastic(augmented_loss, u, w0, keys, lr=cfg.inner_lr)
+        keys = jax.random.split(key, cfg.cold_steps)  # throw=False: checked on the host (NaN policy)
+        return toolkit.retrain_stochastic(augmented_loss, u, w0, keys, lr=cfg.inner_lr, throw=False)
 
     def train_clean(w0):
         """T GD steps from w0 on the clean subset."""
-        return toolkit.retrain(clean_loss, None, w0, lr=cfg.inner_lr, steps=cfg.cold_steps)[0]
+        return toolkit.retrain(clean_loss, None, w0, lr=cfg.inner_lr, steps=cfg.cold_steps, throw=False)[0]
+
+    def accuracy_of(w, Xe, Ye):  # NaN when the model is not finite (toolkit NaN policy)
+        return toolkit.nan_unless_finite(accuracy(clf, w, Xe, Ye), w)
 
     seeds = np.arange(cfg.seed, cfg.seed + cfg.seeds)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
@@ -237,7 +240,7 @@ def run_augment(cfg, ctx: common.RunContext | None = None) -> AugmentRun:
             hists[name] = {"F": h["F"], "f": h["f"]}
             u_dist[name] = jax.vmap(tree_dist)(st.u, u0)
             w_r = jax.vmap(lambda u, w, k: train(u, w, jax.random.fold_in(k, b)))(st.u, w0, k_t)
-            retrained[name] = jax.vmap(lambda w: accuracy(clf, w, Xc, Yc))(w_r)
+            retrained[name] = jax.vmap(lambda w: accuracy_of(w, Xc, Yc))(w_r)
         warm = jax.vmap(lambda w: accuracy(clf, w, Xc, Yc))(out_states["warm"].w)
         return out_states, hists, {"u_dist": u_dist, "retrain": retrained, "warm": warm}
 
@@ -265,15 +268,16 @@ def run_augment(cfg, ctx: common.RunContext | None = None) -> AugmentRun:
             "warm_retrain": jax.vmap(train)(states["warm"].u, w0, kf),
             "no_aug": jax.vmap(train_clean)(w0),
         }
-        test = {k: jax.vmap(lambda w: accuracy(clf, w, Xte, Yte))(w) for k, w in models.items()}
+        test = {k: jax.vmap(lambda w: accuracy_of(w, Xte, Yte))(w) for k, w in models.items()}
         select = (
-            {k: jax.vmap(lambda w: accuracy(clf, w, Xsel, Ysel))(w) for k, w in models.items()}
+            {k: jax.vmap(lambda w: accuracy_of(w, Xsel, Ysel))(w) for k, w in models.items()}
             if cfg.select_size
             else None
         )
         return test, select
 
     test, select = jax.tree_util.tree_map(np.asarray, final(states, w0, k_t, Xte, Yte, Xsel, Ysel))
+    toolkit.require_finite("augment-net, final models (lower outer_lr / inner_lr)", (test, select))
     ev = hist["eval"]
 
     def trace(name) -> Trace:

@@ -204,8 +204,12 @@ def distill(cfg, ctx: common.RunContext | None = None, *, key_prefix: str = "dis
     states = {name: jax.vmap(a.init)(u0, w0) for name, a in dummy.items()}
     E, B, N = cfg.eval_every, cfg.batch_size, len(ds.y_train)
 
-    def retrain(u, w):
-        return toolkit.retrain(f, u, w, lr=cfg.inner_lr, steps=cfg.retrain_steps)[0]
+    def retrain(u, w):  # throw=False: compiled below, checked on the host (toolkit NaN policy)
+        return toolkit.retrain(f, u, w, lr=cfg.inner_lr, steps=cfg.retrain_steps, throw=False)[0]
+
+    def retrain_accuracy(u, w, Xe, Ye):  # NaN when the retrained model is not finite
+        w_r = retrain(u, w)
+        return toolkit.nan_unless_finite(accuracy(clf, w_r, Xe, Ye), w_r)
 
     @jax.jit
     def block(states, b, X, Y, Xc, Yc, w0, k_b):
@@ -221,8 +225,7 @@ def distill(cfg, ctx: common.RunContext | None = None, *, key_prefix: str = "dis
             out_states[name] = st
             hists[name] = {"F": h["F"], "label": h["label"]}
             evals[name] = jax.vmap(lambda w: accuracy(clf, w, Xc, Yc))(st.w)
-            w_r = jax.vmap(retrain)(st.u, w0)
-            evals_retrain[name] = jax.vmap(lambda w: accuracy(clf, w, Xc, Yc))(w_r)
+            evals_retrain[name] = jax.vmap(lambda u, w: retrain_accuracy(u, w, Xc, Yc))(st.u, w0)
         return out_states, hists, {"model": evals, "retrain": evals_retrain}
 
     n_blocks = cfg.outer_steps // E
@@ -244,14 +247,14 @@ def distill(cfg, ctx: common.RunContext | None = None, *, key_prefix: str = "dis
     def final(states, w0, Xte, Yte):
         out = {}
         for name in ALGORITHMS:
-            w_r = jax.vmap(retrain)(states[name].u, w0)
             out[name] = {
-                "retrain": jax.vmap(lambda w: accuracy(clf, w, Xte, Yte))(w_r),
+                "retrain": jax.vmap(lambda u, w: retrain_accuracy(u, w, Xte, Yte))(states[name].u, w0),
                 "model": jax.vmap(lambda w: accuracy(clf, w, Xte, Yte))(states[name].w),
             }
         return out
 
     fin = jax.tree_util.tree_map(np.asarray, final(states, w0, Xte, Yte))
+    toolkit.require_finite("canvas distillation, final test accuracies (lower inner_lr / outer_lr)", fin)
     ev = hist["eval"]
 
     def trace(name) -> Trace:

@@ -262,19 +262,27 @@ def run_variant(cfg: Config, n_classes: int, soft: bool, ctx: common.RunContext)
 
     def retrain_seed(w0_s, xs, ls):
         def one(x, lab):
-            w = fit_points(w0_s, x, lab, cfg.fit_lr, cfg.retrain_steps, cfg.inner_loss)
+            w = fit_points(w0_s, x, lab, cfg.fit_lr, cfg.retrain_steps, cfg.inner_loss, throw=False)
             return mlp_accuracy(w, Xte, Yte), problem.F({"x": x}, w), problem.f({"x": x, **extra(lab)}, w), w
 
         acc, Fv, fv, ws = jax.vmap(one)(xs, ls)
         w_all = fit_points(
-            w0_s, xs.reshape(-1, 2), ls.reshape(-1, C), cfg.fit_lr, cfg.retrain_steps, cfg.inner_loss
+            w0_s,
+            xs.reshape(-1, 2),
+            ls.reshape(-1, C),
+            cfg.fit_lr,
+            cfg.retrain_steps,
+            cfg.inner_loss,
+            throw=False,
         )
         last = jax.tree_util.tree_map(lambda a: a[-1], ws)
         return acc, Fv, fv, mlp_accuracy(w_all, Xte, Yte), problem.F({"x": xs[0]}, w_all), last, w_all
 
+    # throw=False above (toolkit NaN policy): a non-finite retrained model shows in its F / f here
     r_acc, r_F, r_f, all_acc, all_F, w_retrain, w_all = jax.jit(jax.vmap(retrain_seed))(
         w0, snap_u["x"], snap_labels
     )
+    toolkit.require_finite(f"{tag} retraining on the snapshots (lower fit_lr)", (r_F, r_f, all_F, w_all))
     timings["retrain_s"] = time.perf_counter() - t0
 
     # --- cold-start: w0 retrained for T steps every outer step, Unroll(K) hypergradient, Adam on u
@@ -299,7 +307,8 @@ def run_variant(cfg: Config, n_classes: int, soft: bool, ctx: common.RunContext)
     toolkit.require_finite(
         f"{tag} cold-start (lower fit_lr / cold_outer_lr)", diverged_step=cstate.diverged_step
     )
-    w_cold = jax.jit(jax.vmap(lambda u, w: inner_T.run(problem, u, w)[0]))(cstate.u, w0)
+    w_cold = jax.jit(jax.vmap(lambda u, w: inner_T.run(problem, u, w, throw=False)[0]))(cstate.u, w0)
+    toolkit.require_finite(f"{tag} cold-start's final inner solve (lower fit_lr)", w_cold)
     cold_acc = jax.vmap(lambda w: mlp_accuracy(w, Xte, Yte))(w_cold)
     cold_F = jax.vmap(lambda u, w: problem.F(u, w))(cstate.u, w_cold)
     timings["cold_s"] = time.perf_counter() - t0

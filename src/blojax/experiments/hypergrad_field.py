@@ -199,11 +199,14 @@ def run(config: Config, ctx: common.RunContext | None = None) -> Result:
         ks = jnp.asarray([1] + list(cfg.neumann_ks))
         is_exact = jnp.arange(len(names)) == 0
 
+        # throw=False (toolkit NaN policy): no host callback in the compiled programs; a NaN/inf
+        # reaches the trajectories and fields, which require_finite checks on the host; K comes from
+        # the validated config.
         def hyper(u, K, exact):
-            w, _ = inner.run(problem, u, w0)
-            g_ex = blo.hypergradient(problem, u, w, blo.Exact(), inner, diagnostics=False)[0]
+            w, _ = inner.run(problem, u, w0, throw=False)
+            g_ex = blo.hypergradient(problem, u, w, blo.Exact(), inner, diagnostics=False, throw=False)[0]
             g_n = blo.hypergradient(
-                problem, u, w, blo.Neumann(terms=K, lr=cfg.alpha), inner, diagnostics=False
+                problem, u, w, blo.Neumann(terms=K, lr=cfg.alpha), inner, diagnostics=False, throw=False
             )[0]
             return jnp.where(exact, g_ex, g_n)
 
@@ -224,7 +227,7 @@ def run(config: Config, ctx: common.RunContext | None = None) -> Result:
         traj, dirs = np.asarray(traj), np.asarray(dirs)
         toolkit.require_finite("hypergrad_field (outer trajectories)", (traj, dirs))
         final = traj[:, -1]
-        Fstar = lambda u: problem.F(u, inner.run(problem, u, w0)[0])  # noqa: E731
+        Fstar = lambda u: problem.F(u, inner.run(problem, u, w0, throw=False)[0])  # noqa: E731
         final_F = np.asarray(jax.vmap(Fstar)(jnp.asarray(final)))
         pred = cfg.y_orig * dirs / (dirs @ np.asarray(c))[:, None]
         # the field on a grid, for the plot
@@ -234,6 +237,9 @@ def run(config: Config, ctx: common.RunContext | None = None) -> Result:
         Fgrid = np.asarray(jax.jit(jax.vmap(Fstar))(pts)).reshape(U1.shape)
         field_all = jax.jit(jax.vmap(lambda K, e: jax.vmap(lambda u: hyper(u, K, e))(pts)))(ks, is_exact)
         fields = np.asarray(field_all).reshape((len(names),) + U1.shape + (2,))
+        toolkit.require_finite(
+            "hypergrad_field (F and the hypergradient field on the grid)", (final_F, Fgrid, fields)
+        )
         c = np.asarray(c)
     exact_point = cfg.y_orig * c / (c @ c)
     return Result(

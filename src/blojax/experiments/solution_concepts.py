@@ -340,7 +340,9 @@ def run(config: Config, ctx: common.RunContext | None = None) -> Result:
         cold_jit, jax.vmap(cold.init)(u0, w0), cfg.cold_steps, key="cold", desc="cold-start", history_axis=1
     )
     toolkit.require_finite("cold-start (lower fit_lr / cold_outer_lr)", diverged_step=cst.diverged_step)
-    w_cold = jax.jit(jax.vmap(lambda u, w: inner.run(problem, u, w)[0]))(cst.u, w0)
+    # throw=False (toolkit NaN policy: no host callback in compiled programs), checked here
+    w_cold = jax.jit(jax.vmap(lambda u, w: inner.run(problem, u, w, throw=False)[0]))(cst.u, w0)
+    toolkit.require_finite("cold-start's final inner solve (lower fit_lr)", w_cold)
     finish("cold", cst.u, w_cold)
     secs["cold_s"] = time.perf_counter() - t0
 

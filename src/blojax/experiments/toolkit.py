@@ -10,8 +10,15 @@ Notation as in the paper: ``u`` outer parameters, ``w`` inner parameters, ``f`` 
 
 NaN policy (one for every experiment):
 
-* library entry points are called with ``throw=True`` (their default), so a non-finite inner solution
-  or hypergradient raises where it happens, also under ``jit``/``vmap``;
+* inside a compiled program (a ``jax.jit`` block, a vmapped sweep) library entry points are called
+  with ``throw=False``, and what the program returns is checked on the host: a non-finite model
+  turns the numbers computed from it into NaN (:func:`nan_unless_finite`), a non-finite algorithm
+  step freezes its state (``diverged_step``), and :func:`require_finite` raises on either. The reason
+  is speed: ``throw=True`` raises through a host callback, and JAX's persistent compilation cache
+  never stores a program that holds one, so every process would compile it again (the quick
+  reproduction's largest programs: about 30 s of CPU per run, docs/benchmarks.md);
+* eager calls outside compiled programs may keep ``throw=True`` (their default): they raise where
+  a non-finite inner solution or hypergradient appears;
 * long outer loops run through ``ctx.run`` (chunked, checkpointed), which raises
   :class:`blojax.NonFiniteError` after the chunk where NaN/inf first appeared, keeping everything
   before it;
@@ -48,6 +55,7 @@ __all__ = [
     "COLD_METHODS",
     "cold_hypergradient",
     "require_finite",
+    "nan_unless_finite",
     "scan_blocks",
     "NonFiniteError",
 ]
@@ -196,6 +204,16 @@ def require_finite(what: str, value=None, *, diverged_step=None, state=None, his
                 raise NonFiniteError(f"{what}: non-finite values (NaN/inf) in the result", state, history)
 
 
+def nan_unless_finite(value, tree):
+    """``value`` where every leaf of ``tree`` is finite, NaN (``value``'s shape and dtype) otherwise.
+
+    How a compiled program reports a non-finite model, e.g. the accuracy of a retrained ``w_T``,
+    without a host callback: ``argmax`` of NaN logits is a valid class, so an accuracy computed from a
+    diverged model would look like a number; marked NaN, :func:`require_finite` on the host raises."""
+    value = jnp.asarray(value)
+    return jnp.where(tree_all_finite(tree), value, jnp.full_like(value, jnp.nan))
+
+
 # ------------------------------------------------------------------------------------ block loops
 def scan_blocks(
     ctx, block, states: dict, n_blocks: int, args: tuple, *, what: str, hint: str, key: str, desc: str
@@ -203,7 +221,8 @@ def scan_blocks(
     """``n_blocks`` calls ``states, hist, eval = block(states, b, *args)`` (``b`` = 0, 1, ...: the
     block index) through ``ctx.scan`` (chunked, checkpointed, with progress); after each chunk every
     state in ``states`` (a dict of algorithm name -> state with ``diverged_step``) goes through
-    :func:`require_finite` as ``f"{what}, {name}-start ({hint})"`` (``hint``: the knobs to lower). Returns the final ``states`` and the
+    :func:`require_finite` as ``f"{what}, {name}-start ({hint})"`` (``hint``: the knobs to lower), and
+    so does every block's ``eval`` (mark numbers of a non-finite model with :func:`nan_unless_finite`). Returns the final ``states`` and the
     stacked ``{"hist": ..., "eval": ...}`` of every block (leading axis: block)."""
 
     def chunk(carry, n):
@@ -215,6 +234,7 @@ def scan_blocks(
             b = b + 1
         for name, s in states.items():
             require_finite(f"{what}, {name}-start ({hint})", diverged_step=s.diverged_step)
+        require_finite(f"{what}, evaluation of a block ({hint})", [p["eval"] for p in parts])
         return (states, b), tree_stack(parts)
 
     (states, _), hist = ctx.scan(chunk, (states, jnp.asarray(0)), n_blocks, key=key, desc=desc)

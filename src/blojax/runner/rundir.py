@@ -38,7 +38,7 @@ import traceback
 import numpy as np
 
 from blojax.experiments import common
-from . import context, files, reuse
+from . import context, files, jaxcache, reuse
 
 from . import configs
 from .errors import UsageError
@@ -333,6 +333,7 @@ def execute(
         "argv": argv,
     }
     files.atomic_write_json(out / "run.json", marker)
+    compiles_before = jaxcache.counts()
     files.atomic_write_json(out / "config.json", config_dict)
     env = files.environment()
     files.atomic_write_json(out / "environment.json", env)
@@ -434,6 +435,8 @@ def execute(
         )
         if ctx.reused:
             marker["reused"] = ctx.reused
+        # programs compiled / loaded from JAX's persistent cache during the run (runner.jaxcache)
+        marker["compilations"] = {k: v - compiles_before[k] for k, v in jaxcache.counts().items()}
         files.atomic_write_json(out / "run.json", marker)
     except OSError as exc:
         raise fail("failed", f"file-system error while writing results: {os_error(exc)}") from None
