@@ -122,10 +122,47 @@ def test_problem_data_are_checked():
         MinibatchProblem(f, lambda u, w: jnp.sum(w), inner_data=jnp.zeros(3), outer_data=jnp.zeros(2))
 
 
+@settings(max_examples=12, deadline=None)
+@given(
+    n=st.integers(1, 30),
+    b=st.integers(1, 30),
+    seed=st.integers(0, 2**16),
+    before=st.integers(0, 12),
+    count=st.integers(0, 40),
+)
+def test_shuffle_draws_equal_successive_next(n, b, seed, before, count):
+    """``Shuffle.draws(state, count)`` (every epoch's permutation drawn first, as the solvers' unguarded
+    loops use it) gives the blocks and the final state of ``count`` calls of ``next``, from any position
+    in an epoch."""
+    if b > n:
+        return
+    s = Shuffle(n, b)
+    state = s.init(jax.random.PRNGKey(seed))
+    nxt = jax.jit(s.next)
+    for _ in range(before):
+        _, state = nxt(state)
+    blocks, after = jax.jit(s.draws, static_argnums=1)(state, count)
+    seq, st_ = [], state
+    for _ in range(count):
+        j, st_ = nxt(st_)
+        seq.append(int(j))
+    assert blocks.shape == (count,) and np.asarray(blocks).tolist() == seq
+    for x, y in zip(jax.tree_util.tree_leaves(after), jax.tree_util.tree_leaves(st_)):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
 # ------------------------------------------------------------------------------------ schedules / errors
 def test_inverse_power():
     s = inverse_power(0.1, 0.5)
     np.testing.assert_allclose([float(s(k)) for k in (0, 3)], [0.1, 0.05], rtol=1e-6)
+    # the tabulated form the solvers' unguarded loops use: init_value * power(k), the same number as
+    # the schedule compiled (XLA rewrites a / x^e as a * x^-e); both evaluated here by one program
+    for a, e in ((0.1, 0.5), (0.01, 5 / 7), (0.1, 1 / 7), (2.0, 0.0)):
+        f = inverse_power(a, e)
+        ks = jnp.arange(0, 5000, 7, dtype=jnp.int32)
+        direct, tabulated = jax.jit(lambda k, f=f, a=a: (jax.vmap(f)(k), a * f.power(k)))(ks)
+        np.testing.assert_array_equal(np.asarray(direct), np.asarray(tabulated))
     with pytest.raises(ValueError, match="init_value must be a positive"):
         inverse_power(0.0, 0.5)
 

@@ -9,7 +9,7 @@ import pytest
 
 import blojax as blo
 from blojax import Status as S
-from blojax.stochastic import MinibatchProblem, Shuffle, StochasticInfo
+from blojax.stochastic import MinibatchProblem, Shuffle, StochasticInfo, WithReplacement, inverse_power
 
 
 def _problem(n=12, m=8, d=3, seed=0):
@@ -144,6 +144,24 @@ GUARD_CASES = {
     ),
     # SABA writing each table row in the step that reads it (instead of deferring it to the next step)
     "SABA-direct": lambda p, lr: _direct_rows(SOLVERS["SABA"](p, lr)),
+    # decaying step sizes: the unguarded loops take a / (k + 1)^e from a table computed before them
+    "SOBA-decay": lambda p, lr: blo.SOBA(
+        p, Shuffle(12, 4), Shuffle(8, 4), inner_lr=inverse_power(lr, 0.5), outer_lr=inverse_power(lr, 0.5)
+    ),
+    "F2SA-decay": lambda p, lr: blo.F2SA(
+        p,
+        Shuffle(12, 5),  # an overlapping last block
+        Shuffle(8, 4),
+        inner_lr=inverse_power(lr, 5 / 7),
+        z_lr=inverse_power(lr, 4 / 7),
+        outer_lr=inverse_power(lr, 4 / 7),
+        lam_lr=inverse_power(0.1, 1 / 7),
+        inner_steps=2,
+    ),
+    # a sampler without draws(): drawn in the step
+    "AmIGO-replacement": lambda p, lr: blo.AmIGO(
+        p, WithReplacement(12, 4), WithReplacement(8, 4), inner_lr=lr, outer_lr=lr, inner_steps=2
+    ),
     # only v overflows (u and w stay finite): the chunk must still be replayed and frozen
     "StocBiO-v": lambda p, lr: blo.StocBiO(
         p,
@@ -161,16 +179,92 @@ GUARD_CASES = {
 @pytest.mark.parametrize("name", sorted(GUARD_CASES))
 @pytest.mark.parametrize("lr", [0.05, 1e4])
 def test_guard_per_chunk_equals_guard_per_step(name, lr):
-    """run() checks finiteness once per chunk of _GUARD_EVERY steps and replays a chunk step by step
-    when it went non-finite; the result must be the per-step guard's (state, history, diverged step)."""
+    """Eagerly, run() executes the whole call unguarded and replays it with the guard only when it
+    went non-finite; under jit it checks finiteness once per chunk of _GUARD_EVERY steps and replays a
+    chunk step by step when it went non-finite. Both must give the per-step guard's result (state,
+    history, diverged step)."""
     p = _problem()
     chunked, per_step = GUARD_CASES[name](p, lr), GUARD_CASES[name](p, lr)
     object.__setattr__(per_step, "_GUARD_EVERY", 0)  # the per-step guard
     object.__setattr__(chunked, "_GUARD_EVERY", 16)  # short chunks: several in a short run
     steps = 3 * 16 + 5  # whole chunks and a remainder
-    a, ha = chunked.run(chunked.init(U0, W0), steps, throw=False)
+    a, ha = chunked.run(chunked.init(U0, W0), steps, throw=False)  # eager: host-decided replay
+    c, hc = jax.jit(lambda s: chunked.run(s, steps, throw=False))(chunked.init(U0, W0))  # in-graph chunks
     b, hb = per_step.run(per_step.init(U0, W0), steps, throw=False)
-    assert int(a.info.diverged_step) == int(b.info.diverged_step)
+    assert int(a.info.diverged_step) == int(b.info.diverged_step) == int(c.info.diverged_step)
     assert (int(a.info.diverged_step) >= 0) == (lr > 1)  # both branches of the chunk are exercised
-    for x, y in zip(jax.tree_util.tree_leaves((a, ha)), jax.tree_util.tree_leaves((b, hb))):
+    ref = jax.tree_util.tree_leaves((b, hb))
+    for got in (jax.tree_util.tree_leaves((a, ha)), jax.tree_util.tree_leaves((c, hc))):
+        assert len(got) == len(ref)
+        for x, y in zip(got, ref):
+            assert x.dtype == y.dtype
+            np.testing.assert_allclose(
+                np.asarray(x), np.asarray(y), rtol=64 * np.finfo(np.float32).eps, atol=0
+            )
+
+
+def _count_guarded_calls(algo):
+    """Wraps ``algo``'s guarded program (the replay) to count its calls."""
+    calls, guarded = [], algo._jit_scan
+
+    def counted(*args):
+        calls.append(args[1])
+        return guarded(*args)
+
+    object.__setattr__(algo, "_jit_scan", counted)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["SOBA-decay", "SABA", "StocBiO-v"])
+def test_eager_run_replays_only_a_non_finite_call(name):
+    """An eager run() reads one flag of its unguarded program on the host and calls the guarded one
+    only when that flag says a step was non-finite (or the state came in frozen): a finite call runs
+    one program; a diverging one still raises NonFiniteError with the frozen state, as the per-step
+    guard gives it."""
+    p = _problem()
+    good = GUARD_CASES[name](p, 0.05)
+    calls = _count_guarded_calls(good)
+    s, h = good.run(good.init(U0, W0), 30)
+    s, h2 = good.run(s, 7, history=False)
+    assert calls == [] and h2 is None and int(s.step) == 37 and int(s.status) == S.CONVERGED
+
+    bad, per_step = GUARD_CASES[name](p, 1e4), GUARD_CASES[name](p, 1e4)
+    object.__setattr__(per_step, "_GUARD_EVERY", 0)
+    calls = _count_guarded_calls(bad)
+    with pytest.raises(blo.NonFiniteError, match=r"non-finite values .* outer step \d+") as err:
+        bad.run(bad.init(U0, W0), 40)
+    assert calls == [40]  # the replay, once
+    ref, ref_h = per_step.run(per_step.init(U0, W0), 40, throw=False)
+    for x, y in zip(
+        jax.tree_util.tree_leaves((err.value.state, err.value.history)),
+        jax.tree_util.tree_leaves((ref, ref_h)),
+    ):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=64 * np.finfo(np.float32).eps, atol=0)
+    # a frozen state stays frozen: the unguarded program reports it, the guarded one keeps it
+    frozen = err.value.state
+    again, h3 = bad.run(frozen, 5, throw=False)
+    assert calls == [40, 5]
+    ref2, ref2_h = per_step.run(ref, 5, throw=False)
+    assert np.all(np.asarray(h3["status"]) == S.NONFINITE)
+    for x, y, z in zip(
+        jax.tree_util.tree_leaves(again), jax.tree_util.tree_leaves(frozen), jax.tree_util.tree_leaves(ref2)
+    ):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        np.testing.assert_allclose(np.asarray(x), np.asarray(z), rtol=64 * np.finfo(np.float32).eps, atol=0)
+    with pytest.raises(blo.NonFiniteError):
+        bad.run(frozen, 1)
+
+
+def test_eager_run_under_an_outer_jit_with_a_closed_over_state():
+    """A concrete state closed over by an outer jit: run() cannot read the flag on the host there and
+    raises through the in-graph check, as under jit with a traced state."""
+    p = _problem()
+    bad = SOLVERS["SOBA"](p, 1e4)
+    s0 = bad.init(U0, W0)
+    with pytest.raises(Exception, match="SOBA: non-finite"):
+        jax.block_until_ready(jax.jit(lambda: bad.run(s0, 40)[0].u)())
+    good = SOLVERS["SOBA"](p, 0.05)
+    g0 = good.init(U0, W0)
+    a = jax.jit(lambda: good.run(g0, 40, throw=False)[0].u)()
+    b = good.run(g0, 40)[0].u
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=64 * np.finfo(np.float32).eps, atol=0)

@@ -47,13 +47,15 @@ def main(argv=None):
         "--guard-every",
         type=int,
         default=None,
-        help="blojax: steps per unguarded chunk of run()'s non-finite guard (default: the solver's, 1024)",
+        help="blojax: steps per unguarded chunk of run()'s in-graph non-finite guard (default: the solver's, "
+        "1024); 0 or 1: the per-step guard. An eager run() with any value > 1 runs its own program "
+        "(the whole call unguarded, replayed with the guard only if it went non-finite)",
     )
     ap.add_argument(
         "--bare",
         action="store_true",
-        help="blojax: call the compiled scan directly instead of run() (no argument checks, no host read "
-        "of the divergence flag): what run()'s Python side costs",
+        help="blojax: call the compiled program directly instead of run() (no argument checks, no host read "
+        "of the finiteness flag): what run()'s Python side costs",
     )
     args = ap.parse_args(argv)
 
@@ -107,8 +109,11 @@ def main(argv=None):
         jax.block_until_ready(st["ref"][1]["outer_var"])
 
     def run_blojax():
-        if args.bare:  # run()'s compiled program for an unbatched state, without run()'s Python side
-            st["blojax"], _ = algo._jit_scan(st["blojax"], it, args.history, not args.no_freeze, True)
+        if args.bare:  # run()'s compiled program for an eager call, without run()'s Python side
+            if args.no_freeze or args.guard_every is not None:
+                st["blojax"], _ = algo._jit_scan(st["blojax"], it, args.history, not args.no_freeze, True)
+            else:
+                st["blojax"], _, _ = algo._jit_eager(st["blojax"], it, args.history)
         else:
             st["blojax"], _ = algo.run(st["blojax"], it, history=args.history, freeze=not args.no_freeze)
         jax.block_until_ready(st["blojax"].u)

@@ -10,8 +10,10 @@ the top-level operations of its body, i.e. what the CPU runtime dispatches once 
 copies, dots, conditionals, others), how many of them are finiteness checks, and how many copies
 move a whole array of rank >= 2 (a SAGA table). On these small problems (a 64-dimensional step is a
 few microseconds) the number of dispatched operations per step is what the time follows. blojax's
-program holds each step twice: the unguarded fast loop and, in a conditional branch, the guarded
-replay (the one with the finiteness checks and the state select).
+program is the one an eager ``run`` executes: the unguarded loop, the step sizes and (``Shuffle``)
+the blocks of the whole chunk computed before it; the guarded replay, with the finiteness checks and
+the state select, is a separate program that ``run`` calls only when this one reports a non-finite
+step. Loops without a ``dot`` (the samplers' epochs, the threefry rounds) are not listed.
 """
 
 from __future__ import annotations
@@ -152,8 +154,9 @@ def main(argv=None):
         s0 = algo.init(setup["u0"], setup["w0"], jax.random.PRNGKey(1))
         texts = {
             "benchmark_bilevel": lowered.compile().as_text(),
-            # the program run(state, ef, history=False) executes (unbatched state: the chunked guard)
-            "blojax": algo._jit_scan.lower(s0, ef, False, True, True).compile().as_text(),
+            # the program an eager run(state, ef, history=False) executes (the guarded replay is another
+            # program, run only when this one reports a non-finite step)
+            "blojax": algo._jit_eager.lower(s0, ef, False).compile().as_text(),
         }
         for side, text in texts.items():
             for ops, big, finite, depth in loops(text):

@@ -16,9 +16,11 @@ Conventions (every solver):
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, ClassVar, NamedTuple
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -35,6 +37,19 @@ try:  # the tracer type of jax.vmap (not public): run() keeps the per-step guard
     from jax._src.interpreters.batching import BatchTracer as _BatchTracer
 except ImportError:  # pragma: no cover - another jax: the per-step guard everywhere (always correct)
     _BatchTracer = None
+
+
+class _Tape(NamedTuple):
+    """A sampler state standing for the draws of one step, known beforehand (see ``_unguarded``)."""
+
+    blocks: jax.Array  # the step's blocks, in draw order
+    pos: jax.Array  # the next one
+
+
+def _next(sampler, s):
+    if isinstance(s, _Tape):
+        return jax.lax.dynamic_index_in_dim(s.blocks, s.pos, keepdims=False), _Tape(s.blocks, s.pos + 1)
+    return sampler.next(s)
 
 
 def _batched(tree) -> bool:
@@ -99,6 +114,7 @@ class StochasticSolver:
     _schedules: ClassVar[Any]
     _jit_step: ClassVar[Callable[..., Any]]
     _jit_scan: ClassVar[Callable[..., Any]]
+    _jit_eager: ClassVar[Callable[..., Any]]
 
     problem: MinibatchProblem
     inner_sampler: Any
@@ -142,6 +158,7 @@ class StochasticSolver:
         object.__setattr__(self, "_schedules", lrs)
         object.__setattr__(self, "_jit_step", jax.jit(self._step))
         object.__setattr__(self, "_jit_scan", jax.jit(self._scan, static_argnums=(1, 2, 3, 4)))
+        object.__setattr__(self, "_jit_eager", jax.jit(self._eager, static_argnums=(1, 2)))
 
     def _check_fields(self):
         pass
@@ -165,11 +182,11 @@ class StochasticSolver:
 
     # ------------------------------------------------------------------ oracles on one batch
     def _draw_inner(self, s):
-        block, s = self.inner_sampler.next(s)
+        block, s = _next(self.inner_sampler, s)
         return block, self.problem.inner_batch(block, self.inner_sampler.batch_size), s
 
     def _draw_outer(self, s):
-        block, s = self.outer_sampler.next(s)
+        block, s = _next(self.outer_sampler, s)
         return block, self.problem.outer_batch(block, self.outer_sampler.batch_size), s
 
     def _grad_f_w(self, u, w, batch):
@@ -255,10 +272,12 @@ class StochasticSolver:
         """The proposed step is kept: everything finite and the run not already frozen."""
         return jnp.logical_and(tree_all_finite((u, w, v, d, aux)), state.diverged_step < 0)
 
-    def _step(self, state: StochasticState, freeze: bool = True, guard: bool = True):
+    def _step(self, state: StochasticState, freeze: bool = True, guard: bool = True, lr=None):
         """One step. ``freeze``: keep the last finite state on a non-finite step; ``guard=False``: no
-        finiteness check at all (the unguarded chunks of :meth:`_scan`; ``status`` stays as it was)."""
-        lr = {name: sched(state.step) for name, sched in self._schedules.items()}
+        finiteness check at all (the unguarded chunks of :meth:`_scan`; ``status`` stays as it was);
+        ``lr``: step sizes of this step already computed (by name; the others from the schedules)."""
+        lr = {} if lr is None else lr
+        lr = {name: lr[name] if name in lr else sched(state.step) for name, sched in self._schedules.items()}
         u, w, v, memory, aux, si, so, d = self._update(state, lr, guard)
         proposed = StochasticState(u, w, v, memory, aux, si, so, state.step + 1, state.diverged_step)
         nan = jnp.full((), jnp.nan, jnp.result_type(*jax.tree_util.tree_leaves(u)))
@@ -327,24 +346,7 @@ class StochasticSolver:
         # so a non-finite entry stays non-finite to the end of the chunk; a non-finite direction d
         # makes u - b d non-finite (b * NaN = NaN, b * inf = +-inf, 0 * inf = NaN). A v that is not
         # carried (StocBiO, AmIGO(warm_v=False): recomputed each step) is checked at every step.
-        carried_v = self._v_carried
-
-        def fast(s, length):
-            s = self._fast_begin(s)
-            if carried_v:
-                s, hist = jax.lax.scan(body(False, False), s, None, length=length)
-                ok = tree_all_finite((s.u, s.w, s.v, s.aux))
-            else:
-
-                def f(carry, _):
-                    s, ok = carry
-                    s, metrics = self._step(s, False, False)
-                    ok = jnp.logical_and(ok, tree_all_finite(s.v))
-                    return (s, ok), (metrics if history else None)
-
-                (s, ok), hist = jax.lax.scan(f, (s, jnp.asarray(True)), None, length=length)
-                ok = jnp.logical_and(ok, tree_all_finite((s.u, s.w, s.aux)))
-            return self._fast_end(s), hist, ok
+        fast = functools.partial(self._unguarded, history=history)
 
         def chunk_of(length):
             def chunk(s, _=None):
@@ -377,6 +379,65 @@ class StochasticSolver:
             else jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), *parts)
         )
         return state, hist
+
+    def _unguarded(self, s, length, history=True):
+        """``length`` steps with no finiteness check at all: ``(state, history, ok)``, ``ok`` False when
+        one of them was non-finite (the result must then be discarded; see :meth:`_scan`)."""
+
+        # inverse_power step sizes a / (k + 1)^e: the powers of the whole pass in one vectorized
+        # evaluation before the loop, which then reads one number per schedule and step instead of
+        # evaluating a power (a transcendental function) every step; the same values to the bit, see
+        # schedules.inverse_power. Other schedules are evaluated in the step, constants folded.
+        ks = s.step + jnp.arange(length, dtype=jnp.result_type(s.step))
+        powers = {name: f.power(ks) for name, f in self._schedules.items() if hasattr(f, "power")}
+
+        # A sampler that can draw many blocks at once (Shuffle.draws) draws those of the whole pass
+        # before the loop: which blocks a step uses does not depend on the iterates, and the loop then
+        # reads each step's blocks (a _Tape) instead of testing for a new epoch at every draw. The
+        # same blocks, and the same sampler state at the end.
+        tapes, after = {}, {}
+        for field, sampler, per in (
+            ("inner_sampler", self.inner_sampler, self.draws_per_step[0]),
+            ("outer_sampler", self.outer_sampler, self.draws_per_step[1]),
+        ):
+            if hasattr(sampler, "draws") and per >= 1 and length >= 1:
+                blocks, after[field] = sampler.draws(getattr(s, field), length * per)
+                tapes[field] = blocks.reshape(length, per)
+
+        def step_sizes(p):
+            return {name: self._schedules[name].init_value * x for name, x in p.items()}
+
+        def step(carry, x):
+            p, tape = x
+            zero = jnp.zeros((), jnp.int32)
+            carry = carry._replace(**{f: _Tape(b, zero) for f, b in tape.items()})
+            s, metrics = self._step(carry, False, False, step_sizes(p))
+            return s._replace(**dict.fromkeys(tape)), (metrics if history else None)
+
+        s = self._fast_begin(s)._replace(**dict.fromkeys(tapes))
+        xs = (powers, tapes)
+        if self._v_carried:
+            s, hist = jax.lax.scan(step, s, xs, length=length)
+            ok = tree_all_finite((s.u, s.w, s.v, s.aux))
+        else:  # v recomputed every step: a non-finite v does not persist, so it is checked at every step
+
+            def f(carry, x):
+                s, ok = carry
+                s, metrics = step(s, x)
+                return (s, jnp.logical_and(ok, tree_all_finite(s.v))), metrics
+
+            (s, ok), hist = jax.lax.scan(f, (s, jnp.asarray(True)), xs, length=length)
+            ok = jnp.logical_and(ok, tree_all_finite((s.u, s.w, s.aux)))
+        return self._fast_end(s._replace(**after)), hist, ok
+
+    def _eager(self, state, steps, history=True):
+        """The program of an eager ``run``: ``steps`` unguarded steps in one ``lax.scan`` and whether
+        their result can be kept (every step finite and ``state`` not frozen). When it cannot, ``run``
+        replays the same steps from ``state`` with the guard (:meth:`_scan`), on the host's decision:
+        the flag is read there anyway (to raise eagerly), so the compiled program holds only the loop,
+        with no conditional around it and no copy of the state kept for a replay."""
+        new, hist, ok = self._unguarded(state, steps, history)
+        return new, hist, jnp.logical_and(ok, state.diverged_step < 0)
 
     def _check_replay(self, state, steps):
         for which, sampler, s, per in (
@@ -417,10 +478,12 @@ class StochasticSolver:
           history: ``False`` skips the per-step metrics (``history`` is then ``None``): the loop then
             holds only the algorithm's own work, as a benchmark runner wants.
           freeze: ``True`` (default) keeps the state at the last finite step once a step is non-finite.
-            On an unbatched state this costs one finiteness check per chunk of up to 1024 steps run
-            without any check (a chunk that went non-finite is run again from its start with the
-            per-step guard: same result); under ``vmap`` it is a check and a select of every state
-            leaf per step. ``False`` only detects it, with a check per step (``status``,
+            Called eagerly, the steps run without any check and one finiteness flag of the result is
+            read on the host; only when it says a step was non-finite (or ``state`` came in frozen)
+            are the same steps run again from ``state`` with the guard (same result as checking
+            every step). Under ``jit`` it is one check per chunk of up to 1024 unchecked steps, a
+            chunk that went non-finite being run again step by step; under ``vmap`` a check and a
+            select of every state leaf per step. ``False`` only detects it, with a check per step (``status``,
             ``info.diverged_step`` and ``throw`` work the same), and lets the NaN run on.
           progress: show a progress bar; the run is then split into ``chunks`` compiled scans.
           on_nonfinite: the older spelling of ``throw``: ``"raise"`` (= ``throw=True``) or ``"stop"``
@@ -451,31 +514,47 @@ class StochasticSolver:
                 raise TypeError(f"{name}.run({arg}=...) must be True or False, got {val!r}")
         if not isinstance(throw, bool):
             raise TypeError(f"{name}.run(throw=...) must be True or False, got {throw!r}")
-        self._check_replay(state, steps)
-        traced = _is_traced(state)
+        if isinstance(self.inner_sampler, Replay) or isinstance(self.outer_sampler, Replay):
+            self._check_replay(state, steps)
+        leaves = jax.tree_util.tree_leaves(state)
+        traced = any(isinstance(x, jax.core.Tracer) for x in leaves)
         # under vmap a cond runs both branches: there the per-step guard is cheaper
-        chunked = not _batched(state)
+        chunked = not (traced and _batched(leaves))
+        # eagerly, the guard's decision is made on the host (see _eager)
+        eager = not traced and freeze and self._GUARD_EVERY > 1
+
+        def scan(state, n):
+            """``(state, history, finite)``; ``finite``: known on the host that every step was finite."""
+            if eager and n >= 1:
+                new, out, ok = self._jit_eager(state, n, history)
+                if not isinstance(ok, jax.core.Tracer):  # (a concrete state closed over by an outer jit)
+                    if np.asarray(ok):  # waits for the result, as reading the divergence flag would
+                        return new, out, True
+                    return (*self._jit_scan(state, n, history, freeze, True), False)  # replay, guarded
+            return (*self._jit_scan(state, n, history, freeze, chunked), False)
+
         if progress and not traced and steps > 1:
             from tqdm.auto import tqdm
 
-            size, parts, done = max(1, -(-steps // max(1, chunks))), [], 0
+            size, parts, done, finite = max(1, -(-steps // max(1, chunks))), [], 0, True
             with tqdm(total=steps, desc=name, unit="step") as bar:
                 while done < steps:
                     n = min(size, steps - done)
-                    state, h = self._jit_scan(state, n, history, freeze, chunked)
+                    state, h, fin = scan(state, n)
+                    finite = finite and fin
                     jax.block_until_ready(state)
                     parts.append(h)
                     done += n
                     bar.update(n)
             out = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts) if history else None
         else:
-            state, out = self._jit_scan(state, steps, history, freeze, chunked)
+            state, out, finite = scan(state, steps)
+        if finite or not throw:
+            return state, out
         message = (
             f"{name}: non-finite values (NaN/inf) at an outer step; the state is frozen at the last "
             "finite step. Lower the step sizes, or pass throw=False and read state.info."
         )
-        if not throw:
-            return state, out
         if traced or _is_traced(state):
             return raise_if(state, jnp.any(state.diverged_step >= 0), message), out
         bad = int(np.max(np.asarray(state.diverged_step)))

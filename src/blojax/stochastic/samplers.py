@@ -81,23 +81,50 @@ class Shuffle(_Base):
     def __post_init__(self):
         _check_sizes("Shuffle", self.n, self.batch_size)
 
+    def _permutation(self, key):
+        return jax.random.permutation(key, self.n_blocks).astype(jnp.int32)
+
     def init(self, key) -> ShuffleState:
         key, sub = jax.random.split(key)
-        return ShuffleState(jax.random.permutation(sub, self.n_blocks).astype(jnp.int32), jnp.int32(0), key)
+        return ShuffleState(self._permutation(sub), jnp.int32(0), key)
 
     def next(self, state: ShuffleState):
         block = state.order[state.pos]
 
         def new_epoch(s):
             key, sub = jax.random.split(s.key)
-            return ShuffleState(
-                jax.random.permutation(sub, self.n_blocks).astype(jnp.int32), jnp.int32(0), key
-            )
+            return ShuffleState(self._permutation(sub), jnp.int32(0), key)
 
         def same_epoch(s):  # the increment inside the branch: one operation less per draw when compiled
             return ShuffleState(s.order, s.pos + 1, s.key)
 
         return block, jax.lax.cond(state.pos == self.n_blocks - 1, new_epoch, same_epoch, state)
+
+    def draws(self, state: ShuffleState, count: int):
+        """The next ``count`` blocks at once, and the state after them: the same blocks and state as
+        ``count`` calls of :meth:`next`, with every epoch's permutation drawn before (the keys in one
+        short loop over the epochs, the permutations batched) instead of a test for a new epoch at
+        every draw."""
+        N = self.n_blocks
+        epochs = count // N + 1  # new epochs the draws can start (state.pos < N is not static)
+
+        def epoch(key, _):  # the chain of keys is sequential; the permutations are not
+            key, sub = jax.random.split(key)
+            return key, (key, sub)
+
+        _, (keys, subs) = jax.lax.scan(epoch, state.key, None, length=epochs)
+        orders = jax.vmap(self._permutation)(subs)  # all epochs' permutations in one batched draw and sort
+        orders = jnp.concatenate([state.order[None], orders])  # epoch 0: the current one
+        keys = jnp.concatenate([state.key[None], keys])
+        blocks = jax.lax.dynamic_slice_in_dim(orders.reshape(-1), state.pos, count)
+        end = state.pos + count  # position in the concatenated epochs
+        e = end // N  # epochs started by the draws (one starts right after a draw at position N - 1)
+        after = ShuffleState(
+            jax.lax.dynamic_index_in_dim(orders, e, keepdims=False),
+            (end - e * N).astype(jnp.int32),
+            jax.lax.dynamic_index_in_dim(keys, e, keepdims=False),
+        )
+        return blocks, after
 
 
 class KeyState(NamedTuple):

@@ -26,7 +26,13 @@ def inverse_power(init_value: float, exponent: float):
     def schedule(count):
         return init_value / (jnp.asarray(count) + 1.0) ** exponent
 
-    schedule.init_value, schedule.exponent = init_value, exponent
+    def power(count):
+        """``(k + 1)^(-e)``: ``schedule(k) = init_value * power(k)``, the form XLA compiles ``schedule`` to
+        (``a / x^e`` is rewritten ``a * x^(-e)``), so a loop may take these values from a table computed
+        before it and get the same step sizes to the bit."""
+        return (jnp.asarray(count) + 1.0) ** -exponent
+
+    schedule.init_value, schedule.exponent, schedule.power = init_value, exponent, power
     return schedule
 
 
