@@ -176,8 +176,19 @@ GUARD_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(GUARD_CASES))
-@pytest.mark.parametrize("lr", [0.05, 1e4])
+# In the default suite (the rest under the slow marker): the plain solvers and the two cases with a v
+# that matters to the guard (AmIGO-cold, StocBiO-v) diverging (lr = 1e4: the replay), and the cases
+# whose unguarded step differs from the plain solvers' (decaying step sizes from a table, a sampler
+# without draws(), SABA's direct row writes) finite (lr = 0.05: the unguarded result kept).
+_VARIANTS = ("SOBA-decay", "F2SA-decay", "AmIGO-replacement", "SABA-direct")
+GUARD_PARAMS = [
+    pytest.param(n, lr, id=f"{lr}-{n}", marks=() if (n in _VARIANTS) == (lr < 1) else pytest.mark.slow)
+    for lr in (0.05, 1e4)
+    for n in sorted(GUARD_CASES)
+]
+
+
+@pytest.mark.parametrize("name,lr", GUARD_PARAMS)
 def test_guard_per_chunk_equals_guard_per_step(name, lr):
     """Eagerly, run() executes the whole call unguarded and replays it with the guard only when it
     went non-finite; under jit it checks finiteness once per chunk of _GUARD_EVERY steps and replays a
@@ -215,7 +226,7 @@ def _count_guarded_calls(algo):
     return calls
 
 
-@pytest.mark.parametrize("name", ["SOBA-decay", "SABA", "StocBiO-v"])
+@pytest.mark.parametrize("name", ["SOBA-decay", pytest.param("SABA", marks=pytest.mark.slow), "StocBiO-v"])
 def test_eager_run_replays_only_a_non_finite_call(name):
     """An eager run() reads one flag of its unguarded program on the host and calls the guarded one
     only when that flag says a step was non-finite (or the state came in frozen): a finite call runs
