@@ -102,7 +102,7 @@ class Shuffle(_Base):
 
     def draws(self, state: ShuffleState, count: int):
         """The next ``count`` blocks at once, and the state after them: the same blocks and state as
-        ``count`` calls of :meth:`next`, with every epoch's permutation drawn before (the keys in one
+        ``count`` calls of ``next``, with every epoch's permutation drawn before (the keys in one
         short loop over the epochs, the permutations batched) instead of a test for a new epoch at
         every draw."""
         N = self.n_blocks
