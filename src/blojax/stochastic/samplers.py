@@ -100,9 +100,9 @@ class Shuffle(_Base):
 
         return block, jax.lax.cond(state.pos == self.n_blocks - 1, new_epoch, same_epoch, state)
 
-    def draws(self, state: ShuffleState, count: int):
-        """The next ``count`` blocks at once, and the state after them: the same blocks and state as
-        ``count`` calls of ``next``, with every epoch's permutation drawn before (the keys in one
+    def draws(self, state, count: int):
+        """The next ``count`` blocks at once, and the state (a ``ShuffleState``) after them: the same
+        blocks and state as ``count`` calls of ``next``, with every epoch's permutation drawn before (the keys in one
         short loop over the epochs, the permutations batched) instead of a test for a new epoch at
         every draw."""
         N = self.n_blocks
