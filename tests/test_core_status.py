@@ -245,7 +245,7 @@ def _has_host_callback(fn, *args) -> bool:
 def test_algorithm_throw_false_checks_traced_fields_without_a_callback(x64):
     """ColdStart/WarmStart(throw=False): no host callback in the compiled run, and a traced strategy
     field out of range rejects the step (state frozen at step 0, diverged_step = 0) instead of raising;
-    in range, the states equal throw=True's bit for bit."""
+    in range, the states equal throw=True's (to round-off)."""
     P, u, w = ridge_problem()
     inner = blo.InnerLoop(optax.sgd(0.1), steps=5)
 
@@ -260,7 +260,11 @@ def test_algorithm_throw_false_checks_traced_fields_without_a_callback(x64):
         good_f = jax.jit(lambda e: run(e, False, cls))(0.1)
         assert int(good_f.diverged_step) == -1 and int(good_f.step) == 4
         for a, b in zip(jax.tree_util.tree_leaves(good_t), jax.tree_util.tree_leaves(good_f)):
-            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+            # the two programs differ by the check only (bit-identical here; another CPU may fuse
+            # them differently, hence a float64 round-off tolerance)
+            np.testing.assert_allclose(
+                np.asarray(a), np.asarray(b), rtol=64 * np.finfo(np.float64).eps, atol=0
+            )
         # out of range under vmap: only that entry is rejected, at its first step
         states = jax.jit(jax.vmap(lambda e: run(e, False, cls)))(jnp.array([0.1, -1.0]))
         assert np.asarray(states.diverged_step).tolist() == [-1, 0]
