@@ -102,9 +102,9 @@ class Shuffle(_Base):
 
     def draws(self, state, count: int):
         """The next ``count`` blocks at once, and the state (a ``ShuffleState``) after them: the same
-        blocks and state as ``count`` calls of ``next``, with every epoch's permutation drawn before (the keys in one
-        short loop over the epochs, the permutations batched) instead of a test for a new epoch at
-        every draw."""
+        blocks and state as ``count`` calls of ``next``, with every epoch's permutation drawn before
+        (the keys in one short loop over the epochs, the permutations batched) instead of a test for
+        a new epoch at every draw."""
         N = self.n_blocks
         epochs = count // N + 1  # new epochs the draws can start (state.pos < N is not static)
 
